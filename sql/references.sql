@@ -1,0 +1,484 @@
+-- filegc: references, the lock protocol, tombstone scheduling, track/untrack.
+--
+-- Shared by every engine. An engine provides four functions of its own:
+--   filegc.ref_path(value text, prefixes text[]) RETURNS text        IMMUTABLE
+--   filegc.ref_paths(values text[], prefixes text[]) RETURNS text[]  IMMUTABLE
+--   filegc.ref_path_problem(value text, prefixes text[]) RETURNS text
+--   filegc.references_trigger() and filegc.truncate_trigger()        triggers
+-- Everything here reaches them by name, from PL/pgSQL or dynamic SQL, so this
+-- file does not care which engine provides them.
+
+------------------------------------------------------------------------------
+-- The lock protocol
+--
+-- The promise: a file that a committed row references is never deleted.
+--
+-- 1. Every path a row trigger adds or removes is locked with a SHARED
+--    transaction-level advisory lock (key: filegc.path_lock_key). Shared locks
+--    never conflict with each other, so application transactions never wait
+--    for one another because of filegc and cannot deadlock through it,
+--    whatever order their statements touch paths in.
+-- 2. The sweeper, before it deletes a path, takes the EXCLUSIVE lock on the
+--    same key with pg_try_advisory_xact_lock (it never waits: a busy path is
+--    simply retried later), then checks filegc.is_referenced with a fresh
+--    snapshot, then deletes, then commits. It holds the lock across the check
+--    and the deletion.
+-- 3. Why that is enough. Take any row R that references path P and commits.
+--    Its trigger took SHARED(P) before R's transaction committed and held it
+--    until then.
+--    - If the sweeper got EXCLUSIVE(P) before R's trigger ran, R's trigger
+--      waits until the sweeper commits; the deletion happened before R was
+--      committed, so no committed row referenced P at that moment (and with
+--      the trash the file comes back: the trigger asks for a restore).
+--    - If R's trigger ran first, the sweeper's try-lock fails until R's
+--      transaction ends. After it ends, the sweeper's fresh snapshot sees R
+--      (if it committed) and refuses the deletion.
+--    So the sweeper never deletes P while a committed row references it. This
+--    holds at every isolation level of the application, because the sweeper's
+--    check runs in its own READ COMMITTED transaction with a new snapshot.
+-- 4. The triggers only schedule. Their view of other transactions can be
+--    stale (REPEATABLE READ, or two concurrent transactions each unable to see
+--    the other), so a tombstone can exist for a referenced path or be missing
+--    for an unreferenced one. The first is harmless (the sweeper's check
+--    outcome is skipped_referenced); the second is caught by the orphan
+--    cleanup. Neither breaks the promise.
+-- 5. A transaction that touches very many paths (a mass DELETE, TRUNCATE,
+--    untrack) would fill PostgreSQL's lock table with one lock per path. Past
+--    filegc.max_path_locks() paths it takes one SHARED lock on an escalation
+--    key instead; the sweeper takes EXCLUSIVE on that key too (also by
+--    try-lock), so such a transaction blocks all deletions until it ends,
+--    which keeps point 3 true.
+------------------------------------------------------------------------------
+
+-- The advisory-lock class of path locks ('fgc1'); the two-key form keeps
+-- filegc's keys apart from an application's single-bigint advisory locks.
+CREATE FUNCTION filegc.path_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052657 $$;
+
+-- The advisory-lock class of the escalation lock ('fgc2').
+CREATE FUNCTION filegc.escalation_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052658 $$;
+
+-- How many path locks one transaction takes before it escalates: PostgreSQL
+-- sizes its lock table for max_locks_per_transaction (64 by default) each.
+CREATE FUNCTION filegc.max_path_locks() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 64 $$;
+
+CREATE FUNCTION filegc.path_lock_key(path text) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(path) $$;
+COMMENT ON FUNCTION filegc.path_lock_key(text) IS 'The advisory-lock key of a path (class filegc.path_lock_class())';
+
+-- Takes the SHARED lock of each path for the rest of the transaction, or the
+-- escalation lock once the transaction has taken too many.
+CREATE FUNCTION filegc.lock_paths_shared(paths text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    taken integer := coalesce(nullif(current_setting('filegc.path_locks_taken', true), ''), '0')::integer;
+    wanted integer := coalesce(cardinality(paths), 0);
+BEGIN
+    IF wanted = 0 OR taken < 0 THEN
+        RETURN;
+    END IF;
+    IF taken + wanted > filegc.max_path_locks() THEN
+        PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
+        PERFORM set_config('filegc.path_locks_taken', '-1', true);
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p))
+       FROM unnest(paths) AS p;
+    PERFORM set_config('filegc.path_locks_taken', (taken + wanted)::text, true);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Probing the tracked columns
+------------------------------------------------------------------------------
+
+-- The expression that maps a tracked column to its references; the same text
+-- builds the index, the probes and the listings, so the planner matches them.
+CREATE FUNCTION filegc.reference_expression(col name, is_array boolean, prefixes text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format(CASE WHEN is_array THEN 'filegc.ref_paths(%I, %L::text[])'
+                       ELSE 'filegc.ref_path(%I, %L::text[])' END,
+                  col, prefixes)
+$$;
+
+-- A query that takes $1 text[] of paths and returns, as text[], those that no
+-- tracked column references (leaving out the columns of `excluded`).
+CREATE FUNCTION filegc.unreferenced_probe(excluded regclass DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
+        || coalesce(' WHERE ' || string_agg(
+               format('NOT EXISTS (SELECT FROM %s WHERE %s %s)',
+                      t.table_name,
+                      filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
+                      CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),
+               ' AND ' ORDER BY t.table_name::text, t.column_name), '')
+      FROM filegc.tracked t
+      JOIN pg_class c ON c.oid = t.table_name
+     WHERE excluded IS NULL OR t.table_name <> excluded
+$$;
+
+-- The paths among `paths` that no tracked column references.
+CREATE FUNCTION filegc.unreferenced_among(paths text[], excluded regclass DEFAULT NULL) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result text[];
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE filegc.unreferenced_probe(excluded) INTO result USING paths;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION filegc.is_referenced(path text) RETURNS boolean
+LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT cardinality(filegc.unreferenced_among(ARRAY[path])) = 0
+$$;
+COMMENT ON FUNCTION filegc.is_referenced(text) IS
+    'True when a row of any tracked column references this path (relative to the volume root); probes each column''s index';
+
+-- Every reference of the tracked columns listed in `columns` of `tbl`, as a
+-- query returning (path, source).
+CREATE FUNCTION filegc.reference_rows_query(tbl regclass, columns filegc.tracked[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(
+               format(CASE WHEN t.is_array
+                           THEN 'SELECT unnest(%s), %L FROM %s'
+                           ELSE 'SELECT %s, %L FROM %s WHERE %1$s IS NOT NULL' END,
+                      filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
+                      format('%s.%I', tbl, t.column_name), tbl),
+               ' UNION ALL ')
+      FROM unnest(columns) AS t
+$$;
+
+-- The distinct paths referenced by the given columns of one table.
+CREATE FUNCTION filegc.paths_in(tbl regclass, columns filegc.tracked[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result text[];
+BEGIN
+    IF coalesce(cardinality(columns), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE format('SELECT coalesce(array_agg(DISTINCT r.path), ''{}'') FROM (%s) AS r(path, source)',
+                   filegc.reference_rows_query(tbl, columns))
+       INTO result;
+    RETURN result;
+END
+$$;
+
+-- Every (path, source) of every tracked column.
+CREATE FUNCTION filegc.reference_rows() RETURNS TABLE (path text, source text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    query text;
+BEGIN
+    SELECT string_agg(filegc.reference_rows_query(t.table_name, t.columns), ' UNION ALL ')
+      INTO query
+      FROM (SELECT tr.table_name, array_agg(tr ORDER BY tr.column_name) AS columns
+              FROM filegc.tracked tr
+              JOIN pg_class c ON c.oid = tr.table_name
+             GROUP BY tr.table_name) AS t;
+    IF query IS NOT NULL THEN
+        RETURN QUERY EXECUTE query;
+    END IF;
+END
+$$;
+
+CREATE VIEW filegc.references AS
+SELECT r.path,
+       count(*) AS refcount,
+       array_agg(DISTINCT r.source ORDER BY r.source) AS sources
+  FROM filegc.reference_rows() AS r
+ GROUP BY r.path;
+COMMENT ON VIEW filegc.references IS
+    'Every referenced path with how many row values point at it and the table.column pairs they are in (computed from the rows)';
+
+------------------------------------------------------------------------------
+-- Scheduling
+------------------------------------------------------------------------------
+
+-- Writes a tombstone (reason unreferenced) for each path that has no open one.
+CREATE FUNCTION filegc.schedule_unreferenced(paths text[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scheduled integer;
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO filegc.tombstones (path, reason, due_at)
+    SELECT p, 'unreferenced', now() + filegc.setting('unreferenced_delay')::interval
+      FROM unnest(paths) AS p
+        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
+    GET DIAGNOSTICS scheduled = ROW_COUNT;
+    IF scheduled > 0 THEN
+        PERFORM pg_notify('filegc', 'scheduled');
+    END IF;
+    RETURN scheduled;
+END
+$$;
+
+-- Locks `paths`, then schedules those that no tracked column outside
+-- `excluded` references. Returns how many tombstones it wrote.
+CREATE FUNCTION filegc.release_paths(paths text[], excluded regclass DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM filegc.lock_paths_shared(paths);
+    RETURN filegc.schedule_unreferenced(filegc.unreferenced_among(paths, excluded));
+END
+$$;
+
+-- What a row trigger does once it knows which paths left and entered a row:
+-- paths that entered cancel their pending tombstone (and ask for a trashed
+-- file to come back); paths that left are scheduled when nothing else
+-- references them.
+CREATE FUNCTION filegc.apply_reference_changes(removed text[], added text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(cardinality(added), 0) > 0 THEN
+        PERFORM filegc.lock_paths_shared(added);
+        UPDATE filegc.tombstones
+           SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
+               finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
+               restore_requested_at = CASE WHEN state = 'done' THEN now() ELSE restore_requested_at END
+         WHERE path = ANY (added)
+           AND (state = 'pending' OR (state = 'done' AND outcome = 'trashed' AND restore_requested_at IS NULL));
+    END IF;
+    PERFORM filegc.release_paths(removed);
+END
+$$;
+
+-- Records values of a tracked column that cannot be references.
+CREATE FUNCTION filegc.record_invalid_refs(tbl regclass, columns name[], stored_values text[], problems text[])
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO filegc.invalid_refs AS i (table_name, column_name, value, problem)
+    SELECT tbl, c, v, p FROM unnest(columns, stored_values, problems) AS u(c, v, p)
+        ON CONFLICT (table_name, column_name, value)
+        DO UPDATE SET last_seen_at = now(), problem = EXCLUDED.problem
+$$;
+
+-- BEFORE TRUNCATE: the rows are still there, so list their paths and schedule
+-- those that no other table references.
+CREATE FUNCTION filegc.release_table(tbl regclass) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN filegc.release_paths(
+        filegc.paths_in(tbl, ARRAY(SELECT t FROM filegc.tracked t WHERE t.table_name = tbl)),
+        tbl);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Tracking columns
+------------------------------------------------------------------------------
+
+CREATE VIEW filegc.tracked_columns AS
+SELECT t.table_name, t.column_name, t.prefixes, t.index_name, t.is_array, t.index_created_by_filegc, t.tracked_at
+  FROM filegc.tracked t
+  JOIN pg_class c ON c.oid = t.table_name;
+COMMENT ON VIEW filegc.tracked_columns IS 'The columns whose values filegc treats as file references, with their prefixes and index';
+
+-- An existing valid, unique-purpose index on exactly the reference expression.
+CREATE FUNCTION filegc.find_reference_index(tbl regclass, col name, is_array boolean, prefixes text[]) RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ic.relname
+      FROM pg_index i
+      JOIN pg_class ic ON ic.oid = i.indexrelid
+      JOIN pg_am am ON am.oid = ic.relam
+     WHERE i.indrelid = tbl
+       AND i.indnatts = 1
+       AND i.indkey[0] = 0
+       AND i.indpred IS NULL
+       AND i.indisvalid
+       AND am.amname = CASE WHEN is_array THEN 'gin' ELSE 'btree' END
+       AND regexp_replace(pg_get_indexdef(i.indexrelid, 1, false), '[()\s]|::text(\[\])?|::character varying(\[\])?', '', 'g')
+         = regexp_replace(filegc.reference_expression(col, is_array, prefixes), '[()\s]|::text(\[\])?', '', 'g')
+     ORDER BY ic.relname
+     LIMIT 1
+$$;
+
+-- (Re)creates the triggers of a table from its tracked columns.
+CREATE FUNCTION filegc.install_triggers(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    columns text;
+    arguments text;
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS filegc_references ON %s', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS filegc_truncate ON %s', tbl);
+    -- Trigger arguments, per column: name, 'array' or 'scalar', the number of
+    -- prefixes, then the prefixes.
+    SELECT string_agg(format('%I', t.column_name), ', ' ORDER BY t.column_name),
+           string_agg(concat_ws(', ',
+                          quote_literal(t.column_name),
+                          quote_literal(CASE WHEN t.is_array THEN 'array' ELSE 'scalar' END),
+                          quote_literal(cardinality(t.prefixes)),
+                          (SELECT string_agg(quote_literal(p), ', ') FROM unnest(t.prefixes) AS p)),
+                      ', ' ORDER BY t.column_name)
+      INTO columns, arguments
+      FROM filegc.tracked t
+     WHERE t.table_name = tbl;
+    IF columns IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER filegc_references AFTER INSERT OR DELETE OR UPDATE OF %s ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION filegc.references_trigger(%s)', columns, tbl, arguments);
+    EXECUTE format('CREATE TRIGGER filegc_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION filegc.truncate_trigger()', tbl);
+END
+$$;
+
+CREATE FUNCTION filegc.track(tbl regclass, col name, prefixes text[] DEFAULT '{}') RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    relation_kind "char";
+    column_type regtype;
+    column_is_array boolean;
+    previous filegc.tracked;
+    index_found name;
+    index_created boolean := false;
+    expression text;
+    reference_count bigint;
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'filegc.track: table and column are required';
+    END IF;
+    prefixes := coalesce(prefixes, '{}');
+    IF array_position(prefixes, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'filegc.track: prefixes cannot contain NULL';
+    END IF;
+    prefixes := ARRAY(SELECT DISTINCT p FROM unnest(prefixes) AS p WHERE p <> '' ORDER BY p);
+
+    SELECT relkind INTO relation_kind FROM pg_class WHERE oid = tbl;
+    IF relation_kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'filegc.track: % is not a table', tbl
+            USING HINT = 'Track the columns of the table that stores the references, not of a view.';
+    END IF;
+    SELECT atttypid::regtype INTO column_type
+      FROM pg_attribute
+     WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'filegc.track: table % has no column "%"', tbl, col;
+    END IF;
+    IF column_type IN ('text'::regtype, 'character varying'::regtype) THEN
+        column_is_array := false;
+    ELSIF column_type IN ('text[]'::regtype, 'character varying[]'::regtype) THEN
+        column_is_array := true;
+    ELSE
+        RAISE EXCEPTION 'filegc.track: column %.% is of type %', tbl, col, column_type
+            USING HINT = 'filegc tracks columns of type text, varchar or text[] that hold file names, paths or URLs.';
+    END IF;
+
+    SELECT * INTO previous FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col;
+    IF FOUND AND previous.prefixes IS DISTINCT FROM prefixes THEN
+        -- New prefixes change which values are references: untrack first so
+        -- that references the old prefixes gave and the new ones do not are
+        -- scheduled like any other lost reference.
+        PERFORM filegc.untrack(tbl, col);
+        previous := NULL;
+    END IF;
+
+    expression := filegc.reference_expression(col, column_is_array, prefixes);
+    index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
+    IF previous.index_name IS NOT NULL AND index_found IS NOT NULL THEN
+        index_created := previous.index_created_by_filegc;
+    ELSIF index_found IS NULL THEN
+        EXECUTE format('CREATE INDEX ON %s USING %s ((%s))',
+                       tbl, CASE WHEN column_is_array THEN 'gin' ELSE 'btree' END, expression);
+        index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
+        index_created := true;
+    END IF;
+
+    INSERT INTO filegc.tracked (table_name, column_name, is_array, prefixes, index_name, index_created_by_filegc)
+    VALUES (tbl, col, column_is_array, prefixes, index_found, index_created)
+        ON CONFLICT (table_name, column_name)
+        DO UPDATE SET index_name = EXCLUDED.index_name, is_array = EXCLUDED.is_array;
+    PERFORM filegc.install_triggers(tbl);
+
+    -- Values already in the table that cannot be references.
+    EXECUTE format(
+        'SELECT filegc.record_invalid_refs($1, array_agg($2::name), array_agg(v), array_agg(filegc.ref_path_problem(v, $3))) '
+        'FROM (SELECT DISTINCT v FROM %s, LATERAL unnest(%s) AS v) AS s WHERE filegc.ref_path_problem(v, $3) IS NOT NULL',
+        tbl, CASE WHEN column_is_array THEN format('%I::text[]', col) ELSE format('ARRAY[%I::text]', col) END)
+        USING tbl, col, prefixes;
+
+    EXECUTE format(CASE WHEN column_is_array
+                        THEN 'SELECT coalesce(sum(cardinality(%1$s)), 0) FROM %2$s'
+                        ELSE 'SELECT count(*) FROM %2$s WHERE %1$s IS NOT NULL' END,
+                   expression, tbl)
+       INTO reference_count;
+    RETURN reference_count;
+END
+$$;
+COMMENT ON FUNCTION filegc.track(regclass, name, text[]) IS
+    'Registers a column that holds file references (text, varchar or text[]): creates or reuses its index, installs the triggers, returns how many references it holds';
+
+CREATE FUNCTION filegc.untrack(tbl regclass, col name) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    removed filegc.tracked;
+    candidates text[];
+BEGIN
+    DELETE FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col RETURNING * INTO removed;
+    IF NOT FOUND THEN
+        RAISE NOTICE 'filegc.untrack: %.% is not tracked', tbl, col;
+        RETURN 0;
+    END IF;
+    PERFORM filegc.install_triggers(tbl);
+    candidates := filegc.paths_in(tbl, ARRAY[removed]);
+    IF removed.index_created_by_filegc THEN
+        EXECUTE format('DROP INDEX IF EXISTS %I.%I',
+                       (SELECT nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                       removed.index_name);
+    END IF;
+    RETURN filegc.release_paths(candidates);
+END
+$$;
+COMMENT ON FUNCTION filegc.untrack(regclass, name) IS
+    'Stops tracking a column: removes its triggers and the index filegc created; returns how many paths lost their last reference and were scheduled';
+
+-- Keeps filegc.tracked in step when a tracked table or column is dropped. The
+-- files that only the dropped rows referenced become orphans: the orphan
+-- cleanup finds them (the rows are gone before this runs, so they cannot be
+-- listed here).
+CREATE FUNCTION filegc.forget_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    affected regclass;
+BEGIN
+    FOR affected IN
+        DELETE FROM filegc.tracked t
+         USING pg_event_trigger_dropped_objects() d
+         WHERE d.objid = t.table_name
+           AND (d.object_type = 'table'
+                OR (d.object_type = 'table column' AND d.address_names[3] = t.column_name))
+        RETURNING t.table_name
+    LOOP
+        IF EXISTS (SELECT FROM pg_class WHERE oid = affected) THEN
+            PERFORM filegc.install_triggers(affected);
+        END IF;
+    END LOOP;
+    DELETE FROM filegc.invalid_refs i
+     WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = i.table_name);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION
+    filegc.lock_paths_shared(text[]),
+    filegc.schedule_unreferenced(text[]),
+    filegc.release_paths(text[], regclass),
+    filegc.apply_reference_changes(text[], text[]),
+    filegc.record_invalid_refs(regclass, name[], text[], text[]),
+    filegc.release_table(regclass),
+    filegc.install_triggers(regclass),
+    filegc.track(regclass, name, text[]),
+    filegc.untrack(regclass, name),
+    filegc.is_referenced(text),
+    filegc.reference_rows()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION filegc.is_referenced(text) TO filegc_sweeper;

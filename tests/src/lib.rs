@@ -1,0 +1,1 @@
+//! Test harness for filegc: a private PostgreSQL with the extension and temporary volumes.
