@@ -3,3 +3,5 @@
 /// The rules that map stored values to volume paths, shared with the extension.
 #[path = "../../extension/src/path_rules.rs"]
 pub mod path_rules;
+
+pub mod units;
