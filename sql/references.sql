@@ -13,51 +13,67 @@
 --
 -- The promise: a file that a committed row references is never deleted.
 --
--- 1. Every path a row trigger adds or removes is locked with a SHARED
---    transaction-level advisory lock (key: filegc.path_lock_key). Shared locks
---    never conflict with each other, so application transactions never wait
---    for one another because of filegc and cannot deadlock through it,
---    whatever order their statements touch paths in.
--- 2. The sweeper, before it deletes a path, takes the EXCLUSIVE lock on the
---    same key with pg_try_advisory_xact_lock (it never waits: a busy path is
---    simply retried later), then checks filegc.is_referenced with a fresh
---    snapshot, then deletes, then commits. It holds the lock across the check
---    and the deletion.
+-- Two spaces of transaction-level advisory locks, keyed by a hash of the path
+-- (filegc.path_lock_key):
+--
+-- SAFETY (class filegc.path_lock_class()): between writers and the sweeper.
+-- 1. A row trigger takes the SHARED lock of every path that ENTERS a row, and
+--    holds it until its transaction ends. Shared locks never conflict with
+--    each other, so application transactions never wait for one another here.
+-- 2. The sweeper, before it deletes a path, takes the EXCLUSIVE lock with
+--    pg_try_advisory_xact_lock (it never waits: a busy path is retried later),
+--    checks filegc.is_referenced with a fresh snapshot, deletes, and commits,
+--    holding the lock across the check and the deletion.
 -- 3. Why that is enough. Take any row R that references path P and commits.
---    Its trigger took SHARED(P) before R's transaction committed and held it
---    until then.
---    - If the sweeper got EXCLUSIVE(P) before R's trigger ran, R's trigger
---      waits until the sweeper commits; the deletion happened before R was
---      committed, so no committed row referenced P at that moment (and with
---      the trash the file comes back: the trigger asks for a restore).
---    - If R's trigger ran first, the sweeper's try-lock fails until R's
---      transaction ends. After it ends, the sweeper's fresh snapshot sees R
---      (if it committed) and refuses the deletion.
---    So the sweeper never deletes P while a committed row references it. This
---    holds at every isolation level of the application, because the sweeper's
---    check runs in its own READ COMMITTED transaction with a new snapshot.
--- 4. The triggers only schedule. Their view of other transactions can be
---    stale (REPEATABLE READ, or two concurrent transactions each unable to see
---    the other), so a tombstone can exist for a referenced path or be missing
---    for an unreferenced one. The first is harmless (the sweeper's check
---    outcome is skipped_referenced); the second is caught by the orphan
---    cleanup. Neither breaks the promise.
--- 5. A transaction that touches very many paths (a mass DELETE, TRUNCATE,
---    untrack) would fill PostgreSQL's lock table with one lock per path. Past
---    filegc.max_path_locks() paths it takes one SHARED lock on an escalation
---    key instead; the sweeper takes EXCLUSIVE on that key too (also by
---    try-lock), so such a transaction blocks all deletions until it ends,
---    which keeps point 3 true.
+--    Its trigger took SHARED(P) before R's transaction committed.
+--    - If the sweeper held EXCLUSIVE(P) first, R's trigger waited until the
+--      sweeper committed: the file went before R was committed, so no
+--      committed row referenced P then (and the trigger asks for the trashed
+--      file back).
+--    - Otherwise the sweeper's try-lock fails until R's transaction ends, and
+--      after that the sweeper's fresh snapshot sees R and refuses.
+--    This holds at every isolation level of the application, because the
+--    sweeper's check runs in its own READ COMMITTED transaction. Only the
+--    sweeper ever waits on nothing and only writers ever wait, so this space
+--    cannot deadlock.
+--
+-- ORDER (class filegc.order_lock_class()): between writers, for accurate
+-- scheduling. It is never waited on, only tried.
+-- 4. For each path that LEAVES a row, the trigger tries the EXCLUSIVE lock.
+--    If another open transaction holds it, that transaction is removing the
+--    same path too: this trigger's snapshot may still show the other row, so
+--    it schedules the path without trusting the probe. A tombstone for a path
+--    that turns out referenced costs nothing (the sweeper's check skips it);
+--    a missing one would leave the file until the orphan cleanup.
+-- 5. Otherwise the trigger probes the tracked columns and schedules the path
+--    if nothing references it. A path entering a row cancels its pending
+--    tombstone. At READ COMMITTED, and with transactions that do not overlap,
+--    that keeps the tombstones exact. Overlapping transactions, or
+--    REPEATABLE READ snapshots, can leave a tombstone for a referenced path
+--    (point 3 makes it harmless) or, rarely, miss one (the orphan cleanup
+--    finds the file). Neither breaks the promise.
+--
+-- 6. A transaction that touches very many paths (a mass DELETE or INSERT,
+--    TRUNCATE, untrack) would fill PostgreSQL's lock table with one lock per
+--    path. Past filegc.max_path_locks() locks it takes one SHARED lock on an
+--    escalation key in the SAFETY space instead of further SHARED path locks,
+--    and it stops trying ORDER locks (it then trusts the probe). The sweeper
+--    tries EXCLUSIVE on the escalation key too, so such a transaction holds
+--    off all deletions until it ends, which keeps point 3 true.
 ------------------------------------------------------------------------------
 
--- The advisory-lock class of path locks ('fgc1'); the two-key form keeps
--- filegc's keys apart from an application's single-bigint advisory locks.
+-- The advisory-lock class of SAFETY path locks ('fgc1'); the two-key form
+-- keeps filegc's keys apart from an application's single-bigint locks.
 CREATE FUNCTION filegc.path_lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052657 $$;
 
--- The advisory-lock class of the escalation lock ('fgc2').
+-- The advisory-lock class of the SAFETY escalation lock ('fgc2').
 CREATE FUNCTION filegc.escalation_lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052658 $$;
+
+-- The advisory-lock class of ORDER locks ('fgc3').
+CREATE FUNCTION filegc.order_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052659 $$;
 
 -- How many path locks one transaction takes before it escalates: PostgreSQL
 -- sizes its lock table for max_locks_per_transaction (64 by default) each.
@@ -66,27 +82,53 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 64 $$;
 
 CREATE FUNCTION filegc.path_lock_key(path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(path) $$;
-COMMENT ON FUNCTION filegc.path_lock_key(text) IS 'The advisory-lock key of a path (class filegc.path_lock_class())';
+COMMENT ON FUNCTION filegc.path_lock_key(text) IS 'The advisory-lock key of a path (in the classes filegc.path_lock_class() and filegc.order_lock_class())';
 
--- Takes the SHARED lock of each path for the rest of the transaction, or the
--- escalation lock once the transaction has taken too many.
-CREATE FUNCTION filegc.lock_paths_shared(paths text[]) RETURNS void
+-- Counts this transaction's path locks; returns false, and takes the
+-- escalation lock, when `wanted` more would pass the limit.
+CREATE FUNCTION filegc.reserve_path_locks(wanted integer) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     taken integer := coalesce(nullif(current_setting('filegc.path_locks_taken', true), ''), '0')::integer;
-    wanted integer := coalesce(cardinality(paths), 0);
 BEGIN
-    IF wanted = 0 OR taken < 0 THEN
-        RETURN;
+    IF taken < 0 THEN
+        RETURN false;
     END IF;
     IF taken + wanted > filegc.max_path_locks() THEN
         PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
         PERFORM set_config('filegc.path_locks_taken', '-1', true);
-        RETURN;
+        RETURN false;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p))
-       FROM unnest(paths) AS p;
     PERFORM set_config('filegc.path_locks_taken', (taken + wanted)::text, true);
+    RETURN true;
+END
+$$;
+
+-- Point 1: the SHARED SAFETY lock of each path entering a row.
+CREATE FUNCTION filegc.lock_entering_paths(paths text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(cardinality(paths), 0) > 0 AND filegc.reserve_path_locks(cardinality(paths)) THEN
+        PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p))
+           FROM unnest(paths) AS p;
+    END IF;
+END
+$$;
+
+-- Point 4: tries the EXCLUSIVE ORDER lock of each path leaving a row and
+-- returns the paths another open transaction is removing too.
+CREATE FUNCTION filegc.contested_leaving_paths(paths text[]) RETURNS text[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contested text[];
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 OR NOT filegc.reserve_path_locks(cardinality(paths)) THEN
+        RETURN '{}';
+    END IF;
+    SELECT coalesce(array_agg(p), '{}') INTO contested
+      FROM unnest(paths) AS p
+     WHERE NOT pg_try_advisory_xact_lock(filegc.order_lock_class(), filegc.path_lock_key(p));
+    RETURN contested;
 END
 $$;
 
@@ -222,13 +264,16 @@ BEGIN
 END
 $$;
 
--- Locks `paths`, then schedules those that no tracked column outside
--- `excluded` references. Returns how many tombstones it wrote.
+-- Schedules the paths that left rows and that no tracked column outside
+-- `excluded` references (points 4 and 5 of the lock protocol). Returns how
+-- many tombstones it wrote.
 CREATE FUNCTION filegc.release_paths(paths text[], excluded regclass DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contested text[] := filegc.contested_leaving_paths(paths);
+    uncontested text[] := ARRAY(SELECT p FROM unnest(paths) AS p WHERE p <> ALL (contested));
 BEGIN
-    PERFORM filegc.lock_paths_shared(paths);
-    RETURN filegc.schedule_unreferenced(filegc.unreferenced_among(paths, excluded));
+    RETURN filegc.schedule_unreferenced(contested || filegc.unreferenced_among(uncontested, excluded));
 END
 $$;
 
@@ -240,7 +285,7 @@ CREATE FUNCTION filegc.apply_reference_changes(removed text[], added text[]) RET
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF coalesce(cardinality(added), 0) > 0 THEN
-        PERFORM filegc.lock_paths_shared(added);
+        PERFORM filegc.lock_entering_paths(added);
         UPDATE filegc.tombstones
            SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
                finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
@@ -309,8 +354,12 @@ DECLARE
     columns text;
     arguments text;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS filegc_references ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS filegc_truncate ON %s', tbl);
+    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'filegc_references') THEN
+        EXECUTE format('DROP TRIGGER filegc_references ON %s', tbl);
+    END IF;
+    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'filegc_truncate') THEN
+        EXECUTE format('DROP TRIGGER filegc_truncate ON %s', tbl);
+    END IF;
     -- Trigger arguments, per column: name, 'array' or 'scalar', the number of
     -- prefixes, then the prefixes.
     SELECT string_agg(format('%I', t.column_name), ', ' ORDER BY t.column_name),
@@ -469,7 +518,9 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION
-    filegc.lock_paths_shared(text[]),
+    filegc.reserve_path_locks(integer),
+    filegc.lock_entering_paths(text[]),
+    filegc.contested_leaving_paths(text[]),
     filegc.schedule_unreferenced(text[]),
     filegc.release_paths(text[], regclass),
     filegc.apply_reference_changes(text[], text[]),

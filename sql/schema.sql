@@ -5,11 +5,15 @@
 
 -- The role the sweeper logs in as (or is granted to). It gets exactly the
 -- functions the sweeper calls and nothing of the application's tables.
+-- Roles are shared by all databases of a cluster, so another database may
+-- be creating the same role right now.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'filegc_sweeper') THEN
         CREATE ROLE filegc_sweeper NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 COMMENT ON ROLE filegc_sweeper IS 'The role of the filegc sweeper: grant it to the login role the sweeper uses';
@@ -168,8 +172,9 @@ BEGIN
     critical_pct := filegc.setting('alert_critical_pct')::numeric;
     emergency_pct := filegc.setting('alert_emergency_pct')::numeric;
     IF NOT (warning_pct <= critical_pct AND critical_pct <= emergency_pct) THEN
-        RAISE EXCEPTION 'filegc: alert levels must rise: warning % %%, critical % %%, emergency % %%',
-            warning_pct, critical_pct, emergency_pct;
+        RAISE EXCEPTION 'filegc: alert levels must rise, but alert_warning_pct is %, alert_critical_pct %, alert_emergency_pct %',
+            warning_pct, critical_pct, emergency_pct
+            USING HINT = 'Change them in an order that keeps warning <= critical <= emergency.';
     END IF;
     RETURN NEW;
 END
