@@ -5,3 +5,4 @@
 pub mod path_rules;
 
 pub mod units;
+pub mod volume;

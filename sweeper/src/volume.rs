@@ -1,0 +1,1261 @@
+//! All file-system access, confined to the volume root.
+//!
+//! The root is opened once as a directory handle. A path that names a file
+//! (always checked with [`validate_relative`] first, since it may come from
+//! the database) is resolved one segment at a time with
+//! `openat(O_DIRECTORY | O_NOFOLLOW)` from that handle, and its last segment is
+//! acted on with `statat(AT_SYMLINK_NOFOLLOW)`, `renameat` and `unlinkat`,
+//! none of which follow a symbolic link there. So whatever a path contains, it
+//! cannot reach outside the root, a symlinked directory is never entered, and a
+//! symlink is handled as a file of its own: its target is never touched.
+//!
+//! The walk reads the tree through `walkdir` without following links or
+//! crossing into other file systems. It is synchronous and streams its items,
+//! so a caller runs it on a blocking thread and forwards the items over a
+//! bounded channel.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::io;
+use std::iter;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+use thiserror::Error;
+use walkdir::WalkDir;
+
+use crate::path_rules::{validate_relative, InvalidReason};
+
+/// The trash folder at the root of the volume; trashed files keep their relative path under it.
+pub const TRASH_DIR: &str = ".filegc-trash";
+
+/// The folder every ext4 file system has at its root; never part of the inventory.
+const LOST_AND_FOUND: &str = "lost+found";
+
+/// Folders the sweeper creates in the trash or when restoring: the usual mode, less the umask.
+const NEW_DIR_MODE: u32 = 0o755;
+
+/// The mounted volume, opened once; every file operation stays under its root.
+#[derive(Debug)]
+pub struct Volume {
+    root: PathBuf,
+    dir: OwnedFd,
+}
+
+/// Why the volume itself cannot be used.
+#[derive(Debug, Error)]
+pub enum VolumeError {
+    /// The configured root does not exist.
+    #[error("volume path {} does not exist (set FILEGC_VOLUME or --volume)", path.display())]
+    NotFound {
+        /// The configured root.
+        path: PathBuf,
+    },
+    /// The configured root is a file, not a directory.
+    #[error("volume path {} is not a directory (set FILEGC_VOLUME or --volume to the mount point)", path.display())]
+    NotADirectory {
+        /// The configured root.
+        path: PathBuf,
+    },
+    /// The root exists but cannot be opened, or its file system cannot be queried.
+    #[error("volume path {}: cannot {action}: {source} (check the sweeper's permissions on it)", path.display())]
+    Io {
+        /// The configured root.
+        path: PathBuf,
+        /// What the sweeper was doing.
+        action: &'static str,
+        /// The operating system's answer.
+        source: io::Error,
+    },
+}
+
+/// Why one file could not be listed, moved or removed; the run reports it and goes on.
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// The path could leave the root or is not a plain relative path.
+    #[error("{path:?}: refused: {reason}")]
+    Invalid {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: InvalidReason,
+    },
+    /// The path lies inside the trash folder, which only the trash operations touch.
+    #[error("{path}: refused: it is inside the trash folder {TRASH_DIR}")]
+    InTrash {
+        /// The path as given.
+        path: String,
+    },
+    /// A directory stands where a file was expected.
+    #[error("{path}: is a directory, and the sweeper only moves or removes files")]
+    IsADirectory {
+        /// The path as given.
+        path: String,
+    },
+    /// A folder on the way to the file is a symbolic link.
+    #[error("{path}: refused: {link} is a symbolic link, and links are never followed")]
+    ThroughSymlink {
+        /// The path as given.
+        path: String,
+        /// The leading part of the path that is a link.
+        link: String,
+    },
+    /// The walk found a name that is not UTF-8, which the inventory cannot hold.
+    #[error("{path}: the name is not valid UTF-8; skipped")]
+    NameNotUtf8 {
+        /// The path with the invalid bytes replaced by U+FFFD.
+        path: String,
+    },
+    /// The walk found a FIFO, socket or device, which is never inventoried.
+    #[error("{path}: is a {kind}, not a regular file; skipped")]
+    NotAFile {
+        /// The path relative to the root.
+        path: String,
+        /// The kind of file it is.
+        kind: &'static str,
+    },
+    /// The operating system refused or failed.
+    #[error("{path}: cannot {action}: {source}")]
+    Io {
+        /// The path relative to the root.
+        path: String,
+        /// What the sweeper was doing.
+        action: &'static str,
+        /// The operating system's answer.
+        source: io::Error,
+    },
+}
+
+impl FileError {
+    /// The path the error is about, relative to the volume root.
+    pub fn path(&self) -> &str {
+        match self {
+            FileError::Invalid { path, .. }
+            | FileError::InTrash { path }
+            | FileError::IsADirectory { path }
+            | FileError::ThroughSymlink { path, .. }
+            | FileError::NameNotUtf8 { path }
+            | FileError::NotAFile { path, .. }
+            | FileError::Io { path, .. } => path,
+        }
+    }
+
+    /// The operating system's error, when there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            FileError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One thing the walk found.
+#[derive(Debug)]
+pub enum WalkItem {
+    /// A regular file or a symbolic link.
+    Entry(Entry),
+    /// Something that could not be read or is not inventoried, with its path.
+    Problem(FileError),
+}
+
+/// A regular file or symbolic link on the volume, as the inventory records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The path relative to the root, with `/` between segments.
+    pub path: String,
+    /// The file's size; for a link, the length of the link itself.
+    pub size_bytes: u64,
+    /// The last modification time, of the link itself for a link.
+    pub modified: SystemTime,
+    /// Whether this is a symbolic link (whose target is never looked at).
+    pub is_symlink: bool,
+}
+
+/// What became of a file the sweeper was asked to trash or unlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    /// The file was moved into the trash or deleted.
+    Removed {
+        /// Its size just before.
+        bytes: u64,
+    },
+    /// There was no file at that path: a normal outcome, not an error.
+    AlreadyGone,
+}
+
+/// What became of a file the sweeper was asked to bring back from the trash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The file is back at its path.
+    Restored {
+        /// Its size.
+        bytes: u64,
+    },
+    /// The trash holds no file at that path.
+    NotInTrash,
+    /// Something already exists at the path; the trashed copy stays in the trash.
+    TargetExists,
+}
+
+/// What a trash purge removed, and what it could not.
+#[derive(Debug, Default)]
+pub struct PurgeSummary {
+    /// Files and links deleted for good.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Entries that could not be read or removed.
+    pub problems: Vec<FileError>,
+}
+
+/// What the trash holds now.
+#[derive(Debug, Default)]
+pub struct TrashUsage {
+    /// Files and links in the trash.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Entries that could not be read, so are not counted.
+    pub problems: Vec<FileError>,
+}
+
+/// The size of the volume's file system, as `statvfs` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// The file system's size.
+    pub total_bytes: u64,
+    /// Space in use, including the trash.
+    pub used_bytes: u64,
+    /// Space the sweeper's user may still write; less than `total - used`
+    /// when the file system reserves blocks for root.
+    pub free_bytes: u64,
+}
+
+impl Volume {
+    /// Opens the volume at `root`; a root that is a symbolic link is followed, once.
+    pub fn open(root: &Path) -> Result<Volume, VolumeError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::openat(CWD, root, flags, Mode::empty()) {
+            Ok(dir) => Ok(Volume {
+                root: root.to_owned(),
+                dir,
+            }),
+            Err(Errno::NOENT) => Err(VolumeError::NotFound {
+                path: root.to_owned(),
+            }),
+            Err(Errno::NOTDIR) => Err(VolumeError::NotADirectory {
+                path: root.to_owned(),
+            }),
+            Err(errno) => Err(VolumeError::Io {
+                path: root.to_owned(),
+                action: "open it",
+                source: errno.into(),
+            }),
+        }
+    }
+
+    /// The root as configured.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Streams every regular file and link under the root, skipping the trash and `lost+found`.
+    pub fn walk(&self) -> Walk {
+        let inner = WalkDir::new(&self.root)
+            .follow_links(false)
+            .same_file_system(true)
+            .into_iter()
+            .filter_entry(is_inventoried as fn(&walkdir::DirEntry) -> bool);
+        Walk {
+            root: self.root.clone(),
+            inner,
+        }
+    }
+
+    /// Moves `rel` into the trash folder, replacing an older trashed copy of the same path.
+    pub fn trash(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        let Some(parent) = self.find_dirs(dirs.iter().copied(), rel)? else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        let Some(bytes) = file_size(&parent, name, rel)? else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        let trash_parent = self.make_dirs(trash_segments(&dirs), rel)?;
+        match rustix::fs::renameat(&parent, name, &trash_parent, name) {
+            Ok(()) => Ok(RemoveOutcome::Removed { bytes }),
+            Err(Errno::NOENT) => Ok(RemoveOutcome::AlreadyGone),
+            Err(errno) => Err(io_error(rel, "move it into the trash", errno)),
+        }
+    }
+
+    /// Deletes `rel` for good, without passing through the trash.
+    pub fn unlink(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        let Some(parent) = self.find_dirs(dirs.iter().copied(), rel)? else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        let Some(bytes) = file_size(&parent, name, rel)? else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
+            Ok(()) => Ok(RemoveOutcome::Removed { bytes }),
+            Err(Errno::NOENT) => Ok(RemoveOutcome::AlreadyGone),
+            Err(Errno::ISDIR) => Err(FileError::IsADirectory { path: rel.into() }),
+            Err(errno) => Err(io_error(rel, "delete it", errno)),
+        }
+    }
+
+    /// Moves the trashed copy of `rel` back to `rel`, unless something is already there.
+    pub fn restore(&self, rel: &str) -> Result<RestoreOutcome, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        let Some(trash_parent) = self.find_dirs(trash_segments(&dirs), rel)? else {
+            return Ok(RestoreOutcome::NotInTrash);
+        };
+        let Some(bytes) = file_size(&trash_parent, name, rel)? else {
+            return Ok(RestoreOutcome::NotInTrash);
+        };
+        let parent = self.make_dirs(dirs.iter().copied(), rel)?;
+        let renamed =
+            rustix::fs::renameat_with(&trash_parent, name, &parent, name, RenameFlags::NOREPLACE);
+        let renamed = match renamed {
+            // The file system cannot refuse to replace on its own: check, then rename.
+            Err(Errno::INVAL) => match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            {
+                Ok(_) => Err(Errno::EXIST),
+                Err(Errno::NOENT) => rustix::fs::renameat(&trash_parent, name, &parent, name),
+                Err(errno) => Err(errno),
+            },
+            other => other,
+        };
+        match renamed {
+            Ok(()) => Ok(RestoreOutcome::Restored { bytes }),
+            Err(Errno::EXIST) => Ok(RestoreOutcome::TargetExists),
+            Err(Errno::NOENT) => Ok(RestoreOutcome::NotInTrash),
+            Err(errno) => Err(io_error(rel, "restore it from the trash", errno)),
+        }
+    }
+
+    /// Deletes trashed files whose change time (the time they were trashed) is before `older_than`.
+    ///
+    /// Subfolders of the trash left empty are removed; the trash folder itself stays.
+    pub fn purge_trash(&self, older_than: SystemTime) -> PurgeSummary {
+        self.purge(|trashed_at| trashed_at < older_than)
+    }
+
+    /// Deletes everything in the trash, whatever its age.
+    pub fn empty_trash(&self) -> PurgeSummary {
+        self.purge(|_| true)
+    }
+
+    /// Counts the files in the trash and their size.
+    pub fn trash_usage(&self) -> TrashUsage {
+        let mut usage = TrashUsage::default();
+        for item in self.trash_entries(false) {
+            match item {
+                Ok((_, metadata)) if metadata.is_dir() => {}
+                Ok((_, metadata)) => {
+                    usage.files += 1;
+                    usage.bytes += metadata.len();
+                }
+                Err(problem) => usage.problems.push(problem),
+            }
+        }
+        usage
+    }
+
+    /// The size, use and free space of the volume's file system.
+    pub fn capacity(&self) -> Result<Capacity, VolumeError> {
+        let stats = rustix::fs::fstatvfs(&self.dir).map_err(|errno| VolumeError::Io {
+            path: self.root.clone(),
+            action: "read the file system's capacity",
+            source: errno.into(),
+        })?;
+        let block = stats.f_frsize;
+        Ok(Capacity {
+            total_bytes: stats.f_blocks.saturating_mul(block),
+            used_bytes: stats
+                .f_blocks
+                .saturating_sub(stats.f_bfree)
+                .saturating_mul(block),
+            free_bytes: stats.f_bavail.saturating_mul(block),
+        })
+    }
+
+    fn purge(&self, is_due: impl Fn(SystemTime) -> bool) -> PurgeSummary {
+        let mut summary = PurgeSummary::default();
+        for item in self.trash_entries(true) {
+            let (rel, metadata) = match item {
+                Ok(found) => found,
+                Err(problem) => {
+                    summary.problems.push(problem);
+                    continue;
+                }
+            };
+            let segments: Vec<&OsStr> = normal_segments(&rel).collect();
+            let Some((name, dirs)) = segments.split_last() else {
+                continue;
+            };
+            let shown = rel.to_string_lossy();
+            let removed = if metadata.is_dir() {
+                self.remove_empty_dir(dirs, name, &shown)
+            } else if is_due(change_time(&metadata)) {
+                self.remove_trashed_file(dirs, name, &shown).map(|()| {
+                    summary.files += 1;
+                    summary.bytes += metadata.len();
+                })
+            } else {
+                Ok(())
+            };
+            if let Err(problem) = removed {
+                summary.problems.push(problem);
+            }
+        }
+        summary
+    }
+
+    fn remove_trashed_file(
+        &self,
+        dirs: &[&OsStr],
+        name: &OsStr,
+        shown: &str,
+    ) -> Result<(), FileError> {
+        let Some(parent) = self.find_dirs(dirs.iter().copied(), shown)? else {
+            return Ok(());
+        };
+        match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(io_error(shown, "delete it from the trash", errno)),
+        }
+    }
+
+    fn remove_empty_dir(
+        &self,
+        dirs: &[&OsStr],
+        name: &OsStr,
+        shown: &str,
+    ) -> Result<(), FileError> {
+        let Some(parent) = self.find_dirs(dirs.iter().copied(), shown)? else {
+            return Ok(());
+        };
+        match rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR) {
+            // A folder that still holds files not yet due stays, as it should.
+            Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY | Errno::EXIST) => Ok(()),
+            Err(errno) => Err(io_error(shown, "remove the emptied folder", errno)),
+        }
+    }
+
+    /// Everything under the trash folder (not the folder itself), with paths relative to the root.
+    fn trash_entries(
+        &self,
+        contents_first: bool,
+    ) -> impl Iterator<Item = Result<(PathBuf, Metadata), FileError>> + '_ {
+        // The trash folder is checked through the handle first: a trash
+        // folder that is a symlink is reported, never walked.
+        let (walk, setup_problem) = match self.find_dirs([OsStr::new(TRASH_DIR)], TRASH_DIR) {
+            Ok(Some(_)) => {
+                let walk = WalkDir::new(self.root.join(TRASH_DIR))
+                    .follow_links(false)
+                    .follow_root_links(false)
+                    .same_file_system(true)
+                    .contents_first(contents_first)
+                    .min_depth(1);
+                (Some(walk), None)
+            }
+            Ok(None) => (None, None),
+            Err(problem) => (None, Some(Err(problem))),
+        };
+        setup_problem
+            .into_iter()
+            .chain(walk.into_iter().flatten().map(move |item| match item {
+                Ok(entry) => {
+                    let rel = entry
+                        .path()
+                        .strip_prefix(&self.root)
+                        .unwrap_or(entry.path())
+                        .to_owned();
+                    entry
+                        .metadata()
+                        .map(|metadata| (rel.clone(), metadata))
+                        .map_err(|error| walk_error(&self.root, error, &rel))
+                }
+                Err(error) => {
+                    let path = error.path().unwrap_or(&self.root).to_owned();
+                    Err(walk_error(&self.root, error, &path))
+                }
+            }))
+    }
+
+    /// Opens the folders `segments` under the root without following links; `None` when one is missing.
+    fn find_dirs<'a>(
+        &self,
+        segments: impl IntoIterator<Item = &'a OsStr>,
+        shown: &str,
+    ) -> Result<Option<OwnedFd>, FileError> {
+        self.open_dirs(segments, shown, false)
+    }
+
+    /// Opens the folders `segments` under the root without following links, creating missing ones.
+    fn make_dirs<'a>(
+        &self,
+        segments: impl IntoIterator<Item = &'a OsStr>,
+        shown: &str,
+    ) -> Result<OwnedFd, FileError> {
+        self.open_dirs(segments, shown, true)?
+            .ok_or_else(|| io_error(shown, "create its folder", Errno::NOENT))
+    }
+
+    fn open_dirs<'a>(
+        &self,
+        segments: impl IntoIterator<Item = &'a OsStr>,
+        shown: &str,
+        create: bool,
+    ) -> Result<Option<OwnedFd>, FileError> {
+        let mut current = self.dir.try_clone().map_err(|error| FileError::Io {
+            path: shown.into(),
+            action: "open the volume root",
+            source: error,
+        })?;
+        let mut walked = PathBuf::new();
+        for segment in segments {
+            walked.push(segment);
+            let opened = match open_subdir(&current, segment) {
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&current, segment, Mode::from_raw_mode(NEW_DIR_MODE))
+                    {
+                        Ok(()) | Err(Errno::EXIST) => open_subdir(&current, segment),
+                        Err(errno) => Err(errno),
+                    }
+                }
+                other => other,
+            };
+            current = match opened {
+                Ok(next) => next,
+                Err(Errno::NOENT) => return Ok(None),
+                Err(errno @ (Errno::LOOP | Errno::NOTDIR)) => {
+                    match rustix::fs::statat(&current, segment, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                            return Err(FileError::ThroughSymlink {
+                                path: shown.into(),
+                                link: walked.to_string_lossy().into_owned(),
+                            });
+                        }
+                        // A file stands where a folder would be: nothing can be under it.
+                        _ if !create => return Ok(None),
+                        _ => return Err(io_error(shown, "create its folder", errno)),
+                    }
+                }
+                Err(errno) => return Err(io_error(shown, "open its folder", errno)),
+            };
+        }
+        Ok(Some(current))
+    }
+}
+
+/// The walk's stream of entries and problems; see [`Volume::walk`].
+pub struct Walk {
+    root: PathBuf,
+    inner: walkdir::FilterEntry<walkdir::IntoIter, fn(&walkdir::DirEntry) -> bool>,
+}
+
+impl Iterator for Walk {
+    type Item = WalkItem;
+
+    fn next(&mut self) -> Option<WalkItem> {
+        loop {
+            let entry = match self.inner.next()? {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let path = error.path().unwrap_or(&self.root).to_owned();
+                    return Some(WalkItem::Problem(walk_error(&self.root, error, &path)));
+                }
+            };
+            if entry.depth() > 0 && !entry.file_type().is_dir() {
+                return Some(self.item(&entry));
+            }
+        }
+    }
+}
+
+impl Walk {
+    fn item(&self, entry: &walkdir::DirEntry) -> WalkItem {
+        let rel = entry
+            .path()
+            .strip_prefix(&self.root)
+            .unwrap_or(entry.path());
+        let Some(path) = slash_path(rel) else {
+            return WalkItem::Problem(FileError::NameNotUtf8 {
+                path: rel.to_string_lossy().into_owned(),
+            });
+        };
+        let file_type = entry.file_type();
+        let kind = if file_type.is_fifo() {
+            Some("FIFO")
+        } else if file_type.is_socket() {
+            Some("socket")
+        } else if file_type.is_block_device() || file_type.is_char_device() {
+            Some("device")
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            return WalkItem::Problem(FileError::NotAFile { path, kind });
+        }
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            Err(error) => return WalkItem::Problem(walk_error(&self.root, error, rel)),
+        };
+        let modified = match metadata.modified() {
+            Ok(modified) => modified,
+            Err(source) => {
+                return WalkItem::Problem(FileError::Io {
+                    path,
+                    action: "read its modification time",
+                    source,
+                })
+            }
+        };
+        WalkItem::Entry(Entry {
+            path,
+            size_bytes: metadata.len(),
+            modified,
+            is_symlink: file_type.is_symlink(),
+        })
+    }
+}
+
+/// Keeps the walk out of the trash and out of the root's `lost+found`.
+fn is_inventoried(entry: &walkdir::DirEntry) -> bool {
+    if entry.depth() != 1 {
+        return true;
+    }
+    let name = entry.file_name();
+    !(name == TRASH_DIR || (name == LOST_AND_FOUND && entry.file_type().is_dir()))
+}
+
+/// Checks a path from outside and splits it into its folders and its file name.
+fn split_checked(rel: &str) -> Result<(Vec<&OsStr>, &OsStr), FileError> {
+    validate_relative(rel).map_err(|reason| FileError::Invalid {
+        path: rel.into(),
+        reason,
+    })?;
+    let mut segments: Vec<&OsStr> = rel.split('/').map(OsStr::new).collect();
+    if segments[0] == TRASH_DIR {
+        return Err(FileError::InTrash { path: rel.into() });
+    }
+    let name = segments.pop().unwrap_or_default();
+    Ok((segments, name))
+}
+
+fn trash_segments<'a>(dirs: &'a [&'a OsStr]) -> impl Iterator<Item = &'a OsStr> + 'a {
+    iter::once(OsStr::new(TRASH_DIR)).chain(dirs.iter().copied())
+}
+
+fn open_subdir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(parent.as_fd(), name, flags, Mode::empty())
+}
+
+/// The size of the file or link `name` in `parent`; `None` when there is none.
+fn file_size(parent: &OwnedFd, name: &OsStr, shown: &str) -> Result<Option<u64>, FileError> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+            Err(FileError::IsADirectory { path: shown.into() })
+        }
+        Ok(stat) => Ok(Some(u64::try_from(stat.st_size).unwrap_or_default())),
+        Err(Errno::NOENT) => Ok(None),
+        Err(errno) => Err(io_error(shown, "inspect it", errno)),
+    }
+}
+
+fn normal_segments(path: &Path) -> impl Iterator<Item = &OsStr> {
+    path.components().filter_map(|component| match component {
+        Component::Normal(segment) => Some(segment),
+        _ => None,
+    })
+}
+
+/// A relative path with `/` between its segments, when every segment is UTF-8.
+fn slash_path(rel: &Path) -> Option<String> {
+    let segments: Option<Vec<&str>> = normal_segments(rel).map(OsStr::to_str).collect();
+    segments.map(|segments| segments.join("/"))
+}
+
+/// When the entry last changed: for a trashed file, the rename into the trash.
+fn change_time(metadata: &Metadata) -> SystemTime {
+    // A change time before 1970 cannot be a rename by the sweeper; it counts as very old.
+    let seconds = u64::try_from(metadata.ctime()).unwrap_or_default();
+    let nanos = u32::try_from(metadata.ctime_nsec()).unwrap_or_default();
+    UNIX_EPOCH + Duration::new(seconds, nanos)
+}
+
+fn walk_error(root: &Path, error: walkdir::Error, path: &Path) -> FileError {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let shown = if rel.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        rel.to_string_lossy().into_owned()
+    };
+    FileError::Io {
+        path: shown,
+        action: "read it",
+        source: error.into(),
+    }
+}
+
+fn io_error(path: &str, action: &'static str, errno: Errno) -> FileError {
+    FileError::Io {
+        path: path.into(),
+        action,
+        source: errno.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use tempfile::TempDir;
+
+    /// A volume in a temporary folder, and a folder outside it that nothing may touch.
+    struct Fixture {
+        root: TempDir,
+        outside: TempDir,
+        volume: Volume,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let root = TempDir::new().unwrap();
+            let outside = TempDir::new().unwrap();
+            let volume = Volume::open(root.path()).unwrap();
+            Fixture {
+                root,
+                outside,
+                volume,
+            }
+        }
+
+        fn write(&self, rel: &str, contents: &str) {
+            let path = self.root.path().join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, contents).unwrap();
+        }
+
+        fn read(&self, rel: &str) -> Option<String> {
+            fs::read_to_string(self.root.path().join(rel)).ok()
+        }
+
+        fn exists(&self, rel: &str) -> bool {
+            fs::symlink_metadata(self.root.path().join(rel)).is_ok()
+        }
+
+        fn canary(&self, name: &str) -> PathBuf {
+            let path = self.outside.path().join(name);
+            fs::write(&path, "canary").unwrap();
+            path
+        }
+
+        fn walked(&self) -> (Vec<Entry>, Vec<FileError>) {
+            let mut entries = Vec::new();
+            let mut problems = Vec::new();
+            for item in self.volume.walk() {
+                match item {
+                    WalkItem::Entry(entry) => entries.push(entry),
+                    WalkItem::Problem(problem) => problems.push(problem),
+                }
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            (entries, problems)
+        }
+
+        fn walked_paths(&self) -> Vec<String> {
+            self.walked()
+                .0
+                .into_iter()
+                .map(|entry| entry.path)
+                .collect()
+        }
+    }
+
+    fn assert_canary_intact(path: &Path) {
+        assert_eq!(fs::read_to_string(path).unwrap(), "canary");
+    }
+
+    /// Runs `work` on a thread that has dropped root's power to ignore permission bits.
+    ///
+    /// Capabilities are per thread on Linux, so the test runs as root or not
+    /// and the rest of the test process keeps its own.
+    #[cfg(target_os = "linux")]
+    fn without_permission_override<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut sets = capabilities(None).unwrap();
+                    sets.effective -= CapabilitySet::DAC_OVERRIDE
+                        | CapabilitySet::DAC_READ_SEARCH
+                        | CapabilitySet::FOWNER;
+                    set_capabilities(None, sets).unwrap();
+                    work()
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn opening_a_missing_root_names_the_path_and_the_fix() {
+        let error = Volume::open(Path::new("/nonexistent/filegc-volume")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "volume path /nonexistent/filegc-volume does not exist (set FILEGC_VOLUME or --volume)"
+        );
+    }
+
+    #[test]
+    fn opening_a_file_as_root_is_refused() {
+        let fixture = Fixture::new();
+        fixture.write("file", "x");
+        let error = Volume::open(&fixture.root.path().join("file")).unwrap_err();
+        assert!(
+            matches!(error, VolumeError::NotADirectory { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn walk_reports_files_with_size_and_modification_time() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1700000000.jpg", "12345");
+        fixture.write("sub/user_2_1700000001_2.png", "ab");
+        let modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        fs::File::options()
+            .write(true)
+            .open(fixture.root.path().join("user_1_1700000000.jpg"))
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        let (entries, problems) = fixture.walked();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].path, "sub/user_2_1700000001_2.png");
+        assert_eq!(entries[0].size_bytes, 2);
+        assert_eq!(
+            entries[1],
+            Entry {
+                path: "user_1_1700000000.jpg".into(),
+                size_bytes: 5,
+                modified,
+                is_symlink: false,
+            }
+        );
+    }
+
+    #[test]
+    fn walk_skips_the_trash_and_the_roots_lost_and_found() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg", "x");
+        fixture.write(".filegc-trash/user_9_9.jpg", "x");
+        fixture.write("lost+found/#12345", "x");
+        fixture.write("sub/lost+found/user_3_3.jpg", "x");
+        fixture.write("sub/.filegc-trash", "x");
+        assert_eq!(
+            fixture.walked_paths(),
+            [
+                "sub/.filegc-trash",
+                "sub/lost+found/user_3_3.jpg",
+                "user_1_1.jpg"
+            ]
+        );
+    }
+
+    #[test]
+    fn walk_lists_a_symlinked_directory_as_a_link_and_never_enters_it() {
+        let fixture = Fixture::new();
+        fixture.canary("x.jpg");
+        symlink(fixture.outside.path(), fixture.root.path().join("link")).unwrap();
+        let (entries, problems) = fixture.walked();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].path, "link");
+        assert!(entries[0].is_symlink);
+    }
+
+    #[test]
+    fn walk_reports_special_files_and_undecodable_names_and_goes_on() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg", "x");
+        let fifo = fixture.root.path().join("pipe");
+        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        let bad_name = OsStr::from_bytes(b"user_\xff.jpg");
+        fs::write(fixture.root.path().join(bad_name), "x").unwrap();
+        let (entries, problems) = fixture.walked();
+        assert_eq!(entries.len(), 1);
+        let mut shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                "pipe: is a FIFO, not a regular file; skipped",
+                "user_\u{fffd}.jpg: the name is not valid UTF-8; skipped",
+            ]
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn walk_reports_an_unreadable_folder_with_its_path() {
+        let fixture = Fixture::new();
+        fixture.write("locked/user_1_1.jpg", "x");
+        fixture.write("user_2_2.jpg", "x");
+        let locked = fixture.root.path().join("locked");
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+        let (entries, problems) = without_permission_override(|| fixture.walked());
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+        let paths: Vec<&str> = entries.iter().map(|entry| entry.path.as_str()).collect();
+        assert_eq!(paths, ["user_2_2.jpg"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path(), "locked");
+        let kind = problems[0].io_error().map(io::Error::kind);
+        assert_eq!(kind, Some(io::ErrorKind::PermissionDenied));
+    }
+
+    #[test]
+    fn trash_moves_the_file_under_the_trash_folder_with_its_path() {
+        let fixture = Fixture::new();
+        fixture.write("sub/deep/user_1_1.jpg", "12345");
+        let outcome = fixture.volume.trash("sub/deep/user_1_1.jpg").unwrap();
+        assert_eq!(outcome, RemoveOutcome::Removed { bytes: 5 });
+        assert!(!fixture.exists("sub/deep/user_1_1.jpg"));
+        assert_eq!(
+            fixture
+                .read(".filegc-trash/sub/deep/user_1_1.jpg")
+                .as_deref(),
+            Some("12345")
+        );
+    }
+
+    #[test]
+    fn trash_replaces_an_older_trashed_copy() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg", "old");
+        fixture.volume.trash("user_1_1.jpg").unwrap();
+        fixture.write("user_1_1.jpg", "newer");
+        let outcome = fixture.volume.trash("user_1_1.jpg").unwrap();
+        assert_eq!(outcome, RemoveOutcome::Removed { bytes: 5 });
+        assert_eq!(
+            fixture.read(".filegc-trash/user_1_1.jpg").as_deref(),
+            Some("newer")
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_already_gone_not_an_error() {
+        let fixture = Fixture::new();
+        fixture.write("file", "x");
+        for rel in ["user_1_1.jpg", "missing/user_1_1.jpg", "file/user_1_1.jpg"] {
+            assert_eq!(
+                fixture.volume.trash(rel).unwrap(),
+                RemoveOutcome::AlreadyGone,
+                "{rel}"
+            );
+            assert_eq!(
+                fixture.volume.unlink(rel).unwrap(),
+                RemoveOutcome::AlreadyGone,
+                "{rel}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_directory_is_refused_and_kept() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg/inside.jpg", "x");
+        for result in [
+            fixture.volume.trash("user_1_1.jpg"),
+            fixture.volume.unlink("user_1_1.jpg"),
+        ] {
+            let error = result.unwrap_err();
+            assert!(matches!(error, FileError::IsADirectory { .. }), "{error}");
+            assert_eq!(error.path(), "user_1_1.jpg");
+        }
+        assert_eq!(
+            fixture.read("user_1_1.jpg/inside.jpg").as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_outside_is_trashed_as_a_link_and_its_target_survives() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("canary.jpg");
+        symlink(&canary, fixture.root.path().join("user_1_1.jpg")).unwrap();
+        let outcome = fixture.volume.trash("user_1_1.jpg").unwrap();
+        assert!(matches!(outcome, RemoveOutcome::Removed { .. }));
+        let trashed = fixture.root.path().join(".filegc-trash/user_1_1.jpg");
+        assert!(fs::symlink_metadata(&trashed)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn a_symlink_to_outside_is_unlinked_as_a_link_and_its_target_survives() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("canary.jpg");
+        symlink(&canary, fixture.root.path().join("user_1_1.jpg")).unwrap();
+        let outcome = fixture.volume.unlink("user_1_1.jpg").unwrap();
+        assert!(matches!(outcome, RemoveOutcome::Removed { .. }));
+        assert!(!fixture.exists("user_1_1.jpg"));
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_never_entered_by_trash_or_unlink() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("x.jpg");
+        symlink(fixture.outside.path(), fixture.root.path().join("link")).unwrap();
+        for result in [
+            fixture.volume.trash("link/x.jpg"),
+            fixture.volume.unlink("link/x.jpg"),
+        ] {
+            match result.unwrap_err() {
+                FileError::ThroughSymlink { path, link } => {
+                    assert_eq!((path.as_str(), link.as_str()), ("link/x.jpg", "link"));
+                }
+                other => panic!("expected a refusal, got {other}"),
+            }
+        }
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn restore_never_writes_through_a_symlinked_directory() {
+        let fixture = Fixture::new();
+        fixture.write(".filegc-trash/link/x.jpg", "trashed");
+        symlink(fixture.outside.path(), fixture.root.path().join("link")).unwrap();
+        let error = fixture.volume.restore("link/x.jpg").unwrap_err();
+        assert!(matches!(error, FileError::ThroughSymlink { .. }), "{error}");
+        assert!(!fixture.outside.path().join("x.jpg").exists());
+        assert_eq!(
+            fixture.read(".filegc-trash/link/x.jpg").as_deref(),
+            Some("trashed")
+        );
+    }
+
+    #[test]
+    fn restore_never_reads_through_a_symlinked_directory_in_the_trash() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("y.jpg");
+        fs::create_dir(fixture.root.path().join(TRASH_DIR)).unwrap();
+        symlink(
+            fixture.outside.path(),
+            fixture.root.path().join(".filegc-trash/sub"),
+        )
+        .unwrap();
+        let error = fixture.volume.restore("sub/y.jpg").unwrap_err();
+        assert!(matches!(error, FileError::ThroughSymlink { .. }), "{error}");
+        assert_canary_intact(&canary);
+        assert!(!fixture.exists("sub/y.jpg"));
+    }
+
+    #[test]
+    fn paths_that_climb_out_or_are_absolute_are_refused_before_any_access() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("x.jpg");
+        let outside_name = fixture
+            .outside
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let climbing = format!("../{outside_name}/x.jpg");
+        let absolute = canary.to_str().unwrap().to_owned();
+        for rel in [
+            climbing.as_str(),
+            "a/../../x.jpg",
+            absolute.as_str(),
+            "",
+            "a//b",
+            "./x",
+        ] {
+            for result in [fixture.volume.trash(rel), fixture.volume.unlink(rel)] {
+                let error = result.unwrap_err();
+                assert!(matches!(error, FileError::Invalid { .. }), "{rel}: {error}");
+            }
+            let error = fixture.volume.restore(rel).unwrap_err();
+            assert!(matches!(error, FileError::Invalid { .. }), "{rel}: {error}");
+        }
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn paths_inside_the_trash_are_refused() {
+        let fixture = Fixture::new();
+        fixture.write(".filegc-trash/user_1_1.jpg", "x");
+        let error = fixture
+            .volume
+            .trash(".filegc-trash/user_1_1.jpg")
+            .unwrap_err();
+        assert!(matches!(error, FileError::InTrash { .. }), "{error}");
+        let error = fixture
+            .volume
+            .unlink(".filegc-trash/user_1_1.jpg")
+            .unwrap_err();
+        assert!(matches!(error, FileError::InTrash { .. }), "{error}");
+        assert!(fixture.exists(".filegc-trash/user_1_1.jpg"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_permission_problem_is_reported_with_the_path() {
+        let fixture = Fixture::new();
+        fixture.write("readonly/user_1_1.jpg", "x");
+        let folder = fixture.root.path().join("readonly");
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o555)).unwrap();
+        let result = without_permission_override(|| fixture.volume.trash("readonly/user_1_1.jpg"));
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
+        let error = result.unwrap_err();
+        assert_eq!(error.path(), "readonly/user_1_1.jpg");
+        assert_eq!(
+            error.io_error().map(io::Error::kind),
+            Some(io::ErrorKind::PermissionDenied),
+            "{error}"
+        );
+        assert!(fixture.exists("readonly/user_1_1.jpg"));
+    }
+
+    #[test]
+    fn restore_brings_a_file_back_and_recreates_its_folder() {
+        let fixture = Fixture::new();
+        fixture.write("sub/user_1_1.jpg", "12345");
+        fixture.volume.trash("sub/user_1_1.jpg").unwrap();
+        fs::remove_dir(fixture.root.path().join("sub")).unwrap();
+        let outcome = fixture.volume.restore("sub/user_1_1.jpg").unwrap();
+        assert_eq!(outcome, RestoreOutcome::Restored { bytes: 5 });
+        assert_eq!(fixture.read("sub/user_1_1.jpg").as_deref(), Some("12345"));
+        assert!(!fixture.exists(".filegc-trash/sub/user_1_1.jpg"));
+    }
+
+    #[test]
+    fn restore_never_replaces_a_file_that_came_back() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg", "trashed");
+        fixture.volume.trash("user_1_1.jpg").unwrap();
+        fixture.write("user_1_1.jpg", "new upload");
+        let outcome = fixture.volume.restore("user_1_1.jpg").unwrap();
+        assert_eq!(outcome, RestoreOutcome::TargetExists);
+        assert_eq!(fixture.read("user_1_1.jpg").as_deref(), Some("new upload"));
+        assert_eq!(
+            fixture.read(".filegc-trash/user_1_1.jpg").as_deref(),
+            Some("trashed")
+        );
+    }
+
+    #[test]
+    fn restore_of_something_never_trashed_says_so() {
+        let fixture = Fixture::new();
+        assert_eq!(
+            fixture.volume.restore("user_1_1.jpg").unwrap(),
+            RestoreOutcome::NotInTrash
+        );
+        assert_eq!(
+            fixture.volume.restore("sub/user_1_1.jpg").unwrap(),
+            RestoreOutcome::NotInTrash
+        );
+    }
+
+    fn trashed_at(fixture: &Fixture, rel: &str) -> SystemTime {
+        let path = fixture.root.path().join(TRASH_DIR).join(rel);
+        change_time(&fs::symlink_metadata(path).unwrap())
+    }
+
+    #[test]
+    fn purge_keeps_what_was_trashed_at_or_after_the_limit() {
+        let fixture = Fixture::new();
+        fixture.write("user_1_1.jpg", "x");
+        fixture.volume.trash("user_1_1.jpg").unwrap();
+        let limit = trashed_at(&fixture, "user_1_1.jpg");
+        let summary = fixture.volume.purge_trash(limit);
+        assert_eq!((summary.files, summary.bytes), (0, 0));
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        assert!(fixture.exists(".filegc-trash/user_1_1.jpg"));
+    }
+
+    #[test]
+    fn purge_deletes_what_was_trashed_before_the_limit_and_its_emptied_folders() {
+        let fixture = Fixture::new();
+        fixture.write("a/b/user_1_1.jpg", "12345");
+        fixture.write("user_2_2.jpg", "123");
+        fixture.volume.trash("a/b/user_1_1.jpg").unwrap();
+        fixture.volume.trash("user_2_2.jpg").unwrap();
+        let limit = trashed_at(&fixture, "a/b/user_1_1.jpg")
+            .max(trashed_at(&fixture, "user_2_2.jpg"))
+            + Duration::from_nanos(1);
+        let summary = fixture.volume.purge_trash(limit);
+        assert_eq!((summary.files, summary.bytes), (2, 8));
+        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+        assert!(!fixture.exists(".filegc-trash/a"));
+        assert!(fixture.exists(".filegc-trash"));
+        assert!(fixture.exists("a/b"), "folders outside the trash stay");
+    }
+
+    #[test]
+    fn purge_removes_a_trashed_link_and_never_its_target() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("canary.jpg");
+        symlink(&canary, fixture.root.path().join("user_1_1.jpg")).unwrap();
+        fixture.volume.trash("user_1_1.jpg").unwrap();
+        let summary = fixture.volume.empty_trash();
+        assert_eq!(summary.files, 1);
+        assert!(!fixture.exists(".filegc-trash/user_1_1.jpg"));
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn purge_never_enters_a_trash_folder_that_is_a_symlink() {
+        let fixture = Fixture::new();
+        let canary = fixture.canary("user_1_1.jpg");
+        symlink(fixture.outside.path(), fixture.root.path().join(TRASH_DIR)).unwrap();
+        let summary = fixture.volume.empty_trash();
+        assert_eq!(summary.files, 0);
+        assert_eq!(summary.problems.len(), 1);
+        assert!(matches!(
+            summary.problems[0],
+            FileError::ThroughSymlink { .. }
+        ));
+        assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn trash_usage_counts_trashed_files() {
+        let fixture = Fixture::new();
+        let usage = fixture.volume.trash_usage();
+        assert_eq!((usage.files, usage.bytes), (0, 0));
+        fixture.write("sub/user_1_1.jpg", "12345");
+        fixture.write("user_2_2.jpg", "12");
+        fixture.volume.trash("sub/user_1_1.jpg").unwrap();
+        fixture.volume.trash("user_2_2.jpg").unwrap();
+        let usage = fixture.volume.trash_usage();
+        assert_eq!((usage.files, usage.bytes), (2, 7));
+        assert!(usage.problems.is_empty());
+    }
+
+    #[test]
+    fn capacity_is_consistent() {
+        let fixture = Fixture::new();
+        let capacity = fixture.volume.capacity().unwrap();
+        assert!(capacity.total_bytes > 0);
+        assert!(capacity.used_bytes <= capacity.total_bytes);
+        assert!(capacity.free_bytes <= capacity.total_bytes - capacity.used_bytes);
+    }
+}
