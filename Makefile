@@ -32,8 +32,12 @@ build: setup
 	cargo build --workspace --exclude filegc
 	cd extension && cargo pgrx schema pg$(PG) >/dev/null
 
+# cargo pgrx install copies the current version's script and the upgrade
+# scripts; the scripts of released versions let `ALTER EXTENSION ... UPDATE`
+# be tested from them.
 install: setup
 	cd extension && cargo pgrx install --pg-config "$(PG_CONFIG)" --no-default-features --features pg$(PG)
+	install -m 644 sql/archive/filegc--*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 test: setup test-unit test-extension test-integration
 
