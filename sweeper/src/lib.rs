@@ -4,5 +4,8 @@
 #[path = "../../extension/src/path_rules.rs"]
 pub mod path_rules;
 
+pub mod cli;
+pub mod config;
+pub mod exit_codes;
 pub mod units;
 pub mod volume;

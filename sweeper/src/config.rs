@@ -1,0 +1,992 @@
+//! The validated configuration: the command line in the program's words.
+//!
+//! [`Config::from_cli`] is the only place that reads sizes, dates, intervals
+//! and the environment's fallbacks; everything after it works with checked
+//! values and cannot meet a malformed option.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use crate::cli::{self, Cli, DeleteArgs, FilterArgs, ListArgs, LogFormatArg};
+use crate::path_rules::{file_name, validate_relative, InvalidReason};
+use crate::units::{
+    format_size, parse_date, parse_duration, parse_size, DateError, DurationError, SizeError,
+};
+
+/// Everything a run of `filegc` needs to know, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The volume's mount point.
+    pub volume: PathBuf,
+    /// The database, when one is configured; `list`, `old` and `stats` work without it.
+    pub database_url: Option<DatabaseUrl>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// The least severe log level shown.
+    pub log_level: LogLevel,
+    /// The name this sweeper records in the database.
+    pub worker: String,
+    /// What to do.
+    pub command: Command,
+}
+
+/// A PostgreSQL connection string; its `Debug` form hides it, since it usually holds a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The connection string, for the database client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(<hidden>)")
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The least severe log level shown, from `-v` and `-q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only (`-qq`).
+    Error,
+    /// Warnings and errors (`-q`).
+    Warn,
+    /// The default.
+    Info,
+    /// `-v`.
+    Debug,
+    /// `-vv`.
+    Trace,
+}
+
+/// The checked command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// No command: the interactive menu.
+    Menu,
+    /// List every file.
+    List(Listing),
+    /// List orphaned images.
+    Orphans(Listing),
+    /// List images older than `days`.
+    Old {
+        /// The age limit in days.
+        days: u32,
+        /// How and what to list.
+        listing: Listing,
+    },
+    /// Show storage statistics.
+    Stats {
+        /// Table or JSON.
+        output: Output,
+        /// Whether to scan first.
+        inventory: Inventory,
+    },
+    /// Delete orphaned images.
+    DeleteOrphans(Deletion),
+    /// Delete images older than `days`.
+    DeleteOld {
+        /// The age limit in days.
+        days: u32,
+        /// Whether images that rows still reference go too.
+        referenced: ReferencedImages,
+        /// How to confirm and what to delete.
+        deletion: Deletion,
+    },
+    /// Walk the volume into the database's inventory.
+    Scan,
+    /// Carry out scheduled deletions.
+    Sweep {
+        /// Into the trash, or for good.
+        removal: Removal,
+    },
+    /// Delete the trash folder's contents for good.
+    EmptyTrash {
+        /// Whether to ask first.
+        confirmation: Confirmation,
+    },
+    /// Bring one file back from the trash.
+    Restore {
+        /// The checked relative path.
+        path: String,
+    },
+    /// The long-running mode.
+    Run(RunOptions),
+}
+
+impl Command {
+    /// The command's name as typed, for messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Menu => "menu",
+            Command::List(_) => "list",
+            Command::Orphans(_) => "orphans",
+            Command::Old { .. } => "old",
+            Command::Stats { .. } => "stats",
+            Command::DeleteOrphans(_) => "delete-orphans",
+            Command::DeleteOld { .. } => "delete-old",
+            Command::Scan => "scan",
+            Command::Sweep { .. } => "sweep",
+            Command::EmptyTrash { .. } => "empty-trash",
+            Command::Restore { .. } => "restore",
+            Command::Run(_) => "run",
+        }
+    }
+}
+
+/// How a listing is printed, from what inventory, and which files it includes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Table or JSON.
+    pub output: Output,
+    /// Whether to scan first.
+    pub inventory: Inventory,
+    /// Which files to include.
+    pub filter: Filter,
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Which inventory a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inventory {
+    /// Walk the volume first, so the answer is what is on disk now.
+    Rescan,
+    /// Use the last scan's inventory (`--no-scan`).
+    LastScan,
+}
+
+/// A delete command's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// What is shown before deleting, and which files are deleted.
+    pub listing: Listing,
+    /// Whether to ask first.
+    pub confirmation: Confirmation,
+    /// Show only; change nothing and never ask.
+    pub dry_run: bool,
+    /// Pass the safety limit on the share of the volume deleted at once.
+    pub force: bool,
+}
+
+/// Whether a destructive command asks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Ask on the terminal; refuse without one.
+    Ask,
+    /// `--yes`: do not ask.
+    AssumeYes,
+}
+
+/// Whether an age cleanup spares images that rows still reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferencedImages {
+    /// Only unreferenced images are deleted.
+    Keep,
+    /// `--include-referenced`: referenced images are deleted too.
+    Delete,
+}
+
+/// What the sweep does with a file it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Move it into the trash folder, from where it can be restored.
+    Trash,
+    /// `--no-trash`: delete it for good.
+    Unlink,
+}
+
+/// The long-running mode's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Time between scans.
+    pub scan_interval: Duration,
+    /// Time between sweeps when no notification arrives.
+    pub sweep_interval: Duration,
+    /// The application to start and supervise, if any.
+    pub child: Option<ChildCommand>,
+}
+
+/// A program and its arguments, given after `--`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCommand {
+    /// The program to start.
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+}
+
+/// Which files a listing or deletion includes; the default includes every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only images whose name carries this user id.
+    pub user_id: Option<u64>,
+    /// Only these extensions, lowercase and without the dot; empty means any.
+    pub extensions: Vec<String>,
+    /// Only files at least this large.
+    pub min_size: Option<u64>,
+    /// Only files at most this large.
+    pub max_size: Option<u64>,
+    /// Only files modified at or after this instant.
+    pub modified_since: Option<DateTime<Utc>>,
+    /// Only files modified before this instant.
+    pub modified_before: Option<DateTime<Utc>>,
+}
+
+/// What a filter looks at in one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts<'a> {
+    /// The path relative to the volume root.
+    pub path: &'a str,
+    /// The file's size.
+    pub size_bytes: u64,
+    /// Its last modification.
+    pub modified: DateTime<Utc>,
+}
+
+impl Filter {
+    /// Whether `file` passes every condition of the filter.
+    pub fn matches(&self, file: &FileFacts<'_>) -> bool {
+        let name = file_name(file.path);
+        let user_matches = self.user_id.is_none_or(|wanted| {
+            ImageName::parse(name).is_some_and(|image| image.user_id == wanted)
+        });
+        let extension_matches = self.extensions.is_empty()
+            || name.rsplit_once('.').is_some_and(|(_, extension)| {
+                self.extensions
+                    .iter()
+                    .any(|wanted| wanted.eq_ignore_ascii_case(extension))
+            });
+        user_matches
+            && extension_matches
+            && self.min_size.is_none_or(|min| file.size_bytes >= min)
+            && self.max_size.is_none_or(|max| file.size_bytes <= max)
+            && self
+                .modified_since
+                .is_none_or(|since| file.modified >= since)
+            && self
+                .modified_before
+                .is_none_or(|before| file.modified < before)
+    }
+}
+
+/// The parts of an image name `user_{id}_{unix_ts}.{ext}` or `user_{id}_{unix_ts}_2.{ext}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageName<'a> {
+    /// The user the image belongs to.
+    pub user_id: u64,
+    /// The upload time, in seconds since 1970, as the application wrote it.
+    pub timestamp: u64,
+    /// Whether this is the secondary image (`_2`) of the upload.
+    pub secondary: bool,
+    /// The extension as written, without the dot.
+    pub extension: &'a str,
+}
+
+impl<'a> ImageName<'a> {
+    /// Reads a file name (not a path); `None` when it does not follow the naming convention.
+    pub fn parse(name: &'a str) -> Option<ImageName<'a>> {
+        let (stem, extension) = name.strip_prefix("user_")?.rsplit_once('.')?;
+        if extension.is_empty() || !extension.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let mut parts = stem.split('_');
+        let user_id = parse_digits(parts.next()?)?;
+        let timestamp = parse_digits(parts.next()?)?;
+        let secondary = match parts.next() {
+            None => false,
+            Some("2") => true,
+            Some(_) => return None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(ImageName {
+            user_id,
+            timestamp,
+            secondary,
+            extension,
+        })
+    }
+}
+
+/// Digits only: `u64::from_str` would also take a leading `+`.
+fn parse_digits(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// What the process's surroundings contribute: fallbacks that are not options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// `RAILWAY_VOLUME_MOUNT_PATH`, set by Railway for a service with a volume.
+    pub railway_volume_mount_path: Option<PathBuf>,
+    /// The host name, the default worker name.
+    pub host_name: Option<String>,
+}
+
+impl Environment {
+    /// Reads the fallbacks from this process's environment and host.
+    pub fn from_process() -> Environment {
+        let host_name = rustix::system::uname()
+            .nodename()
+            .to_str()
+            .ok()
+            .map(str::to_owned);
+        Environment {
+            railway_volume_mount_path: std::env::var_os("RAILWAY_VOLUME_MOUNT_PATH")
+                .map(PathBuf::from),
+            host_name,
+        }
+    }
+}
+
+/// Why the command line or environment cannot be used; the run stops with exit status 2.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Neither the option nor either variable names the volume.
+    #[error(
+        "no volume given: pass --volume PATH, or set FILEGC_VOLUME or RAILWAY_VOLUME_MOUNT_PATH"
+    )]
+    MissingVolume,
+    /// No worker name was given and the host name is unknown.
+    #[error(
+        "no worker name: the host name is unknown, so pass --worker NAME or set FILEGC_WORKER"
+    )]
+    MissingWorker,
+    /// A size option could not be read.
+    #[error("{option}: {source}")]
+    Size {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        source: SizeError,
+    },
+    /// A date option could not be read.
+    #[error("{option}: {source}")]
+    Date {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        source: DateError,
+    },
+    /// An interval option could not be read.
+    #[error("{option}: {source}")]
+    Interval {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        source: DurationError,
+    },
+    /// An `--ext` entry is not a file extension.
+    #[error("--ext: {value:?} is not a file extension (example: --ext jpg,png)")]
+    Extension {
+        /// The entry as given.
+        value: String,
+    },
+    /// `--min-size` is above `--max-size`.
+    #[error("--min-size {min} is larger than --max-size {max}, so no file could match")]
+    SizeRange {
+        /// The lower bound, as shown.
+        min: String,
+        /// The upper bound, as shown.
+        max: String,
+    },
+    /// `--since` is not before `--until`.
+    #[error("--since {since} is not before --until {until}, so no file could match")]
+    DateRange {
+        /// The lower bound, as given.
+        since: String,
+        /// The upper bound, as given.
+        until: String,
+    },
+    /// The path given to `restore` could leave the volume.
+    #[error("restore {path:?}: {reason} (give the path relative to the volume, like user_123_1700000000.jpg)")]
+    RestorePath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: InvalidReason,
+    },
+}
+
+impl Config {
+    /// Checks the command line and fills in what the environment provides.
+    pub fn from_cli(cli: Cli, environment: &Environment) -> Result<Config, ConfigError> {
+        let global = cli.global;
+        let volume = global
+            .volume
+            .filter(|path| !path.as_os_str().is_empty())
+            .or_else(|| environment.railway_volume_mount_path.clone())
+            .filter(|path| !path.as_os_str().is_empty())
+            .ok_or(ConfigError::MissingVolume)?;
+        let worker = global
+            .worker
+            .or_else(|| environment.host_name.clone())
+            .filter(|name| !name.trim().is_empty())
+            .ok_or(ConfigError::MissingWorker)?;
+        let log_level = match (global.quiet, global.verbose) {
+            (0, 0) => LogLevel::Info,
+            (0, 1) => LogLevel::Debug,
+            (0, _) => LogLevel::Trace,
+            (1, _) => LogLevel::Warn,
+            _ => LogLevel::Error,
+        };
+        Ok(Config {
+            volume,
+            database_url: global
+                .database_url
+                .filter(|url| !url.trim().is_empty())
+                .map(DatabaseUrl),
+            log_format: match global.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            log_level,
+            worker,
+            command: cli.command.map_or(Ok(Command::Menu), command)?,
+        })
+    }
+}
+
+fn command(command: cli::Command) -> Result<Command, ConfigError> {
+    Ok(match command {
+        cli::Command::List(args) => Command::List(listing(args)?),
+        cli::Command::Orphans(args) => Command::Orphans(listing(args)?),
+        cli::Command::Old {
+            days,
+            listing: args,
+        } => Command::Old {
+            days,
+            listing: listing(args)?,
+        },
+        cli::Command::Stats(args) => Command::Stats {
+            output: output(args.json),
+            inventory: inventory(args.no_scan),
+        },
+        cli::Command::DeleteOrphans(args) => Command::DeleteOrphans(deletion(args)?),
+        cli::Command::DeleteOld {
+            days,
+            include_referenced,
+            deletion: args,
+        } => Command::DeleteOld {
+            days,
+            referenced: if include_referenced {
+                ReferencedImages::Delete
+            } else {
+                ReferencedImages::Keep
+            },
+            deletion: deletion(args)?,
+        },
+        cli::Command::Scan => Command::Scan,
+        cli::Command::Sweep { no_trash } => Command::Sweep {
+            removal: if no_trash {
+                Removal::Unlink
+            } else {
+                Removal::Trash
+            },
+        },
+        cli::Command::EmptyTrash { yes } => Command::EmptyTrash {
+            confirmation: confirmation(yes),
+        },
+        cli::Command::Restore { path } => match validate_relative(&path) {
+            Ok(()) => Command::Restore { path },
+            Err(reason) => return Err(ConfigError::RestorePath { path, reason }),
+        },
+        cli::Command::Run(args) => {
+            let mut child = args.command.into_iter();
+            Command::Run(RunOptions {
+                scan_interval: interval("--scan-interval", &args.scan_interval)?,
+                sweep_interval: interval("--sweep-interval", &args.sweep_interval)?,
+                child: child.next().map(|program| ChildCommand {
+                    program,
+                    args: child.collect(),
+                }),
+            })
+        }
+    })
+}
+
+fn listing(args: ListArgs) -> Result<Listing, ConfigError> {
+    Ok(Listing {
+        output: output(args.json),
+        inventory: inventory(args.no_scan),
+        filter: filter(args.filter)?,
+    })
+}
+
+fn deletion(args: DeleteArgs) -> Result<Deletion, ConfigError> {
+    Ok(Deletion {
+        listing: listing(args.listing)?,
+        confirmation: confirmation(args.yes),
+        dry_run: args.dry_run,
+        force: args.force,
+    })
+}
+
+fn filter(args: FilterArgs) -> Result<Filter, ConfigError> {
+    let extensions = args
+        .ext
+        .iter()
+        .map(|value| {
+            let extension = value.trim().trim_start_matches('.');
+            if extension.is_empty() || !extension.chars().all(|c| c.is_alphanumeric()) {
+                return Err(ConfigError::Extension {
+                    value: value.clone(),
+                });
+            }
+            Ok(extension.to_lowercase())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let size = |option, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|source| ConfigError::Size { option, source })
+    };
+    let date = |option, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_date)
+            .transpose()
+            .map_err(|source| ConfigError::Date { option, source })
+    };
+    let min_size = size("--min-size", &args.min_size)?;
+    let max_size = size("--max-size", &args.max_size)?;
+    if let (Some(min), Some(max)) = (min_size, max_size) {
+        if min > max {
+            return Err(ConfigError::SizeRange {
+                min: format_size(min),
+                max: format_size(max),
+            });
+        }
+    }
+    let modified_since = date("--since", &args.since)?.map(|spec| spec.start());
+    let modified_before = date("--until", &args.until)?.map(|spec| spec.end());
+    if let (Some(since), Some(before)) = (modified_since, modified_before) {
+        if since >= before {
+            return Err(ConfigError::DateRange {
+                since: args.since.unwrap_or_default(),
+                until: args.until.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Filter {
+        user_id: args.user,
+        extensions,
+        min_size,
+        max_size,
+        modified_since,
+        modified_before,
+    })
+}
+
+fn interval(option: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value).map_err(|source| ConfigError::Interval { option, source })
+}
+
+fn output(json: bool) -> Output {
+    if json {
+        Output::Json
+    } else {
+        Output::Table
+    }
+}
+
+fn inventory(no_scan: bool) -> Inventory {
+    if no_scan {
+        Inventory::LastScan
+    } else {
+        Inventory::Rescan
+    }
+}
+
+fn confirmation(yes: bool) -> Confirmation {
+    if yes {
+        Confirmation::AssumeYes
+    } else {
+        Confirmation::Ask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    fn environment() -> Environment {
+        Environment {
+            railway_volume_mount_path: None,
+            host_name: Some("web-1".into()),
+        }
+    }
+
+    fn config_with(environment: &Environment, args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("filegc").chain(args.iter().copied()))
+            .expect("the command line parses");
+        Config::from_cli(cli, environment)
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut with_volume = vec!["--volume", "/data"];
+        with_volume.extend_from_slice(args);
+        config_with(&environment(), &with_volume)
+    }
+
+    fn listing_filter(args: &[&str]) -> Result<Filter, ConfigError> {
+        let mut list = vec!["list"];
+        list.extend_from_slice(args);
+        match config(&list)?.command {
+            Command::List(listing) => Ok(listing.filter),
+            other => panic!("expected list, got {other:?}"),
+        }
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    fn facts(path: &str, size_bytes: u64, modified: &str) -> (String, u64, DateTime<Utc>) {
+        (path.to_owned(), size_bytes, at(modified))
+    }
+
+    fn passes(filter: &Filter, file: &(String, u64, DateTime<Utc>)) -> bool {
+        filter.matches(&FileFacts {
+            path: &file.0,
+            size_bytes: file.1,
+            modified: file.2,
+        })
+    }
+
+    #[test]
+    fn the_volume_comes_from_the_option_then_railway() {
+        let railway = Environment {
+            railway_volume_mount_path: Some("/railway".into()),
+            ..environment()
+        };
+        let from_option = config_with(&railway, &["--volume", "/data", "scan"]).unwrap();
+        assert_eq!(from_option.volume, PathBuf::from("/data"));
+        let from_railway = config_with(&railway, &["scan"]).unwrap();
+        assert_eq!(from_railway.volume, PathBuf::from("/railway"));
+    }
+
+    #[test]
+    fn without_a_volume_the_error_names_every_way_to_give_one() {
+        let error = config_with(&environment(), &["scan"]).unwrap_err();
+        assert_eq!(error, ConfigError::MissingVolume);
+        let message = error.to_string();
+        for way in ["--volume", "FILEGC_VOLUME", "RAILWAY_VOLUME_MOUNT_PATH"] {
+            assert!(message.contains(way), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_worker_defaults_to_the_host_name() {
+        assert_eq!(config(&["scan"]).unwrap().worker, "web-1");
+        assert_eq!(config(&["--worker", "w2", "scan"]).unwrap().worker, "w2");
+        let nameless = Environment {
+            host_name: None,
+            ..environment()
+        };
+        let error = config_with(&nameless, &["--volume", "/data", "scan"]).unwrap_err();
+        assert_eq!(error, ConfigError::MissingWorker);
+    }
+
+    #[test]
+    fn the_database_url_is_optional_and_never_printed_by_debug() {
+        assert_eq!(config(&["list"]).unwrap().database_url, None);
+        let secret = "postgres://app:s3cret@db/app";
+        let config = config(&["--database-url", secret, "list"]).unwrap();
+        assert_eq!(
+            config.database_url.as_ref().map(DatabaseUrl::expose),
+            Some(secret)
+        );
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn verbosity_sets_the_log_level() {
+        let level = |args: &[&str]| config(args).unwrap().log_level;
+        assert_eq!(level(&["scan"]), LogLevel::Info);
+        assert_eq!(level(&["-v", "scan"]), LogLevel::Debug);
+        assert_eq!(level(&["-vvv", "scan"]), LogLevel::Trace);
+        assert_eq!(level(&["-q", "scan"]), LogLevel::Warn);
+        assert_eq!(level(&["-qq", "scan"]), LogLevel::Error);
+    }
+
+    #[test]
+    fn no_command_is_the_menu() {
+        assert_eq!(config(&[]).unwrap().command, Command::Menu);
+    }
+
+    #[test]
+    fn delete_options_become_the_programs_words() {
+        let config = config(&[
+            "delete-old",
+            "--days",
+            "90",
+            "--include-referenced",
+            "--yes",
+            "--json",
+            "--no-scan",
+        ])
+        .unwrap();
+        let Command::DeleteOld {
+            days,
+            referenced,
+            deletion,
+        } = config.command
+        else {
+            panic!("expected delete-old");
+        };
+        assert_eq!((days, referenced), (90, ReferencedImages::Delete));
+        assert_eq!(deletion.confirmation, Confirmation::AssumeYes);
+        assert!(!deletion.dry_run && !deletion.force);
+        assert_eq!(deletion.listing.output, Output::Json);
+        assert_eq!(deletion.listing.inventory, Inventory::LastScan);
+    }
+
+    #[test]
+    fn sizes_dates_and_extensions_are_parsed_into_the_filter() {
+        let filter = listing_filter(&[
+            "--user",
+            "123",
+            "--ext",
+            ".JPG,png",
+            "--min-size",
+            "2MB",
+            "--max-size",
+            "1GiB",
+            "--since",
+            "2024-01-01",
+            "--until",
+            "2024-01-31",
+        ])
+        .unwrap();
+        assert_eq!(
+            filter,
+            Filter {
+                user_id: Some(123),
+                extensions: vec!["jpg".into(), "png".into()],
+                min_size: Some(2_000_000),
+                max_size: Some(1 << 30),
+                modified_since: Some(at("2024-01-01T00:00:00Z")),
+                modified_before: Some(at("2024-02-01T00:00:00Z")),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_filter_values_name_the_option() {
+        let error = listing_filter(&["--min-size", "2XB"]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--min-size: unknown unit"),
+            "{error}"
+        );
+        let error = listing_filter(&["--until", "tomorrow"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--until: \"tomorrow\" is not a date"),
+            "{error}"
+        );
+        let error = listing_filter(&["--ext", "jpg,"]).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::Extension {
+                value: String::new()
+            }
+        );
+        let error = listing_filter(&["--ext", "tar/gz"]).unwrap_err();
+        assert!(matches!(error, ConfigError::Extension { .. }));
+    }
+
+    #[test]
+    fn ranges_that_no_file_can_match_are_refused() {
+        let error = listing_filter(&["--min-size", "2MB", "--max-size", "1MB"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--min-size 2.0 MB is larger than --max-size 1.0 MB, so no file could match"
+        );
+        let error =
+            listing_filter(&["--since", "2024-02-01", "--until", "2024-01-31"]).unwrap_err();
+        assert!(matches!(error, ConfigError::DateRange { .. }));
+        assert!(listing_filter(&["--since", "2024-01-31", "--until", "2024-01-31"]).is_ok());
+    }
+
+    #[test]
+    fn run_intervals_and_the_child_command_are_checked() {
+        let config = config(&["run", "--scan-interval", "30m", "--", "node", "server.js"]).unwrap();
+        let Command::Run(run) = config.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.scan_interval, Duration::from_secs(1800));
+        assert_eq!(run.sweep_interval, Duration::from_secs(60));
+        let child = run.child.unwrap();
+        assert_eq!(
+            (child.program, child.args),
+            ("node".into(), vec!["server.js".into()])
+        );
+        let Command::Run(run) = super::tests::config(&["run"]).unwrap().command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.child, None);
+        let error = super::tests::config(&["run", "--sweep-interval", "0s"]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--sweep-interval: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn restore_refuses_paths_that_leave_the_volume() {
+        for path in ["../etc/passwd", "/etc/passwd", "a/../b.jpg"] {
+            let error = config(&["restore", path]).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::RestorePath { .. }),
+                "{path}: {error}"
+            );
+        }
+        let restore = config(&["restore", "sub/user_1_2.jpg"]).unwrap().command;
+        assert_eq!(
+            restore,
+            Command::Restore {
+                path: "sub/user_1_2.jpg".into()
+            }
+        );
+    }
+
+    #[test]
+    fn image_names_follow_the_applications_convention() {
+        assert_eq!(
+            ImageName::parse("user_123_1700000000.jpg"),
+            Some(ImageName {
+                user_id: 123,
+                timestamp: 1_700_000_000,
+                secondary: false,
+                extension: "jpg",
+            })
+        );
+        assert_eq!(
+            ImageName::parse("user_7_1700000001_2.WEBP"),
+            Some(ImageName {
+                user_id: 7,
+                timestamp: 1_700_000_001,
+                secondary: true,
+                extension: "WEBP",
+            })
+        );
+        for name in [
+            "user_123.jpg",
+            "user_123_1700000000",
+            "user_123_1700000000.",
+            "user_123_1700000000_3.jpg",
+            "user_123_1700000000_2_2.jpg",
+            "user_+1_1700000000.jpg",
+            "user_x_1700000000.jpg",
+            "user__1700000000.jpg",
+            "avatar_123_1700000000.jpg",
+            "user_123_1700000000.tar.gz",
+            "user_99999999999999999999_1.jpg",
+        ] {
+            assert_eq!(ImageName::parse(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_filter_checks_every_condition() {
+        let primary = facts("user_7_1700000000.jpg", 2_000_000, "2024-01-15T12:00:00Z");
+        let secondary = facts("sub/user_7_1700000000_2.PNG", 500, "2024-01-31T23:59:59Z");
+        let other_user = facts("user_8_1700000000.jpg", 2_000_000, "2024-01-15T12:00:00Z");
+        let unrelated = facts("notes.txt", 10, "2024-01-15T12:00:00Z");
+
+        assert!(passes(&Filter::default(), &unrelated));
+
+        let by_user = Filter {
+            user_id: Some(7),
+            ..Filter::default()
+        };
+        assert!(passes(&by_user, &primary));
+        assert!(
+            passes(&by_user, &secondary),
+            "the secondary image belongs to the user too"
+        );
+        assert!(!passes(&by_user, &other_user));
+        assert!(!passes(&by_user, &unrelated));
+
+        let by_extension = Filter {
+            extensions: vec!["png".into()],
+            ..Filter::default()
+        };
+        assert!(passes(&by_extension, &secondary));
+        assert!(!passes(&by_extension, &primary));
+
+        let by_size = Filter {
+            min_size: Some(1000),
+            max_size: Some(2_000_000),
+            ..Filter::default()
+        };
+        assert!(passes(&by_size, &primary), "the bounds are inclusive");
+        assert!(!passes(&by_size, &secondary));
+
+        let january = Filter {
+            modified_since: Some(at("2024-01-15T12:00:00Z")),
+            modified_before: Some(at("2024-02-01T00:00:00Z")),
+            ..Filter::default()
+        };
+        assert!(passes(&january, &primary), "since is inclusive");
+        assert!(passes(&january, &secondary));
+        let early_january = Filter {
+            modified_before: Some(at("2024-01-15T12:00:00Z")),
+            ..Filter::default()
+        };
+        assert!(!passes(&early_january, &primary), "before is exclusive");
+    }
+
+    proptest! {
+        #[test]
+        fn a_written_image_name_reads_back(
+            user_id in any::<u64>(),
+            timestamp in any::<u64>(),
+            secondary in any::<bool>(),
+            extension in prop::sample::select(vec!["png", "jpg", "jpeg", "webp", "JPG"]),
+        ) {
+            let name = format!(
+                "user_{user_id}_{timestamp}{}.{extension}",
+                if secondary { "_2" } else { "" }
+            );
+            prop_assert_eq!(
+                ImageName::parse(&name),
+                Some(ImageName { user_id, timestamp, secondary, extension })
+            );
+        }
+    }
+}
