@@ -7,5 +7,6 @@ pub mod path_rules;
 pub mod cli;
 pub mod config;
 pub mod exit_codes;
+pub mod menu;
 pub mod units;
 pub mod volume;
