@@ -1,5 +1,7 @@
 //! The filegc sweeper as a library: the operations behind the `filegc` command.
 
+#![warn(missing_docs)]
+
 /// The rules that map stored values to volume paths, shared with the extension.
 #[path = "../../extension/src/path_rules.rs"]
 pub mod path_rules;

@@ -285,12 +285,22 @@ impl Volume {
         let Some(bytes) = file_size(&parent, name, rel)? else {
             return Ok(RemoveOutcome::AlreadyGone);
         };
-        let trash_parent = self.make_dirs(trash_segments(&dirs), rel)?;
-        match rustix::fs::renameat(&parent, name, &trash_parent, name) {
-            Ok(()) => Ok(RemoveOutcome::Removed { bytes }),
-            Err(Errno::NOENT) => Ok(RemoveOutcome::AlreadyGone),
-            Err(errno) => Err(io_error(rel, "move it into the trash", errno)),
+        // A purge at the same time may remove an emptied trash folder between
+        // its creation here and the rename, which then fails with NOENT although
+        // the file is still in place: the folder is made again, once.
+        for _ in 0..2 {
+            let trash_parent = self.make_dirs(trash_segments(&dirs), rel)?;
+            match rustix::fs::renameat(&parent, name, &trash_parent, name) {
+                Ok(()) => return Ok(RemoveOutcome::Removed { bytes }),
+                Err(Errno::NOENT) => {
+                    if file_size(&parent, name, rel)?.is_none() {
+                        return Ok(RemoveOutcome::AlreadyGone);
+                    }
+                }
+                Err(errno) => return Err(io_error(rel, "move it into the trash", errno)),
+            }
         }
+        Err(io_error(rel, "move it into the trash", Errno::NOENT))
     }
 
     /// Deletes `rel` for good, without passing through the trash.
@@ -404,9 +414,11 @@ impl Volume {
             let removed = if metadata.is_dir() {
                 self.remove_empty_dir(dirs, name, &shown)
             } else if is_due(change_time(&metadata)) {
-                self.remove_trashed_file(dirs, name, &shown).map(|()| {
-                    summary.files += 1;
-                    summary.bytes += metadata.len();
+                self.remove_trashed_file(dirs, name, &shown).map(|removed| {
+                    if removed {
+                        summary.files += 1;
+                        summary.bytes += metadata.len();
+                    }
                 })
             } else {
                 Ok(())
@@ -418,17 +430,19 @@ impl Volume {
         summary
     }
 
+    /// Deletes one trashed file; `false` when it was already gone.
     fn remove_trashed_file(
         &self,
         dirs: &[&OsStr],
         name: &OsStr,
         shown: &str,
-    ) -> Result<(), FileError> {
+    ) -> Result<bool, FileError> {
         let Some(parent) = self.find_dirs(dirs.iter().copied(), shown)? else {
-            return Ok(());
+            return Ok(false);
         };
         match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
             Err(errno) => Err(io_error(shown, "delete it from the trash", errno)),
         }
     }
