@@ -47,6 +47,12 @@ extension_sql_file!(
     name = "config_dump",
     requires = ["schema", "references"]
 );
+// Each later version's changes, in order; see the head of each script.
+extension_sql_file!(
+    "../sql/filegc--0.1.0--0.2.0.sql",
+    name = "v0_2_0",
+    requires = ["config_dump", "trigger_privileges", "event_triggers"]
+);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;

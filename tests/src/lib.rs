@@ -10,6 +10,7 @@
 //! tests run as root, the server programs run as the `postgres` OS user,
 //! because `initdb` and `postgres` refuse to run as root.
 
+pub mod fixtures;
 mod server;
 
 use std::path::Path;

@@ -4,31 +4,11 @@
 //! sweeper's exclusive lock tells the truth about committed rows, and at READ
 //! COMMITTED no path that lost its last reference is left without a tombstone.
 
-use filegc_tests::{cluster, TestDb};
+use filegc_tests::cluster;
+use filegc_tests::fixtures::PREFIX;
 use postgres::{Client, IsolationLevel};
 use std::collections::BTreeSet;
 use std::thread;
-
-const PREFIX: &str = "/app/facial_evaluations/";
-
-fn tracked_app(db: &TestDb) -> Client {
-    db.create_app_schema();
-    let mut client = db.connect();
-    for (table, column) in [
-        ("facial_evaluations", "image_path"),
-        ("facial_evaluations", "secondary_image_path"),
-        ("generations", "input_image_path"),
-        ("generations", "output_image_path"),
-    ] {
-        client
-            .execute(
-                "SELECT filegc.track($1::text::regclass, $2::text::name, ARRAY[$3::text])",
-                &[&table, &column, &PREFIX],
-            )
-            .unwrap();
-    }
-    client
-}
 
 fn open_tombstones(client: &mut Client, path: &str) -> i64 {
     client
@@ -74,7 +54,7 @@ fn begin(client: &mut Client, isolation: IsolationLevel) -> postgres::Transactio
 
 fn sequential_delete_then_insert_leaves_no_open_tombstone(isolation: IsolationLevel) {
     let db = cluster().create_database();
-    let mut admin = tracked_app(&db);
+    let mut admin = db.tracked_app();
     admin
         .execute(
             "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'p.jpg')",
@@ -110,7 +90,7 @@ fn sequential_delete_then_insert_leaves_no_open_tombstone_at_repeatable_read() {
 
 fn an_uncommitted_insert_holds_off_the_sweeper(isolation: IsolationLevel) {
     let db = cluster().create_database();
-    let mut admin = tracked_app(&db);
+    let mut admin = db.tracked_app();
     admin
         .execute(
             "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'p.jpg')",
@@ -164,7 +144,7 @@ fn an_uncommitted_insert_holds_off_the_sweeper_at_repeatable_read() {
 
 fn two_overlapping_deletes_of_one_path_schedule_it(isolation: IsolationLevel) {
     let db = cluster().create_database();
-    let mut admin = tracked_app(&db);
+    let mut admin = db.tracked_app();
     admin
         .execute("INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'p.jpg'), (2, 'p.jpg')", &[])
         .unwrap();
@@ -301,7 +281,7 @@ fn referenced_by_rows(client: &mut Client) -> BTreeSet<String> {
 
 fn concurrent_writers_never_fool_the_sweeper(isolation: IsolationLevel, seed: u64) {
     let db = cluster().create_database();
-    let mut admin = tracked_app(&db);
+    let mut admin = db.tracked_app();
     // Every path starts referenced, so every path that ends unreferenced lost
     // its references along the way.
     admin

@@ -1,0 +1,783 @@
+-- filegc 0.2.0: the inventory the sweeper reports, the views and functions
+-- for operators, and the sweeper's queue protocol.
+--
+-- Each version's changes live in one upgrade script; a new install runs the
+-- 0.1.0 files and then every upgrade script in order, so an upgraded database
+-- and a new one are built by the very same statements.
+
+------------------------------------------------------------------------------
+-- Settings added in this version
+------------------------------------------------------------------------------
+
+ALTER TABLE filegc.setting_defaults DROP CONSTRAINT setting_defaults_kind_check;
+ALTER TABLE filegc.setting_defaults
+    ADD CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text', 'patterns'));
+
+INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VALUES
+    ('managed_patterns', '*.png,*.jpg,*.jpeg,*.webp', 'patterns',
+     'Comma-separated file-name patterns (* and ?, case-insensitive) of the files filegc manages; orphan and age cleanups consider only these');
+
+CREATE OR REPLACE FUNCTION filegc.validate_setting(setting_name text, proposed text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    setting_kind text;
+    as_number numeric;
+    as_interval interval;
+BEGIN
+    SELECT kind INTO setting_kind FROM filegc.setting_defaults WHERE name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'filegc: unknown setting "%"', setting_name
+            USING HINT = 'SELECT name, value, description FROM filegc.settings lists them.';
+    END IF;
+    IF proposed IS NULL THEN
+        RAISE EXCEPTION 'filegc: setting "%" cannot be NULL', setting_name
+            USING HINT = format('DELETE FROM filegc.settings WHERE name = %L resets it to its default.', setting_name);
+    END IF;
+    CASE setting_kind
+    WHEN 'interval' THEN
+        BEGIN
+            as_interval := proposed::interval;
+        EXCEPTION WHEN others THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes an interval, not "%"', setting_name, proposed
+                USING HINT = 'For example ''10 minutes'', ''1 hour'' or ''0''.';
+        END;
+        IF as_interval < interval '0' THEN
+            RAISE EXCEPTION 'filegc: setting "%" cannot be negative ("%")', setting_name, proposed;
+        END IF;
+    WHEN 'fraction', 'percent', 'integer' THEN
+        BEGIN
+            as_number := proposed::numeric;
+        EXCEPTION WHEN others THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a number, not "%"', setting_name, proposed;
+        END;
+        IF setting_kind = 'fraction' AND NOT (as_number > 0 AND as_number <= 1) THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a fraction greater than 0 and at most 1, not %', setting_name, proposed
+                USING HINT = 'For example 0.25 lets one cleanup schedule at most a quarter of the volume.';
+        ELSIF setting_kind = 'percent' AND NOT (as_number >= 0 AND as_number <= 100) THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a percentage from 0 to 100, not %', setting_name, proposed;
+        ELSIF setting_kind = 'integer' AND NOT (as_number >= 1 AND as_number = trunc(as_number)) THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of at least 1, not %', setting_name, proposed;
+        END IF;
+    WHEN 'patterns' THEN
+        IF proposed !~ '^\s*[^,\s/]+(\s*,\s*[^,\s/]+)*\s*$' THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes comma-separated file-name patterns, not "%"', setting_name, proposed
+                USING HINT = 'For example ''*.png,*.jpg,*.jpeg,*.webp''.';
+        END IF;
+    ELSE
+        NULL;
+    END CASE;
+END
+$$;
+
+-- Views that read settings run it as the caller: settings are no secret, and
+-- the sweeper's role reads them without a grant on the tables.
+ALTER FUNCTION filegc.setting(text) SECURITY DEFINER;
+
+-- The managed_patterns setting as one case-insensitive regular expression
+-- that a file name (the last segment of a path) must match.
+CREATE FUNCTION filegc.managed_regex() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT '^(' || string_agg(
+               replace(replace(regexp_replace(trim(pattern), '([.+^$(){}|\[\]\\])', '\\\1', 'g'), '*', '.*'), '?', '.'),
+               '|') || ')$'
+      FROM unnest(string_to_array(filegc.setting('managed_patterns'), ',')) AS pattern
+$$;
+
+------------------------------------------------------------------------------
+-- What the sweeper reports: runs, the inventory, the volume's capacity.
+------------------------------------------------------------------------------
+
+CREATE TABLE filegc.runs (
+    id bigserial PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('scan', 'sweep', 'purge')),
+    worker text NOT NULL,
+    volume_path text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    files_seen bigint NOT NULL DEFAULT 0,
+    files_deleted bigint NOT NULL DEFAULT 0,
+    bytes_freed bigint NOT NULL DEFAULT 0,
+    errors bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE filegc.runs IS 'Every scan, sweep and trash purge a sweeper ran; read filegc.sweeps';
+CREATE INDEX runs_kind_finished ON filegc.runs (kind, finished_at);
+
+-- The files of the latest complete scan.
+CREATE TABLE filegc.inventory (
+    path text PRIMARY KEY,
+    size_bytes bigint NOT NULL,
+    modified_at timestamptz NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    scan_id bigint NOT NULL
+);
+COMMENT ON TABLE filegc.inventory IS 'The files of the latest complete scan; read filegc.files';
+
+-- A scan in progress COPYs its files here; filegc.finish_scan merges them
+-- into the inventory in one transaction, so readers never see half a scan.
+CREATE UNLOGGED TABLE filegc.inventory_staging (
+    scan_id bigint NOT NULL,
+    path text NOT NULL,
+    size_bytes bigint NOT NULL,
+    modified_at timestamptz NOT NULL
+);
+COMMENT ON TABLE filegc.inventory_staging IS 'Where a running scan COPYs the files it finds, before filegc.finish_scan';
+
+CREATE TABLE filegc.volume_reports (
+    id bigserial PRIMARY KEY,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    worker text NOT NULL,
+    volume_path text NOT NULL,
+    total_bytes bigint NOT NULL,
+    used_bytes bigint NOT NULL,
+    free_bytes bigint NOT NULL,
+    trash_files bigint NOT NULL,
+    trash_bytes bigint NOT NULL
+);
+COMMENT ON TABLE filegc.volume_reports IS 'The volume''s capacity (statvfs) and trash, as each scan and sweep saw it';
+
+ALTER TABLE filegc.tombstones
+    ADD COLUMN restored_at timestamptz,
+    ADD COLUMN purged_at timestamptz;
+
+-- A trashed file comes back only while it is still in the trash.
+CREATE OR REPLACE FUNCTION filegc.apply_reference_changes(removed text[], added text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(cardinality(added), 0) > 0 THEN
+        PERFORM filegc.lock_entering_paths(added);
+        UPDATE filegc.tombstones
+           SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
+               finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
+               restore_requested_at = CASE WHEN state = 'done' THEN now() ELSE restore_requested_at END
+         WHERE path = ANY (added)
+           AND (state = 'pending'
+                OR (state = 'done' AND outcome = 'trashed' AND restore_requested_at IS NULL
+                    AND restored_at IS NULL AND purged_at IS NULL));
+        IF FOUND THEN
+            PERFORM pg_notify('filegc', 'restore');
+        END IF;
+    END IF;
+    PERFORM filegc.release_paths(removed);
+END
+$$;
+
+------------------------------------------------------------------------------
+-- File names
+------------------------------------------------------------------------------
+
+-- The user id in a name that follows `user_{id}_{unix_ts}[_2].{ext}`.
+CREATE FUNCTION filegc.user_id_of(path text) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT (regexp_match(path, '(?:^|/)user_(\d{1,18})_\d+(?:_2)?\.[^./]+$'))[1]::bigint
+$$;
+COMMENT ON FUNCTION filegc.user_id_of(text) IS 'The user id of a file named user_{id}_{unix_ts}[_2].{ext}, or NULL';
+
+------------------------------------------------------------------------------
+-- Views for people
+------------------------------------------------------------------------------
+
+-- File names that an invalid reference may mean: a value that failed to
+-- normalize still names its file in its last segment.
+CREATE VIEW filegc.protected_names AS
+SELECT DISTINCT substring(value FROM '[^/\\]+$') AS file_name
+  FROM filegc.invalid_refs
+ WHERE substring(value FROM '[^/\\]+$') IS NOT NULL;
+COMMENT ON VIEW filegc.protected_names IS
+    'File names that an invalid reference (filegc.invalid_refs) may mean; such files are never orphans';
+
+CREATE VIEW filegc.files AS
+SELECT i.path,
+       i.size_bytes,
+       i.modified_at,
+       i.first_seen_at,
+       (r.path IS NOT NULL) AS referenced,
+       coalesce(r.refcount, 0) AS refcount,
+       filegc.user_id_of(i.path) AS user_id,
+       (i.path ~ '_2\.[^./]+$') AS secondary,
+       lower(substring(i.path FROM '\.([^./]+)$')) AS ext,
+       facts.managed,
+       facts.orphan,
+       (facts.orphan AND i.first_seen_at < now() - cfg.min_age AND i.modified_at < now() - cfg.min_age) AS eligible
+  FROM filegc.inventory i
+ CROSS JOIN (SELECT filegc.managed_regex() AS managed,
+                    filegc.setting('orphan_min_age')::interval AS min_age) AS cfg
+  LEFT JOIN filegc.references r ON r.path = i.path
+ CROSS JOIN LATERAL (
+     SELECT substring(i.path FROM '[^/]+$') ~* cfg.managed AS managed,
+            r.path IS NULL
+            AND substring(i.path FROM '[^/]+$') ~* cfg.managed
+            AND substring(i.path FROM '[^/]+$') NOT IN (SELECT file_name FROM filegc.protected_names) AS orphan
+ ) AS facts;
+COMMENT ON VIEW filegc.files IS
+    'Every file of the latest scan: whether rows reference it, the user id and kind parsed from its name, whether filegc manages it, and whether it is an (eligible) orphan';
+
+CREATE VIEW filegc.orphans AS
+SELECT f.path, f.size_bytes, f.modified_at, f.first_seen_at, f.user_id, f.secondary, f.ext, f.eligible
+  FROM filegc.files f
+ WHERE f.orphan;
+COMMENT ON VIEW filegc.orphans IS
+    'Managed files that no row references (a name an invalid reference may mean is never one); eligible when both first seen and modified longer than orphan_min_age ago';
+
+CREATE VIEW filegc.missing AS
+SELECT r.path, r.refcount, r.sources
+  FROM filegc.references r
+ WHERE EXISTS (SELECT FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL)
+   AND NOT EXISTS (SELECT FROM filegc.inventory i WHERE i.path = r.path);
+COMMENT ON VIEW filegc.missing IS 'References whose file was not on the volume at the latest scan (broken references)';
+
+CREATE VIEW filegc.pending AS
+SELECT t.id, t.path, t.reason, t.state, t.include_referenced, t.created_at, t.due_at,
+       t.claimed_by AS worker, t.lease_until, t.attempts, t.last_error, i.size_bytes
+  FROM filegc.tombstones t
+  LEFT JOIN filegc.inventory i ON i.path = t.path
+ WHERE t.state IN ('pending', 'claimed');
+COMMENT ON VIEW filegc.pending IS 'Deletions scheduled and not finished yet (pending or claimed by a sweeper)';
+
+CREATE VIEW filegc.deletions AS
+SELECT t.id, t.path, t.reason, t.state, t.outcome, t.bytes_freed AS size_bytes, t.finished_at,
+       t.claimed_by AS worker, t.attempts, t.last_error, t.restore_requested_at, t.restored_at, t.purged_at
+  FROM filegc.tombstones t
+ WHERE t.state IN ('done', 'failed');
+COMMENT ON VIEW filegc.deletions IS
+    'The audit trail: every finished deletion with its reason and outcome (deleted, trashed, already_gone, skipped_referenced) or failure';
+
+CREATE VIEW filegc.sweeps AS
+SELECT id, kind, worker, volume_path, started_at, finished_at, files_seen, files_deleted, bytes_freed, errors
+  FROM filegc.runs;
+COMMENT ON VIEW filegc.sweeps IS 'The history of scans, sweeps and trash purges';
+
+CREATE VIEW filegc.storage_stats AS
+WITH latest_report AS (
+    SELECT * FROM filegc.volume_reports ORDER BY id DESC LIMIT 1
+), file_totals AS (
+    SELECT count(*) FILTER (WHERE managed) AS total_files,
+           coalesce(sum(size_bytes) FILTER (WHERE managed), 0)::bigint AS total_bytes,
+           count(*) FILTER (WHERE managed AND referenced) AS referenced_files,
+           coalesce(sum(size_bytes) FILTER (WHERE managed AND referenced), 0)::bigint AS referenced_bytes,
+           count(*) FILTER (WHERE orphan) AS orphaned_files,
+           coalesce(sum(size_bytes) FILTER (WHERE orphan), 0)::bigint AS orphaned_bytes,
+           count(*) FILTER (WHERE eligible) AS eligible_orphan_files,
+           count(*) FILTER (WHERE NOT managed) AS unmanaged_files,
+           coalesce(sum(size_bytes) FILTER (WHERE NOT managed), 0)::bigint AS unmanaged_bytes,
+           min(modified_at) FILTER (WHERE managed) AS oldest_modified_at,
+           max(modified_at) FILTER (WHERE managed) AS newest_modified_at
+      FROM filegc.files
+), pending_totals AS (
+    SELECT count(*) AS pending_deletions, coalesce(sum(size_bytes), 0)::bigint AS pending_bytes FROM filegc.pending
+), thresholds AS (
+    SELECT filegc.setting('alert_warning_pct')::numeric AS warning,
+           filegc.setting('alert_critical_pct')::numeric AS critical,
+           filegc.setting('alert_emergency_pct')::numeric AS emergency
+)
+SELECT r.volume_path,
+       f.total_files,
+       f.total_bytes,
+       f.referenced_files,
+       f.referenced_bytes,
+       f.orphaned_files,
+       f.orphaned_bytes,
+       f.eligible_orphan_files,
+       (SELECT count(*) FROM filegc.missing) AS missing_refs,
+       p.pending_deletions,
+       p.pending_bytes,
+       coalesce(r.trash_files, 0) AS trash_files,
+       coalesce(r.trash_bytes, 0) AS trash_bytes,
+       f.unmanaged_files,
+       f.unmanaged_bytes,
+       f.oldest_modified_at,
+       f.newest_modified_at,
+       r.total_bytes AS capacity_bytes,
+       r.used_bytes,
+       round(100.0 * r.used_bytes / nullif(r.total_bytes, 0), 1) AS used_pct,
+       CASE WHEN r.total_bytes IS NULL OR r.total_bytes = 0 THEN 'unknown'
+            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.emergency THEN 'emergency'
+            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.critical THEN 'critical'
+            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.warning THEN 'warning'
+            ELSE 'ok' END AS alert_level,
+       (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'scan') AS last_scan_at,
+       (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'sweep') AS last_sweep_at
+  FROM file_totals f
+ CROSS JOIN pending_totals p
+ CROSS JOIN thresholds t
+  LEFT JOIN latest_report r ON true;
+COMMENT ON VIEW filegc.storage_stats IS
+    'One row: what is on the volume (managed images; unmanaged files apart), what is referenced, orphaned, missing, pending and in the trash, and how full the volume is';
+
+CREATE FUNCTION filegc.old_files(days integer DEFAULT 30)
+RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz, referenced boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT f.path, f.size_bytes, f.modified_at, f.referenced
+      FROM filegc.files f
+     WHERE f.managed AND f.modified_at < now() - make_interval(days => days)
+     ORDER BY f.modified_at
+$$;
+COMMENT ON FUNCTION filegc.old_files(integer) IS 'Managed files last modified more than `days` days ago, oldest first';
+
+------------------------------------------------------------------------------
+-- Cleanup functions for people
+------------------------------------------------------------------------------
+
+-- Refuses to guess before the sweeper has reported what is on the volume.
+CREATE FUNCTION filegc.require_scan() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'filegc: no scan of the volume has been reported yet, so filegc does not know which files exist'
+            USING HINT = 'Run `filegc scan` where the volume is mounted (or start `filegc run`), then try again.';
+    END IF;
+END
+$$;
+
+-- The circuit breaker: one call may schedule at most max_delete_fraction of
+-- the files in the latest scan, unless forced.
+CREATE FUNCTION filegc.check_breaker(file_count bigint, byte_count bigint, force boolean, what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scanned bigint := (SELECT count(*) FROM filegc.inventory);
+    fraction numeric := filegc.setting('max_delete_fraction')::numeric;
+BEGIN
+    IF force OR file_count = 0 OR file_count <= fraction * scanned THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files in the latest scan (% bytes), more than max_delete_fraction (%)',
+        what, file_count, scanned, byte_count, fraction
+        USING HINT = 'Check the list with dry_run => true first. If it is right, call again with force => true, '
+                     'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
+END
+$$;
+
+-- Writes tombstones due now for `paths` and returns the paths it scheduled
+-- (a path with an open tombstone already is left as it is).
+CREATE FUNCTION filegc.schedule_now(paths text[], reason text, include_referenced boolean DEFAULT false)
+RETURNS SETOF text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scheduled integer;
+BEGIN
+    RETURN QUERY
+    INSERT INTO filegc.tombstones (path, reason, due_at, include_referenced)
+    SELECT p, reason, now(), include_referenced FROM unnest(paths) AS p
+        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING
+    RETURNING path;
+    GET DIAGNOSTICS scheduled = ROW_COUNT;
+    IF scheduled > 0 THEN
+        PERFORM pg_notify('filegc', 'scheduled');
+    END IF;
+END
+$$;
+
+CREATE FUNCTION filegc.cleanup_orphans(dry_run boolean DEFAULT true, force boolean DEFAULT false)
+RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    candidate_paths text[];
+    candidate_bytes bigint;
+BEGIN
+    PERFORM filegc.require_scan();
+    SELECT coalesce(array_agg(o.path ORDER BY o.path), '{}'), coalesce(sum(o.size_bytes), 0)::bigint
+      INTO candidate_paths, candidate_bytes
+      FROM filegc.files o
+     WHERE o.eligible;
+    IF NOT dry_run THEN
+        PERFORM filegc.check_breaker(cardinality(candidate_paths), candidate_bytes, force, 'cleaning up the orphans');
+        candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, 'orphan'));
+    END IF;
+    RETURN QUERY
+    SELECT i.path, i.size_bytes, i.modified_at
+      FROM filegc.inventory i
+      JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path
+     ORDER BY i.modified_at, i.path;
+END
+$$;
+COMMENT ON FUNCTION filegc.cleanup_orphans(boolean, boolean) IS
+    'Lists (dry_run, the default) or schedules for deletion the eligible orphans; refuses past max_delete_fraction unless force';
+
+CREATE FUNCTION filegc.cleanup_older_than(days integer, include_referenced boolean DEFAULT false,
+                                          dry_run boolean DEFAULT true, force boolean DEFAULT false)
+RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    candidate_paths text[];
+    candidate_bytes bigint;
+BEGIN
+    IF days IS NULL OR days < 0 THEN
+        RAISE EXCEPTION 'filegc.cleanup_older_than: days must be 0 or more, not %', days;
+    END IF;
+    PERFORM filegc.require_scan();
+    SELECT coalesce(array_agg(f.path ORDER BY f.path), '{}'), coalesce(sum(f.size_bytes), 0)::bigint
+      INTO candidate_paths, candidate_bytes
+      FROM filegc.files f
+     WHERE f.managed
+       AND f.modified_at < now() - make_interval(days => days)
+       AND (include_referenced OR f.orphan);
+    IF NOT dry_run THEN
+        PERFORM filegc.check_breaker(cardinality(candidate_paths), candidate_bytes, force,
+                                     format('removing images older than %s days', days));
+        candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, 'expired', include_referenced));
+    END IF;
+    RETURN QUERY
+    SELECT i.path, i.size_bytes, i.modified_at
+      FROM filegc.inventory i
+      JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path
+     ORDER BY i.modified_at, i.path;
+END
+$$;
+COMMENT ON FUNCTION filegc.cleanup_older_than(integer, boolean, boolean, boolean) IS
+    'Lists (dry_run, the default) or schedules for deletion managed files older than `days`; referenced ones only with include_referenced';
+
+CREATE FUNCTION filegc.schedule_delete(paths text[], reason text DEFAULT 'manual') RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    valid text[];
+    free text[];
+    scheduled integer;
+BEGIN
+    IF reason NOT IN ('manual', 'orphan', 'expired', 'unreferenced') THEN
+        RAISE EXCEPTION 'filegc.schedule_delete: reason must be manual, orphan, expired or unreferenced, not "%"', reason;
+    END IF;
+    valid := ARRAY(SELECT DISTINCT p FROM unnest(paths) AS p WHERE filegc.ref_path(p, '{}') IS NOT DISTINCT FROM p AND p IS NOT NULL);
+    IF cardinality(valid) < cardinality(paths) THEN
+        RAISE NOTICE 'filegc.schedule_delete: skipped % paths that are not plain paths relative to the volume root',
+            cardinality(paths) - cardinality(valid);
+    END IF;
+    free := filegc.unreferenced_among(valid);
+    IF cardinality(free) < cardinality(valid) THEN
+        RAISE NOTICE 'filegc.schedule_delete: skipped % referenced paths', cardinality(valid) - cardinality(free);
+    END IF;
+    SELECT count(*) INTO scheduled FROM filegc.schedule_now(free, reason);
+    RETURN scheduled;
+END
+$$;
+COMMENT ON FUNCTION filegc.schedule_delete(text[], text) IS
+    'Schedules the deletion of the given paths (relative to the volume root), skipping referenced and malformed ones; returns how many it scheduled';
+
+CREATE FUNCTION filegc.cancel(path text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
+     WHERE t.path = cancel.path AND t.state = 'pending';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = cancel.path AND t.state = 'claimed') THEN
+        RAISE NOTICE 'filegc.cancel: % is being swept right now; if it was trashed, filegc.restore() brings it back', path;
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION filegc.cancel(text) IS 'Cancels the pending deletion of a path; false when none is pending';
+
+CREATE FUNCTION filegc.restore(path text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE filegc.tombstones t SET restore_requested_at = now()
+     WHERE t.id = (SELECT max(id) FROM filegc.tombstones l
+                    WHERE l.path = restore.path AND l.state = 'done' AND l.outcome = 'trashed'
+                      AND l.purged_at IS NULL AND l.restored_at IS NULL)
+       AND t.restore_requested_at IS NULL;
+    IF FOUND THEN
+        PERFORM pg_notify('filegc', 'restore');
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT FROM filegc.tombstones l
+                    WHERE l.path = restore.path AND l.state = 'done' AND l.outcome = 'trashed'
+                      AND l.purged_at IS NULL AND l.restored_at IS NULL);
+END
+$$;
+COMMENT ON FUNCTION filegc.restore(text) IS
+    'Asks the sweeper to move a trashed file back where it was; false when it is not in the trash';
+
+------------------------------------------------------------------------------
+-- The sweeper's protocol
+------------------------------------------------------------------------------
+
+CREATE FUNCTION filegc.start_run(kind text, worker text, volume_path text) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO filegc.runs (kind, worker, volume_path) VALUES (kind, worker, volume_path) RETURNING id
+$$;
+
+CREATE FUNCTION filegc.finish_run(run_id bigint, files_seen bigint, files_deleted bigint, bytes_freed bigint, errors bigint)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE filegc.runs
+       SET finished_at = now(), files_seen = $2, files_deleted = $3, bytes_freed = $4, errors = $5
+     WHERE id = run_id AND finished_at IS NULL
+$$;
+
+-- Merges the files a scan COPYed into filegc.inventory_staging into the
+-- inventory, keeping each file's first sighting, and finishes the run.
+CREATE FUNCTION filegc.finish_scan(scan_id bigint, errors bigint DEFAULT 0)
+RETURNS TABLE (files bigint, bytes bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    scanned_files bigint;
+    scanned_bytes bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM filegc.runs r WHERE r.id = scan_id AND r.kind = 'scan' AND r.finished_at IS NULL) THEN
+        RAISE EXCEPTION 'filegc.finish_scan: no scan % in progress', scan_id;
+    END IF;
+    -- Two scans finishing at once would each delete the other's new files.
+    PERFORM pg_advisory_xact_lock(filegc.escalation_lock_class(), 1);
+    DELETE FROM filegc.inventory i
+     WHERE NOT EXISTS (SELECT FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id AND s.path = i.path);
+    INSERT INTO filegc.inventory AS i (path, size_bytes, modified_at, first_seen_at, scan_id)
+    SELECT s.path, s.size_bytes, s.modified_at, now(), s.scan_id
+      FROM filegc.inventory_staging s
+     WHERE s.scan_id = finish_scan.scan_id
+        ON CONFLICT (path) DO UPDATE
+       SET size_bytes = EXCLUDED.size_bytes, modified_at = EXCLUDED.modified_at, scan_id = EXCLUDED.scan_id
+     WHERE (i.size_bytes, i.modified_at) IS DISTINCT FROM (EXCLUDED.size_bytes, EXCLUDED.modified_at);
+    DELETE FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id;
+    SELECT count(*), coalesce(sum(size_bytes), 0)::bigint INTO scanned_files, scanned_bytes FROM filegc.inventory;
+    PERFORM filegc.finish_run(scan_id, scanned_files, 0, 0, errors);
+    RETURN QUERY SELECT scanned_files, scanned_bytes;
+END
+$$;
+
+CREATE FUNCTION filegc.report_volume(worker text, volume_path text, total_bytes bigint, used_bytes bigint,
+                                     free_bytes bigint, trash_files bigint, trash_bytes bigint)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO filegc.volume_reports (worker, volume_path, total_bytes, used_bytes, free_bytes, trash_files, trash_bytes)
+    VALUES (worker, volume_path, total_bytes, used_bytes, free_bytes, trash_files, trash_bytes);
+    RETURN (SELECT alert_level FROM filegc.storage_stats);
+END
+$$;
+COMMENT ON FUNCTION filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint) IS
+    'The sweeper reports the volume''s capacity and trash; returns the alert level';
+
+-- Claims up to `batch_size` due tombstones for `worker` for one lease.
+-- Tombstones whose lease ran out after max_attempts tries become failed.
+CREATE FUNCTION filegc.claim(worker text, batch_size integer)
+RETURNS TABLE (id bigint, path text, reason text, include_referenced boolean, attempts integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE filegc.tombstones t
+       SET state = 'failed', finished_at = now(),
+           last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
+                        || format(' (gave up after %s attempts)', t.attempts)
+     WHERE t.state = 'claimed' AND t.lease_until < now()
+       AND t.attempts >= filegc.setting('max_attempts')::integer;
+    RETURN QUERY
+    WITH due AS (
+        SELECT d.id FROM filegc.tombstones d
+         WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
+           AND (d.state = 'pending' OR d.lease_until < now())
+         ORDER BY d.due_at
+         LIMIT batch_size
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE filegc.tombstones t
+       SET state = 'claimed', claimed_by = worker,
+           lease_until = now() + filegc.setting('lease')::interval, attempts = t.attempts + 1
+      FROM due
+     WHERE t.id = due.id
+    RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
+END
+$$;
+COMMENT ON FUNCTION filegc.claim(text, integer) IS
+    'Sweeper protocol: claims due deletions for one lease (FOR UPDATE SKIP LOCKED)';
+
+-- The final check, in the transaction in which the sweeper deletes (see the
+-- lock protocol in references.sql). For each claimed tombstone it returns
+-- `delete`, or settles it at once: `referenced` (done, skipped_referenced),
+-- `busy` (back to pending: a writer holds the path), `lost` (the lease went
+-- to another sweeper). The tombstone rows stay locked until the sweeper's
+-- transaction ends, so no other sweeper can reclaim them meanwhile.
+CREATE FUNCTION filegc.check_before_delete(worker text, ids bigint[])
+RETURNS TABLE (id bigint, path text, verdict text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    mine bigint[];
+    escalation_free boolean;
+    batch_ids bigint[];
+    batch_paths text[];
+    verdicts text[];
+    free_paths text[];
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'filegc.check_before_delete needs READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING HINT = 'Its check must see rows committed after the transaction began.';
+    END IF;
+    SELECT coalesce(array_agg(t.id), '{}') INTO mine
+      FROM (SELECT x.id FROM filegc.tombstones x
+             WHERE x.id = ANY (ids) AND x.state = 'claimed' AND x.claimed_by = worker
+             ORDER BY x.id FOR UPDATE) AS t;
+    escalation_free := pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0);
+
+    SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id),
+           array_agg(CASE WHEN NOT (t.id = ANY (mine)) THEN 'lost'
+                          WHEN NOT escalation_free THEN 'busy'
+                          WHEN NOT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(t.path)) THEN 'busy'
+                          WHEN t.reason = 'expired' AND t.include_referenced THEN 'delete'
+                          ELSE 'check' END ORDER BY t.id)
+      INTO batch_ids, batch_paths, verdicts
+      FROM filegc.tombstones t
+     WHERE t.id = ANY (ids);
+
+    -- A new statement, so a new snapshot, taken after the locks above.
+    free_paths := filegc.unreferenced_among(
+        ARRAY(SELECT u.p FROM unnest(batch_paths, verdicts) AS u(p, v) WHERE u.v = 'check'));
+
+    RETURN QUERY
+    WITH settled AS (
+        SELECT u.i, u.p,
+               CASE WHEN u.v <> 'check' THEN u.v WHEN u.p = ANY (free_paths) THEN 'delete' ELSE 'referenced' END AS v
+          FROM unnest(batch_ids, batch_paths, verdicts) AS u(i, p, v)
+    ), skipped AS (
+        UPDATE filegc.tombstones t
+           SET state = 'done', outcome = 'skipped_referenced', bytes_freed = 0, finished_at = now()
+          FROM settled s
+         WHERE s.i = t.id AND s.v = 'referenced'
+    ), released AS (
+        UPDATE filegc.tombstones t
+           SET state = 'pending', claimed_by = NULL, lease_until = NULL, attempts = t.attempts - 1
+          FROM settled s
+         WHERE s.i = t.id AND s.v = 'busy'
+    )
+    SELECT s.i, s.p, s.v FROM settled s ORDER BY s.i;
+END
+$$;
+COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
+    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead';
+
+-- Records what the sweeper did, one call per batch.
+CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    completed integer;
+BEGIN
+    UPDATE filegc.tombstones t
+       SET state = 'done', outcome = u.outcome, bytes_freed = u.bytes, finished_at = now(), last_error = NULL
+      FROM unnest(ids, outcomes, bytes) AS u(id, outcome, bytes)
+     WHERE t.id = u.id AND t.state = 'claimed' AND t.claimed_by = worker;
+    GET DIAGNOSTICS completed = ROW_COUNT;
+    RETURN completed;
+END
+$$;
+COMMENT ON FUNCTION filegc.complete(text, bigint[], text[], bigint[]) IS
+    'Sweeper protocol: records the outcome (deleted, trashed, already_gone) and bytes freed of a batch';
+
+-- Records failures, one call per batch: retried after a pause that grows
+-- with each attempt, or failed for good after max_attempts.
+CREATE FUNCTION filegc.fail(worker text, ids bigint[], errors text[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    max_attempts integer := filegc.setting('max_attempts')::integer;
+    failed integer;
+BEGIN
+    UPDATE filegc.tombstones t
+       SET last_error = u.error,
+           state = CASE WHEN t.attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+           finished_at = CASE WHEN t.attempts >= max_attempts THEN now() END,
+           due_at = CASE WHEN t.attempts >= max_attempts THEN t.due_at
+                         ELSE now() + make_interval(mins => t.attempts) END,
+           claimed_by = CASE WHEN t.attempts >= max_attempts THEN t.claimed_by END,
+           lease_until = NULL
+      FROM unnest(ids, errors) AS u(id, error)
+     WHERE t.id = u.id AND t.state = 'claimed' AND t.claimed_by = worker;
+    GET DIAGNOSTICS failed = ROW_COUNT;
+    RETURN failed;
+END
+$$;
+COMMENT ON FUNCTION filegc.fail(text, bigint[], text[]) IS
+    'Sweeper protocol: records failed deletions of a batch; each is retried until max_attempts';
+
+-- Trashed files that someone asked back (filegc.restore, or a row that
+-- references the path again).
+CREATE FUNCTION filegc.restore_requests()
+RETURNS TABLE (id bigint, path text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.id, t.path FROM filegc.tombstones t
+     WHERE t.restore_requested_at IS NOT NULL AND t.restored_at IS NULL AND t.purged_at IS NULL
+     ORDER BY t.id
+$$;
+
+-- Trashed files older than trash_retention that nobody asked back.
+CREATE FUNCTION filegc.purge_due(retention interval DEFAULT NULL)
+RETURNS TABLE (id bigint, path text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.id, t.path FROM filegc.tombstones t
+     WHERE t.state = 'done' AND t.outcome = 'trashed' AND t.purged_at IS NULL AND t.restored_at IS NULL
+       AND t.restore_requested_at IS NULL
+       AND t.finished_at < now() - coalesce(retention, filegc.setting('trash_retention')::interval)
+     ORDER BY t.id
+$$;
+
+-- Records restores and purges the sweeper carried out, one call per batch.
+CREATE FUNCTION filegc.trash_done(restored_ids bigint[], purged_ids bigint[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE filegc.tombstones SET restored_at = now() WHERE id = ANY (restored_ids) AND restored_at IS NULL;
+    UPDATE filegc.tombstones SET purged_at = now() WHERE id = ANY (purged_ids) AND purged_at IS NULL;
+$$;
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+REVOKE EXECUTE ON FUNCTION
+    filegc.schedule_now(text[], text, boolean),
+    filegc.cleanup_orphans(boolean, boolean),
+    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
+    filegc.schedule_delete(text[], text),
+    filegc.cancel(text),
+    filegc.restore(text),
+    filegc.start_run(text, text, text),
+    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
+    filegc.finish_scan(bigint, bigint),
+    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
+    filegc.claim(text, integer),
+    filegc.check_before_delete(text, bigint[]),
+    filegc.complete(text, bigint[], text[], bigint[]),
+    filegc.fail(text, bigint[], text[]),
+    filegc.restore_requests(),
+    filegc.purge_due(interval),
+    filegc.trash_done(bigint[], bigint[])
+FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    filegc.reference_rows(),
+    filegc.cleanup_orphans(boolean, boolean),
+    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
+    filegc.schedule_delete(text[], text),
+    filegc.cancel(text),
+    filegc.restore(text),
+    filegc.start_run(text, text, text),
+    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
+    filegc.finish_scan(bigint, bigint),
+    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
+    filegc.claim(text, integer),
+    filegc.check_before_delete(text, bigint[]),
+    filegc.complete(text, bigint[], text[], bigint[]),
+    filegc.fail(text, bigint[], text[]),
+    filegc.restore_requests(),
+    filegc.purge_due(interval),
+    filegc.trash_done(bigint[], bigint[])
+TO filegc_sweeper;
+
+GRANT SELECT ON filegc.settings, filegc.files, filegc.orphans, filegc.missing, filegc.pending, filegc.deletions,
+                filegc.sweeps, filegc.storage_stats, filegc.references, filegc.tracked_columns
+TO filegc_sweeper;
+GRANT EXECUTE ON FUNCTION filegc.old_files(integer) TO filegc_sweeper;
+-- The one table the sweeper writes directly: COPY needs INSERT.
+GRANT INSERT ON filegc.inventory_staging TO filegc_sweeper;
+
+------------------------------------------------------------------------------
+-- Dumps
+------------------------------------------------------------------------------
+
+-- Registers a table whose rows are the operator's data with pg_dump. Outside
+-- CREATE/ALTER EXTENSION (a portable install) there is nothing to register.
+CREATE FUNCTION filegc.keep_in_dumps(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_extension_config_dump(tbl, '');
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END
+$$;
+
+SELECT filegc.keep_in_dumps(t) FROM unnest(ARRAY[
+    'filegc.runs', 'filegc.runs_id_seq', 'filegc.inventory',
+    'filegc.volume_reports', 'filegc.volume_reports_id_seq']::regclass[]) AS t;

@@ -1,0 +1,804 @@
+//! The SQL surface: views and functions for operators, and the sweeper's
+//! queue protocol, against a reported inventory.
+
+use filegc_tests::cluster;
+use filegc_tests::fixtures::{report_capacity, report_scan, ScannedFile, PREFIX};
+use postgres::Client;
+use std::thread;
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+
+fn i64_of(client: &mut Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()))
+        .get(0)
+}
+
+fn error_of(client: &mut Client, sql: &str) -> String {
+    let error = client.batch_execute(sql).expect_err(sql);
+    let db = error.as_db_error().expect("a database error");
+    format!("{} {}", db.message(), db.hint().unwrap_or_default())
+}
+
+fn reference(client: &mut Client, path: &str) {
+    client
+        .execute(
+            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, $1)",
+            &[&path],
+        )
+        .unwrap();
+}
+
+/// Two referenced images, two orphans (one too young), a file of another
+/// kind, and a capacity report.
+fn known_volume(client: &mut Client) {
+    reference(client, &format!("{PREFIX}user_1_1700000000.jpg"));
+    reference(client, "user_1_1700000000_2.png");
+    reference(client, "user_3_1700000300.jpg"); // missing on disk
+    report_scan(
+        client,
+        &[
+            ScannedFile::aged("user_1_1700000000.jpg", 1_000, 10 * DAY),
+            ScannedFile::aged("user_1_1700000000_2.png", 2_000, 5 * DAY),
+            ScannedFile::aged("user_2_1700000100.webp", 4_000, 100 * DAY),
+            ScannedFile::aged("user_2_1700000200.JPEG", 8_000, 60),
+            ScannedFile::aged("notes.txt", 16_000, DAY),
+        ],
+    );
+    assert_eq!(report_capacity(client, 100_000, 85_000), "warning");
+}
+
+#[test]
+fn storage_stats_add_up_the_inventory() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    let row = client
+        .query_one("SELECT * FROM filegc.storage_stats", &[])
+        .unwrap();
+    let n = |column: &str| -> i64 { row.get(column) };
+    assert_eq!(n("total_files"), 4, "images only");
+    assert_eq!(n("total_bytes"), 15_000);
+    assert_eq!(n("referenced_files"), 2);
+    assert_eq!(n("referenced_bytes"), 3_000);
+    assert_eq!(n("orphaned_files"), 2);
+    assert_eq!(n("orphaned_bytes"), 12_000);
+    assert_eq!(
+        n("eligible_orphan_files"),
+        1,
+        "the one seen a minute ago is too young"
+    );
+    assert_eq!(n("unmanaged_files"), 1);
+    assert_eq!(n("unmanaged_bytes"), 16_000);
+    assert_eq!(n("missing_refs"), 1);
+    assert_eq!(n("capacity_bytes"), 100_000);
+    assert_eq!(row.get::<_, String>("alert_level"), "warning");
+    assert_eq!(row.get::<_, String>("volume_path"), "/volume");
+    let (scanned, swept): (bool, bool) = {
+        let r = client
+            .query_one("SELECT last_scan_at IS NOT NULL, last_sweep_at IS NOT NULL FROM filegc.storage_stats", &[])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(scanned && !swept);
+}
+
+#[test]
+fn files_parse_the_naming_convention() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    let row = client
+        .query_one(
+            "SELECT user_id, secondary, ext, managed, referenced, refcount FROM filegc.files WHERE path = 'user_1_1700000000_2.png'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(1));
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, String>(2), "png");
+    assert!(row.get::<_, bool>(3));
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, i64>(5), 1);
+    let other = client
+        .query_one(
+            "SELECT user_id, managed FROM filegc.files WHERE path = 'notes.txt'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(other.get::<_, Option<i64>>(0), None);
+    assert!(!other.get::<_, bool>(1));
+}
+
+#[test]
+fn orphans_become_eligible_at_the_minimum_age() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let just_under = ScannedFile::aged("young.jpg", 1, HOUR - 60);
+    let just_over = ScannedFile::aged("old.jpg", 1, HOUR + 60);
+    let recently_modified = ScannedFile {
+        path: "touched.jpg".into(),
+        size_bytes: 1,
+        modified_secs_ago: 60,
+        first_seen_secs_ago: DAY,
+    };
+    let recently_seen = ScannedFile {
+        path: "new_here.jpg".into(),
+        size_bytes: 1,
+        modified_secs_ago: DAY,
+        first_seen_secs_ago: 60,
+    };
+    report_scan(
+        &mut client,
+        &[just_under, just_over, recently_modified, recently_seen],
+    );
+    let eligible: Vec<String> = client
+        .query(
+            "SELECT path FROM filegc.orphans WHERE eligible ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(eligible, vec!["old.jpg"]);
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
+        4
+    );
+}
+
+#[test]
+fn a_name_an_invalid_reference_may_mean_is_never_an_orphan() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    // A prefix the operator forgot: the value cannot be normalized.
+    reference(&mut client, "/srv/old_volume/user_9_1600000000.jpg");
+    report_scan(
+        &mut client,
+        &[ScannedFile::aged("user_9_1600000000.jpg", 1, 30 * DAY)],
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
+        0
+    );
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.cleanup_orphans(dry_run => false)"
+        ),
+        0
+    );
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.cleanup_older_than(7, dry_run => false)"
+        ),
+        0
+    );
+}
+
+#[test]
+fn cleanups_need_a_scan_first() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let error = error_of(&mut client, "SELECT * FROM filegc.cleanup_orphans()");
+    assert!(
+        error.contains("no scan") && error.contains("filegc scan"),
+        "{error}"
+    );
+}
+
+#[test]
+fn dry_runs_list_and_schedule_nothing() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    let listed: Vec<String> = client
+        .query("SELECT path FROM filegc.cleanup_orphans()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(listed, vec!["user_2_1700000100.webp"]);
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.cleanup_older_than(30)"
+        ),
+        1
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.tombstones"),
+        0
+    );
+}
+
+#[test]
+fn cleanup_orphans_schedules_the_eligible_and_notifies() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    let mut listener = db.connect();
+    listener.batch_execute("LISTEN filegc").unwrap();
+    let scheduled = i64_of(
+        &mut client,
+        "SELECT count(*) FROM filegc.cleanup_orphans(dry_run => false)",
+    );
+    assert_eq!(scheduled, 1);
+    let row = client
+        .query_one(
+            "SELECT path, reason, due_at <= now() FROM filegc.pending",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "user_2_1700000100.webp");
+    assert_eq!(row.get::<_, String>(1), "orphan");
+    assert!(row.get::<_, bool>(2), "due at once");
+    use postgres::fallible_iterator::FallibleIterator;
+    let notification = listener
+        .notifications()
+        .timeout_iter(std::time::Duration::from_secs(5))
+        .next()
+        .unwrap()
+        .expect("cleanup_orphans sends NOTIFY filegc");
+    assert_eq!(notification.channel(), "filegc");
+}
+
+#[test]
+fn the_breaker_refuses_a_large_cleanup_unless_forced() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let files: Vec<ScannedFile> = (0..10)
+        .map(|n| ScannedFile::aged(&format!("user_{n}_1.jpg"), 1_000, 2 * DAY))
+        .collect();
+    report_scan(&mut client, &files);
+    let error = error_of(
+        &mut client,
+        "SELECT * FROM filegc.cleanup_orphans(dry_run => false)",
+    );
+    assert!(
+        error.contains("circuit breaker") && error.contains("10 of the 10 files"),
+        "{error}"
+    );
+    assert!(
+        error.contains("force => true"),
+        "the error says how to proceed: {error}"
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.tombstones"),
+        0
+    );
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.cleanup_orphans(dry_run => false, force => true)"
+        ),
+        10
+    );
+}
+
+#[test]
+fn cleanup_older_than_keeps_referenced_files_unless_told() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    client
+        .batch_execute("UPDATE filegc.settings SET value = '1' WHERE name = 'max_delete_fraction'")
+        .unwrap();
+    let without: Vec<String> = client
+        .query(
+            "SELECT path FROM filegc.cleanup_older_than(3, dry_run => false) ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(without, vec!["user_2_1700000100.webp"]);
+    let with: Vec<String> = client
+        .query(
+            "SELECT path FROM filegc.cleanup_older_than(3, include_referenced => true, dry_run => false) ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        with,
+        vec!["user_1_1700000000.jpg", "user_1_1700000000_2.png"],
+        "the orphan was scheduled already"
+    );
+    let flagged = i64_of(
+        &mut client,
+        "SELECT count(*) FROM filegc.pending WHERE reason = 'expired' AND include_referenced",
+    );
+    assert_eq!(flagged, 2);
+
+    // The sweeper deletes them although rows still point at them...
+    let claimed = client
+        .query("SELECT id FROM filegc.claim('w', 10)", &[])
+        .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|r| r.get(0)).collect();
+    let mut tx = client.transaction().unwrap();
+    let verdicts = tx
+        .query(
+            "SELECT path, verdict FROM filegc.check_before_delete('w', $1)",
+            &[&ids],
+        )
+        .unwrap();
+    assert!(verdicts.iter().all(|r| r.get::<_, String>(1) == "delete"));
+    tx.execute(
+        "SELECT filegc.complete('w', $1::bigint[], array_fill('deleted'::text, ARRAY[cardinality($1::bigint[])]), array_fill(0::bigint, ARRAY[cardinality($1::bigint[])]))",
+        &[&ids],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    // ...and once a scan no longer finds them, they show up as missing.
+    report_scan(&mut client, &[ScannedFile::aged("notes.txt", 16_000, DAY)]);
+    let missing: Vec<String> = client
+        .query("SELECT path FROM filegc.missing ORDER BY path", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        missing,
+        vec![
+            "user_1_1700000000.jpg",
+            "user_1_1700000000_2.png",
+            "user_3_1700000300.jpg"
+        ]
+    );
+}
+
+#[test]
+fn old_files_lists_managed_files_past_the_age() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    known_volume(&mut client);
+    let old: Vec<(String, bool)> = client
+        .query("SELECT path, referenced FROM filegc.old_files(7)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        old,
+        vec![
+            ("user_2_1700000100.webp".into(), false),
+            ("user_1_1700000000.jpg".into(), true)
+        ]
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.old_files()"),
+        1,
+        "30 days by default"
+    );
+}
+
+#[test]
+fn schedule_delete_skips_referenced_and_malformed_paths() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    reference(&mut client, "kept.jpg");
+    let scheduled = i64_of(
+        &mut client,
+        "SELECT filegc.schedule_delete(ARRAY['kept.jpg', 'gone.jpg', '../etc/passwd', '/etc/passwd', 'a/./b.jpg'])::bigint",
+    );
+    assert_eq!(scheduled, 1);
+    let paths: Vec<String> = client
+        .query("SELECT path FROM filegc.pending", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(paths, vec!["gone.jpg"]);
+}
+
+#[test]
+fn cancel_and_restore() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg', 'b.jpg'])")
+        .unwrap();
+    assert!(client
+        .query_one("SELECT filegc.cancel('a.jpg')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(
+        !client
+            .query_one("SELECT filegc.cancel('a.jpg')", &[])
+            .unwrap()
+            .get::<_, bool>(0),
+        "nothing pending any more"
+    );
+    assert!(
+        !client
+            .query_one("SELECT filegc.restore('b.jpg')", &[])
+            .unwrap()
+            .get::<_, bool>(0),
+        "not trashed yet"
+    );
+
+    let id: i64 = client
+        .query_one("SELECT id FROM filegc.claim('w', 10)", &[])
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "SELECT filegc.complete('w', ARRAY[$1::bigint], ARRAY['trashed'], ARRAY[10::bigint])",
+            &[&id],
+        )
+        .unwrap();
+    assert!(client
+        .query_one("SELECT filegc.restore('b.jpg')", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    let requests: Vec<String> = client
+        .query("SELECT path FROM filegc.restore_requests()", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(requests, vec!["b.jpg"]);
+    client
+        .execute("SELECT filegc.trash_done(ARRAY[$1::bigint], '{}')", &[&id])
+        .unwrap();
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.restore_requests()"
+        ),
+        0
+    );
+    assert!(
+        !client
+            .query_one("SELECT filegc.restore('b.jpg')", &[])
+            .unwrap()
+            .get::<_, bool>(0),
+        "restored already"
+    );
+}
+
+#[test]
+fn two_claimers_never_receive_the_same_tombstone() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY(SELECT 'f' || n || '.jpg' FROM generate_series(1, 200) n))")
+        .unwrap();
+    let claimers: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|worker| {
+            let url = db.url();
+            thread::spawn(move || {
+                let mut client = Client::connect(&url, postgres::NoTls).unwrap();
+                let mut mine = Vec::new();
+                loop {
+                    let batch: Vec<i64> = client
+                        .query("SELECT id FROM filegc.claim($1, 7)", &[&worker])
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch);
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = claimers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert_eq!(all.len(), 200);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 200, "no tombstone went to both");
+}
+
+#[test]
+fn an_expired_lease_is_claimed_again_and_attempts_run_out() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("UPDATE filegc.settings SET value = '2' WHERE name = 'max_attempts'")
+        .unwrap();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .unwrap();
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.claim('crashed', 10)"
+        ),
+        1
+    );
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.claim('other', 10)"
+        ),
+        0,
+        "the lease holds"
+    );
+    client
+        .batch_execute("UPDATE filegc.tombstones SET lease_until = now() - interval '1 second'")
+        .unwrap();
+    let row = client
+        .query_one("SELECT id, attempts FROM filegc.claim('other', 10)", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(1), 2);
+    client
+        .batch_execute("UPDATE filegc.tombstones SET lease_until = now() - interval '1 second'")
+        .unwrap();
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.claim('third', 10)"
+        ),
+        0
+    );
+    let row = client
+        .query_one("SELECT state, last_error FROM filegc.tombstones", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("gave up after 2 attempts"));
+}
+
+#[test]
+fn failures_are_retried_then_failed_with_the_last_error() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("UPDATE filegc.settings SET value = '2' WHERE name = 'max_attempts'")
+        .unwrap();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .unwrap();
+    let id: i64 = client
+        .query_one("SELECT id FROM filegc.claim('w', 1)", &[])
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "SELECT filegc.fail('w', ARRAY[$1::bigint], ARRAY['permission denied'])",
+            &[&id],
+        )
+        .unwrap();
+    let row = client
+        .query_one("SELECT state, due_at > now() FROM filegc.tombstones", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "pending");
+    assert!(row.get::<_, bool>(1), "retried after a pause");
+    client
+        .batch_execute("UPDATE filegc.tombstones SET due_at = now()")
+        .unwrap();
+    client
+        .query_one("SELECT id FROM filegc.claim('w', 1)", &[])
+        .unwrap();
+    client
+        .execute(
+            "SELECT filegc.fail('w', ARRAY[$1::bigint], ARRAY['read-only file system'])",
+            &[&id],
+        )
+        .unwrap();
+    let row = client
+        .query_one("SELECT state, last_error FROM filegc.deletions", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert_eq!(row.get::<_, String>(1), "read-only file system");
+}
+
+#[test]
+fn the_final_check_refuses_referenced_busy_and_lost_paths() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['free.jpg', 'revived.jpg', 'held.jpg', 'stolen.jpg'])")
+        .unwrap();
+    let ids: Vec<i64> = client
+        .query("SELECT id FROM filegc.claim('w', 10)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    reference(&mut client, "revived.jpg");
+    let mut writer = db.connect_as("app");
+    let mut open_insert = writer.transaction().unwrap();
+    open_insert
+        .execute(
+            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (2, 'held.jpg')",
+            &[],
+        )
+        .unwrap();
+    client
+        .batch_execute(
+            "UPDATE filegc.tombstones SET claimed_by = 'thief' WHERE path = 'stolen.jpg'",
+        )
+        .unwrap();
+
+    let mut sweeper = db.connect();
+    let mut tx = sweeper.transaction().unwrap();
+    let verdicts: Vec<(String, String)> = tx
+        .query(
+            "SELECT path, verdict FROM filegc.check_before_delete('w', $1) ORDER BY path",
+            &[&ids],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    tx.commit().unwrap();
+    open_insert.rollback().unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("free.jpg".into(), "delete".into()),
+            ("held.jpg".into(), "busy".into()),
+            ("revived.jpg".into(), "referenced".into()),
+            ("stolen.jpg".into(), "lost".into()),
+        ]
+    );
+    let states: Vec<(String, String, Option<String>)> = client
+        .query(
+            "SELECT path, state, outcome FROM filegc.tombstones ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        states[1],
+        ("held.jpg".into(), "pending".into(), None),
+        "a busy path goes back to the queue"
+    );
+    assert_eq!(
+        states[2],
+        (
+            "revived.jpg".into(),
+            "done".into(),
+            Some("skipped_referenced".into())
+        )
+    );
+}
+
+#[test]
+fn a_scan_replaces_the_inventory_and_keeps_first_sightings() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    report_scan(
+        &mut client,
+        &[
+            ScannedFile::aged("a.jpg", 1, DAY),
+            ScannedFile::aged("b.jpg", 1, DAY),
+        ],
+    );
+    let scan: i64 = client
+        .query_one("SELECT filegc.start_run('scan', 'w', '/volume')", &[])
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO filegc.inventory_staging VALUES ($1, 'b.jpg', 5, now()), ($1, 'c.jpg', 7, now())",
+            &[&scan],
+        )
+        .unwrap();
+    let row = client
+        .query_one("SELECT files, bytes FROM filegc.finish_scan($1)", &[&scan])
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (2, 12));
+    let rows: Vec<(String, i64, bool)> = client
+        .query("SELECT path, size_bytes, first_seen_at < now() - interval '1 hour' FROM filegc.inventory ORDER BY path", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("b.jpg".into(), 5, true), ("c.jpg".into(), 7, false)]
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.inventory_staging"),
+        0
+    );
+}
+
+#[test]
+fn the_sweeper_role_runs_the_protocol_but_cannot_touch_application_tables() {
+    let db = cluster().create_database();
+    let mut admin = db.tracked_app();
+    admin
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE sweeper_login LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             GRANT filegc_sweeper TO sweeper_login",
+        )
+        .unwrap();
+    admin
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .unwrap();
+    let mut sweeper = db.connect_as("sweeper_login");
+    for sql in [
+        "SELECT * FROM facial_evaluations",
+        "DELETE FROM generations",
+        "INSERT INTO facial_evaluations (user_id) VALUES (1)",
+        "SELECT * FROM filegc.tombstones",
+    ] {
+        let error = error_of(&mut sweeper, sql);
+        assert!(error.contains("permission denied"), "{sql}: {error}");
+    }
+    let scan: i64 = sweeper
+        .query_one("SELECT filegc.start_run('scan', 's', '/v')", &[])
+        .unwrap()
+        .get(0);
+    let mut copy = sweeper
+        .copy_in(
+            "COPY filegc.inventory_staging (scan_id, path, size_bytes, modified_at) FROM STDIN",
+        )
+        .unwrap();
+    use std::io::Write;
+    copy.write_all(format!("{scan}\ta.jpg\t10\t2024-01-01 00:00:00+00\n").as_bytes())
+        .unwrap();
+    copy.finish().unwrap();
+    sweeper
+        .execute("SELECT filegc.finish_scan($1)", &[&scan])
+        .unwrap();
+    assert_eq!(
+        i64_of(&mut sweeper, "SELECT total_files FROM filegc.storage_stats"),
+        1
+    );
+    assert_eq!(
+        i64_of(&mut sweeper, "SELECT count(*) FROM filegc.claim('s', 10)"),
+        1
+    );
+    assert_eq!(
+        i64_of(&mut sweeper, "SELECT count(*) FROM filegc.orphans"),
+        1
+    );
+}
+
+#[test]
+fn managed_patterns_decide_which_files_cleanups_consider() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    report_scan(
+        &mut client,
+        &[
+            ScannedFile::aged("a.jpg", 1, DAY),
+            ScannedFile::aged("b.gif", 1, DAY),
+            ScannedFile::aged("c.PNG", 1, DAY),
+        ],
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
+        2
+    );
+    client
+        .batch_execute(
+            "UPDATE filegc.settings SET value = '*.gif, *.jp?g' WHERE name = 'managed_patterns'",
+        )
+        .unwrap();
+    let managed: Vec<String> = client
+        .query(
+            "SELECT path FROM filegc.files WHERE managed ORDER BY path",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(managed, vec!["b.gif"]);
+    let error = error_of(
+        &mut client,
+        "UPDATE filegc.settings SET value = 'a/b, ,' WHERE name = 'managed_patterns'",
+    );
+    assert!(error.contains("managed_patterns"), "{error}");
+}
