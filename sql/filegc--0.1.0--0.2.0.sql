@@ -339,8 +339,8 @@ BEGIN
     IF force OR file_count = 0 OR file_count <= fraction * scanned THEN
         RETURN;
     END IF;
-    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files in the latest scan (% bytes), more than max_delete_fraction (%)',
-        what, file_count, scanned, byte_count, fraction
+    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files in the latest scan (%), more than max_delete_fraction (%)',
+        what, file_count, scanned, pg_size_pretty(byte_count), fraction
         USING HINT = 'Check the list with dry_run => true first. If it is right, call again with force => true, '
                      'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
 END
