@@ -7,8 +7,12 @@
 pub mod path_rules;
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod db;
 pub mod exit_codes;
 pub mod menu;
+pub mod scan;
+pub mod sweep;
 pub mod units;
 pub mod volume;

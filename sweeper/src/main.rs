@@ -1,41 +1,169 @@
 //! `filegc`: the command-line sweeper.
-//!
-//! For now this checks the command line, the configuration and the volume,
-//! and says which command is not built yet; the commands come with the
-//! database client.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 
+use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use filegc_sweeper::cli::Cli;
-use filegc_sweeper::config::{Command, Config, Environment};
+use filegc_sweeper::commands::{Context, ListKind, Refused};
+use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
+use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
+use filegc_sweeper::scan::{scan, ScanOptions};
+use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
 fn main() -> std::process::ExitCode {
-    run(Cli::parse()).into()
+    match run(Cli::parse()) {
+        Ok(code) => code.into(),
+        Err(error) => {
+            eprintln!("filegc: {error:#}");
+            exit_code_of(&error).into()
+        }
+    }
 }
 
-fn run(cli: Cli) -> ExitCode {
+/// The exit status an error ends the run with.
+fn exit_code_of(error: &anyhow::Error) -> ExitCode {
+    if error.downcast_ref::<Refused>().is_some() {
+        return ExitCode::UsageOrRefused;
+    }
+    match error.downcast_ref::<DbError>() {
+        Some(DbError::Unreachable { .. }) => ExitCode::DatabaseUnreachable,
+        Some(DbError::NoExtension { .. }) => ExitCode::UsageOrRefused,
+        _ => ExitCode::SomeFilesFailed,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.command.is_none() && !io::stdin().is_terminal() {
         // The menu needs someone to answer it; a script gets the help instead.
         eprintln!("{}", Cli::command().render_help());
-        return ExitCode::UsageOrRefused;
+        return Ok(ExitCode::UsageOrRefused);
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("filegc: {error}");
-            return ExitCode::UsageOrRefused;
+            return Ok(ExitCode::UsageOrRefused);
         }
     };
-    if let Err(error) = Volume::open(&config.volume) {
-        eprintln!("filegc: {error}");
-        return ExitCode::UsageOrRefused;
+    init_logging(config.log_format, config.log_level);
+    let volume = match Volume::open(&config.volume) {
+        Ok(volume) => volume,
+        Err(error) => {
+            eprintln!("filegc: {error}");
+            return Ok(ExitCode::UsageOrRefused);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(execute(config, volume))
+}
+
+async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
+    let Some(url) = &config.database_url else {
+        eprintln!("filegc: no database given: pass --database-url URL or set DATABASE_URL");
+        return Ok(ExitCode::DatabaseUnreachable);
+    };
+    let db = Db::connect(url.expose()).await?;
+    let mut context = Context {
+        volume,
+        db,
+        worker: config.worker.clone(),
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let code = match &config.command {
+        Command::Scan => {
+            let options = ScanOptions {
+                worker: config.worker.clone(),
+            };
+            let report = scan(&context.volume, &context.db, &options).await?;
+            writeln!(
+                out,
+                "Scanned {} files ({} bytes); volume alert level: {}",
+                report.files, report.bytes, report.alert_level
+            )?;
+            if report.problems > 0 {
+                ExitCode::SomeFilesFailed
+            } else {
+                ExitCode::Success
+            }
+        }
+        Command::Sweep { removal } => {
+            let options = SweepOptions {
+                worker: config.worker.clone(),
+                removal: *removal,
+                batch_size: DEFAULT_BATCH_SIZE,
+            };
+            let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;
+            writeln!(
+                out,
+                "Swept {} deletions: {} removed, {} already gone, {} referenced again, {} failed; \
+                 {} restored, {} purged from the trash",
+                report.claimed,
+                report.removed,
+                report.already_gone,
+                report.referenced,
+                report.failed,
+                report.restored,
+                report.purged
+            )?;
+            if report.failed + report.trash_errors > 0 {
+                ExitCode::SomeFilesFailed
+            } else {
+                ExitCode::Success
+            }
+        }
+        Command::List(listing) => context.list(ListKind::All, listing, &mut out).await?,
+        Command::Orphans(listing) => context.list(ListKind::Orphans, listing, &mut out).await?,
+        Command::Old { days, listing } => {
+            context
+                .list(ListKind::Old(*days), listing, &mut out)
+                .await?
+        }
+        Command::Stats { output, inventory } => {
+            context.stats(*output, *inventory, &mut out).await?
+        }
+        Command::DeleteOrphans(deletion) => {
+            context.delete(Cleanup::Orphans, deletion, &mut out).await?
+        }
+        Command::DeleteOld {
+            days,
+            referenced,
+            deletion,
+        } => {
+            let cleanup = Cleanup::OlderThan {
+                days: *days,
+                include_referenced: *referenced == filegc_sweeper::config::ReferencedImages::Delete,
+            };
+            context.delete(cleanup, deletion, &mut out).await?
+        }
+        command => {
+            eprintln!("filegc: `{}` is not available yet", command.name());
+            ExitCode::UsageOrRefused
+        }
+    };
+    Ok(code)
+}
+
+/// Sends tracing's events to stderr, as text or JSON lines.
+fn init_logging(format: LogFormat, level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(level);
+    match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
     }
-    match config.command {
-        Command::Menu => eprintln!("filegc: the interactive menu is not available yet"),
-        command => eprintln!("filegc: `{}` is not available yet", command.name()),
-    }
-    ExitCode::UsageOrRefused
 }

@@ -350,6 +350,25 @@ impl Volume {
         }
     }
 
+    /// Deletes the trashed copy of `rel` for good; `AlreadyGone` when the trash holds none.
+    pub fn purge_trashed(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        let trash_dirs: Vec<&OsStr> = trash_segments(&dirs).collect();
+        let Some(bytes) = self
+            .find_dirs(trash_dirs.iter().copied(), rel)?
+            .map(|parent| file_size(&parent, name, rel))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        if self.remove_trashed_file(&trash_dirs, name, rel)? {
+            Ok(RemoveOutcome::Removed { bytes })
+        } else {
+            Ok(RemoveOutcome::AlreadyGone)
+        }
+    }
+
     /// Deletes trashed files whose change time (the time they were trashed) is before `older_than`.
     ///
     /// Subfolders of the trash left empty are removed; the trash folder itself stays.

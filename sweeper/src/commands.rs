@@ -1,0 +1,333 @@
+//! The commands behind `filegc`: listings, statistics and deletions, printed as tables or JSON.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use thiserror::Error;
+
+use crate::config::{
+    Confirmation, Deletion, FileFacts, Filter, Inventory, Listing, Output, Removal,
+};
+use crate::db::{Cleanup, Db, DbError, FileRow};
+use crate::exit_codes::ExitCode;
+use crate::scan::{scan, ScanOptions};
+use crate::sweep::{sweep, FileOutcome, SweepOptions, DEFAULT_BATCH_SIZE};
+use crate::units::{format_count, format_size};
+use crate::volume::Volume;
+
+/// How many files a deletion shows before asking.
+const PREVIEW_LINES: usize = 20;
+
+/// A deletion that was not carried out on purpose; the run ends with exit status 2.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Which listing to show.
+#[derive(Debug, Clone, Copy)]
+pub enum ListKind {
+    /// Every file, with a managed column.
+    All,
+    /// Orphaned images.
+    Orphans,
+    /// Images older than so many days.
+    Old(u32),
+}
+
+/// The volume, the database and the worker name every command works with.
+pub struct Context {
+    /// The opened volume.
+    pub volume: Volume,
+    /// The connected database.
+    pub db: Db,
+    /// The worker name.
+    pub worker: String,
+}
+
+impl Context {
+    /// Refreshes the inventory unless `--no-scan`; returns the exit status so far.
+    pub async fn refresh(&self, inventory: Inventory) -> Result<ExitCode, DbError> {
+        if inventory == Inventory::LastScan {
+            return Ok(ExitCode::Success);
+        }
+        let options = ScanOptions {
+            worker: self.worker.clone(),
+        };
+        let report = scan(&self.volume, &self.db, &options).await?;
+        Ok(if report.problems > 0 {
+            ExitCode::SomeFilesFailed
+        } else {
+            ExitCode::Success
+        })
+    }
+
+    /// The files a listing shows, after its filter.
+    pub async fn files(&self, kind: ListKind, filter: &Filter) -> Result<Vec<FileRow>, DbError> {
+        let rows = match kind {
+            ListKind::All => self.db.files().await?,
+            ListKind::Orphans => self.db.orphans().await?,
+            ListKind::Old(days) => self.db.old_files(days).await?,
+        };
+        Ok(filtered(rows, filter))
+    }
+
+    /// `list`, `orphans` and `old`.
+    pub async fn list(
+        &self,
+        kind: ListKind,
+        listing: &Listing,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<ExitCode> {
+        let code = self.refresh(listing.inventory).await?;
+        let rows = self.files(kind, &listing.filter).await?;
+        match listing.output {
+            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
+            Output::Table => print_table(&rows, matches!(kind, ListKind::All), out)?,
+        }
+        Ok(code)
+    }
+
+    /// `stats`.
+    pub async fn stats(
+        &self,
+        output: Output,
+        inventory: Inventory,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<ExitCode> {
+        let code = self.refresh(inventory).await?;
+        let stats = self.db.storage_stats().await?;
+        match output {
+            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&stats)?)?,
+            Output::Table => {
+                let mut table = Table::new();
+                table.load_style(UTF8_FULL_CONDENSED);
+                table.set_header(["Statistic", "Value"]);
+                for (key, value) in &stats {
+                    let shown = match value {
+                        serde_json::Value::Number(n)
+                            if key.ends_with("_bytes") && n.as_u64().is_some() =>
+                        {
+                            format_size(n.as_u64().unwrap_or_default())
+                        }
+                        serde_json::Value::Null => "-".into(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    table.add_row([key.replace('_', " "), shown]);
+                }
+                writeln!(out, "{table}")?;
+            }
+        }
+        Ok(code)
+    }
+
+    /// `delete-orphans` and `delete-old`: show, confirm, schedule, sweep, summarise.
+    pub async fn delete(
+        &mut self,
+        cleanup: Cleanup,
+        deletion: &Deletion,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<ExitCode> {
+        let filtered_run = deletion.listing.filter != Filter::default();
+        if let (
+            true,
+            Cleanup::OlderThan {
+                include_referenced: true,
+                ..
+            },
+        ) = (filtered_run, cleanup)
+        {
+            return Err(Refused(
+                "--include-referenced deletes every old image and cannot be combined with filters \
+                 (drop --user, --ext, --min-size, --max-size, --since and --until)"
+                    .into(),
+            )
+            .into());
+        }
+        let mut code = self.refresh(deletion.listing.inventory).await?;
+        let candidates = filtered(
+            self.db.cleanup(cleanup, true, deletion.force).await?,
+            &deletion.listing.filter,
+        );
+        let json = deletion.listing.output == Output::Json;
+        let total: u64 = candidates.iter().map(size_of).sum();
+        if !json {
+            print_preview(&candidates, total, out)?;
+        }
+        if candidates.is_empty() || deletion.dry_run {
+            if json {
+                let summary = serde_json::json!({
+                    "scheduled": 0, "deleted": 0, "failed": 0, "bytes_freed": 0,
+                    "would_delete": candidates.len(), "would_free_bytes": total,
+                });
+                writeln!(out, "{summary}")?;
+            } else if deletion.dry_run && !candidates.is_empty() {
+                writeln!(out, "Dry run: nothing was deleted.")?;
+            } else {
+                writeln!(out, "No images to delete.")?;
+            }
+            return Ok(code);
+        }
+        if deletion.confirmation == Confirmation::Ask && !confirm(candidates.len(), out)? {
+            writeln!(out, "Deletion cancelled.")?;
+            return Ok(code);
+        }
+        let scheduled: HashSet<String> = if filtered_run {
+            let paths: Vec<String> = candidates.iter().map(|row| row.path.clone()).collect();
+            let reason = match cleanup {
+                Cleanup::Orphans => "orphan",
+                Cleanup::OlderThan { .. } => "expired",
+            };
+            self.db.schedule_delete(&paths, reason).await?;
+            paths.into_iter().collect()
+        } else {
+            self.db
+                .cleanup(cleanup, false, deletion.force)
+                .await
+                .map_err(|error| match error {
+                    DbError::Query(text) => anyhow::Error::new(Refused(text)),
+                    other => other.into(),
+                })?
+                .into_iter()
+                .map(|row| row.path)
+                .collect()
+        };
+        let (mut deleted, mut failed, mut bytes_freed) = (0u64, 0u64, 0u64);
+        let options = SweepOptions {
+            worker: self.worker.clone(),
+            removal: Removal::Trash,
+            batch_size: DEFAULT_BATCH_SIZE,
+        };
+        let mut on_file = |path: &str, outcome: &FileOutcome| {
+            if !scheduled.contains(path) {
+                return;
+            }
+            match outcome {
+                FileOutcome::Trashed { bytes } | FileOutcome::Deleted { bytes } => {
+                    deleted += 1;
+                    bytes_freed += bytes;
+                }
+                FileOutcome::AlreadyGone => deleted += 1,
+                FileOutcome::Referenced => {}
+                FileOutcome::Failed(_) => failed += 1,
+            }
+        };
+        let report = sweep(&self.volume, &mut self.db, &options, &mut on_file).await?;
+        if report.failed + report.trash_errors > 0 {
+            code = code.worst(ExitCode::SomeFilesFailed);
+        }
+        if json {
+            let summary = serde_json::json!({
+                "scheduled": scheduled.len(), "deleted": deleted,
+                "failed": failed, "bytes_freed": bytes_freed,
+            });
+            writeln!(out, "{summary}")?;
+        } else {
+            writeln!(
+                out,
+                "Deleted {} of {} images, freed {}",
+                format_count(deleted),
+                format_count(scheduled.len() as u64),
+                format_size(bytes_freed)
+            )?;
+        }
+        Ok(code)
+    }
+}
+
+fn size_of(row: &FileRow) -> u64 {
+    u64::try_from(row.size_bytes).unwrap_or_default()
+}
+
+fn filtered(rows: Vec<FileRow>, filter: &Filter) -> Vec<FileRow> {
+    rows.into_iter()
+        .filter(|row| {
+            filter.matches(&FileFacts {
+                path: &row.path,
+                size_bytes: size_of(row),
+                modified: row.modified_at,
+            })
+        })
+        .collect()
+}
+
+/// Prints files as a table with their total.
+pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) -> io::Result<()> {
+    if rows.is_empty() {
+        return writeln!(out, "No files found.");
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    let mut header = vec!["Name", "Size", "Modified", "Referenced"];
+    if show_managed {
+        header.push("Managed");
+    }
+    table.set_header(header);
+    for row in rows {
+        let mut cells = vec![
+            Cell::new(&row.path),
+            Cell::new(format_size(size_of(row))).set_alignment(CellAlignment::Right),
+            Cell::new(row.modified_at.format("%Y-%m-%d %H:%M")),
+            Cell::new(if row.referenced { "yes" } else { "no" }),
+        ];
+        if show_managed {
+            cells.push(Cell::new(if row.managed { "yes" } else { "no" }));
+        }
+        table.add_row(cells);
+    }
+    writeln!(out, "{table}")?;
+    let total: u64 = rows.iter().map(size_of).sum();
+    writeln!(
+        out,
+        "{} files, {} in total",
+        format_count(rows.len() as u64),
+        format_size(total)
+    )
+}
+
+/// Shows the first files of a deletion, how many there are and their size.
+fn print_preview(rows: &[FileRow], total: u64, out: &mut dyn Write) -> io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let shown = &rows[..rows.len().min(PREVIEW_LINES)];
+    print_table(shown, false, out)?;
+    if rows.len() > shown.len() {
+        writeln!(
+            out,
+            "... and {} more",
+            format_count((rows.len() - shown.len()) as u64)
+        )?;
+    }
+    writeln!(
+        out,
+        "{} images to delete, {} in total",
+        format_count(rows.len() as u64),
+        format_size(total)
+    )
+}
+
+/// Asks on the terminal whether to go ahead; without one, refuses.
+fn confirm(count: usize, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Refused(
+            "refusing to delete without confirmation: there is no terminal to ask on \
+             (pass --yes to delete, or --dry-run to only look)"
+                .into(),
+        )
+        .into());
+    }
+    write!(
+        out,
+        "Are you sure you want to delete {count} images? (yes/no): "
+    )?;
+    out.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "yes" | "y"
+    ))
+}

@@ -1,0 +1,584 @@
+//! The database client: the extension's functions and views, as typed calls.
+//!
+//! Every call is one round trip for a whole batch of files; the inventory
+//! goes in through a binary COPY.
+
+use std::fmt::Write as _;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
+
+/// Why the database could not be used.
+#[derive(Debug, Error)]
+pub enum DbError {
+    /// The connection could not be made; the run ends with exit status 3.
+    #[error("cannot reach the database at {host}: {cause} (check DATABASE_URL or --database-url, and that the server is up)")]
+    Unreachable {
+        /// The host (and port) the connection string names.
+        host: String,
+        /// What went wrong, with the server's explanation if any.
+        cause: String,
+    },
+    /// The database has no `filegc` extension.
+    #[error("the database at {host} has no filegc extension (run `CREATE EXTENSION filegc` in it first)")]
+    NoExtension {
+        /// The host the connection string names.
+        host: String,
+    },
+    /// A statement failed; the text carries PostgreSQL's message, detail and hint.
+    #[error("{0}")]
+    Query(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if error.is_closed() {
+            return DbError::Unreachable {
+                host: "the server".into(),
+                cause: describe(&error),
+            };
+        }
+        DbError::Query(describe(&error))
+    }
+}
+
+/// The error as a person needs it: PostgreSQL's message, then its detail and hint.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = db.message().to_owned();
+        if let Some(detail) = db.detail() {
+            let _ = write!(text, "\nDETAIL: {detail}");
+        }
+        if let Some(hint) = db.hint() {
+            let _ = write!(text, "\nHINT: {hint}");
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// A connection to the application's database, which has the extension.
+pub struct Db {
+    client: Client,
+}
+
+/// A deletion the sweeper claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The tombstone's id.
+    pub id: i64,
+    /// The path relative to the volume root.
+    pub path: String,
+}
+
+/// The database's last word on one claimed deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing references the path: delete it.
+    Delete,
+    /// A row references it again; the database recorded `skipped_referenced`.
+    Referenced,
+    /// A writer holds the path; the database put it back in the queue.
+    Busy,
+    /// Another sweeper holds the claim now.
+    Lost,
+}
+
+/// A trashed file the database wants restored or purged.
+#[derive(Debug, Clone)]
+pub struct TrashRequest {
+    /// The tombstone's id.
+    pub id: i64,
+    /// The path relative to the volume root.
+    pub path: String,
+}
+
+/// One file as a listing shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRow {
+    /// The path relative to the volume root.
+    pub path: String,
+    /// Its size.
+    pub size_bytes: i64,
+    /// Its last modification.
+    pub modified_at: DateTime<Utc>,
+    /// Whether a row references it.
+    pub referenced: bool,
+    /// Whether filegc manages it (an image name).
+    pub managed: bool,
+}
+
+/// What one file of a batch came to, for [`Db::settle_batch`].
+#[derive(Debug, Clone)]
+pub enum BatchResult {
+    /// Done: `trashed`, `deleted` or `already_gone`, with the bytes freed.
+    Done {
+        /// The tombstone's id.
+        id: i64,
+        /// The outcome's name as the database stores it.
+        outcome: &'static str,
+        /// The bytes freed.
+        bytes: i64,
+    },
+    /// Failed, to be retried.
+    Failed {
+        /// The tombstone's id.
+        id: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// An open transaction in which a batch is checked and carried out.
+pub struct Batch<'a> {
+    transaction: tokio_postgres::Transaction<'a>,
+    worker: &'a str,
+}
+
+/// The cleanup a delete command schedules.
+#[derive(Debug, Clone, Copy)]
+pub enum Cleanup {
+    /// Eligible orphans.
+    Orphans,
+    /// Managed files older than `days`, referenced ones only with `include_referenced`.
+    OlderThan {
+        /// The age limit.
+        days: u32,
+        /// Whether referenced files go too.
+        include_referenced: bool,
+    },
+}
+
+impl Db {
+    /// Connects and checks that the extension is there.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        let host = host_of(url);
+        let (client, connection) =
+            tokio_postgres::connect(url, NoTls)
+                .await
+                .map_err(|error| DbError::Unreachable {
+                    host: host.clone(),
+                    cause: describe(&error),
+                })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::error!(error = %describe(&error), "database connection lost");
+            }
+        });
+        let installed: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'filegc')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !installed {
+            return Err(DbError::NoExtension { host });
+        }
+        Ok(Db { client })
+    }
+
+    /// Starts a run record (`scan` or `sweep`); returns its id.
+    pub async fn start_run(&self, kind: &str, worker: &str, volume: &str) -> Result<i64, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT filegc.start_run($1, $2, $3)",
+                &[&kind, &worker, &volume],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Finishes a sweep's run record.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        seen: i64,
+        deleted: i64,
+        bytes: i64,
+        errors: i64,
+    ) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "SELECT filegc.finish_run($1, $2, $3, $4, $5)",
+                &[&run_id, &seen, &deleted, &bytes, &errors],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Opens the COPY into the scan's staging rows.
+    pub async fn inventory_writer(&self) -> Result<Pin<Box<BinaryCopyInWriter>>, DbError> {
+        let sink = self
+            .client
+            .copy_in(
+                "COPY filegc.inventory_staging (scan_id, path, size_bytes, modified_at) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        Ok(Box::pin(BinaryCopyInWriter::new(
+            sink,
+            &[Type::INT8, Type::TEXT, Type::INT8, Type::TIMESTAMPTZ],
+        )))
+    }
+
+    /// Merges the staged files into the inventory; returns its files and bytes.
+    pub async fn finish_scan(&self, scan_id: i64, errors: i64) -> Result<(i64, i64), DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT * FROM filegc.finish_scan($1, $2)",
+                &[&scan_id, &errors],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Reports the volume's capacity and trash; returns the alert level.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn report_volume(
+        &self,
+        worker: &str,
+        volume: &str,
+        total: i64,
+        used: i64,
+        free: i64,
+        trash_files: i64,
+        trash_bytes: i64,
+    ) -> Result<String, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT filegc.report_volume($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &worker,
+                    &volume,
+                    &total,
+                    &used,
+                    &free,
+                    &trash_files,
+                    &trash_bytes,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Claims up to `batch_size` due deletions.
+    pub async fn claim(&self, worker: &str, batch_size: i32) -> Result<Vec<Claimed>, DbError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, path FROM filegc.claim($1, $2)",
+                &[&worker, &batch_size],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Claimed {
+                id: row.get(0),
+                path: row.get(1),
+            })
+            .collect())
+    }
+
+    /// Begins the READ COMMITTED transaction that checks and settles one batch.
+    pub async fn begin_batch<'a>(&'a mut self, worker: &'a str) -> Result<Batch<'a>, DbError> {
+        let transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await?;
+        Ok(Batch {
+            transaction,
+            worker,
+        })
+    }
+
+    /// Trashed files someone asked back.
+    pub async fn restore_requests(&self) -> Result<Vec<TrashRequest>, DbError> {
+        self.trash_requests("SELECT id, path FROM filegc.restore_requests()")
+            .await
+    }
+
+    /// Trashed files past the retention.
+    pub async fn purge_due(&self) -> Result<Vec<TrashRequest>, DbError> {
+        self.trash_requests("SELECT id, path FROM filegc.purge_due()")
+            .await
+    }
+
+    async fn trash_requests(&self, sql: &str) -> Result<Vec<TrashRequest>, DbError> {
+        let rows = self.client.query(sql, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| TrashRequest {
+                id: row.get(0),
+                path: row.get(1),
+            })
+            .collect())
+    }
+
+    /// Records restored and purged trash entries.
+    pub async fn trash_done(&self, restored: &[i64], purged: &[i64]) -> Result<(), DbError> {
+        self.client
+            .execute("SELECT filegc.trash_done($1, $2)", &[&restored, &purged])
+            .await?;
+        Ok(())
+    }
+
+    /// Every file of the latest scan, by path.
+    pub async fn files(&self) -> Result<Vec<FileRow>, DbError> {
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, referenced, managed FROM filegc.files ORDER BY path",
+            &[],
+        )
+        .await
+    }
+
+    /// The orphans of the latest scan, by path.
+    pub async fn orphans(&self) -> Result<Vec<FileRow>, DbError> {
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, false, true FROM filegc.orphans ORDER BY path",
+            &[],
+        )
+        .await
+    }
+
+    /// Managed files last modified more than `days` days ago, oldest first.
+    pub async fn old_files(&self, days: u32) -> Result<Vec<FileRow>, DbError> {
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, referenced, true FROM filegc.old_files($1)",
+            &[&days],
+        )
+        .await
+    }
+
+    /// The one row of `filegc.storage_stats`, as a JSON object keyed by column.
+    pub async fn storage_stats(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, DbError> {
+        let row = self
+            .client
+            .query_one("SELECT to_jsonb(s)::text FROM filegc.storage_stats s", &[])
+            .await?;
+        let text: String = row.get(0);
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|error| DbError::Query(error.to_string()))?;
+        match value {
+            serde_json::Value::Object(map) => Ok(map),
+            other => Err(DbError::Query(format!(
+                "filegc.storage_stats gave {other} instead of a row"
+            ))),
+        }
+    }
+
+    /// Lists (`dry_run`) or schedules for now the files of a cleanup; returns them.
+    pub async fn cleanup(
+        &self,
+        cleanup: Cleanup,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Vec<FileRow>, DbError> {
+        match cleanup {
+            Cleanup::Orphans => {
+                self.file_rows(
+                    "SELECT path, size_bytes, modified_at, false, true \
+                     FROM filegc.cleanup_orphans(dry_run => $1, force => $2)",
+                    &[&dry_run, &force],
+                )
+                .await
+            }
+            Cleanup::OlderThan {
+                days,
+                include_referenced,
+            } => {
+                let days = i32::try_from(days).unwrap_or(i32::MAX);
+                self.file_rows(
+                    "SELECT c.path, c.size_bytes, c.modified_at, coalesce(f.referenced, false), true \
+                     FROM filegc.cleanup_older_than($1, $2, dry_run => $3, force => $4) c \
+                     LEFT JOIN filegc.files f ON f.path = c.path",
+                    &[&days, &include_referenced, &dry_run, &force],
+                )
+                .await
+            }
+        }
+    }
+
+    /// Schedules exactly these unreferenced paths for deletion now; returns how many.
+    pub async fn schedule_delete(&self, paths: &[String], reason: &str) -> Result<i64, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT filegc.schedule_delete($1, $2)::bigint",
+                &[&paths, &reason],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn file_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<FileRow>, DbError> {
+        let rows = self.client.query(sql, params).await?;
+        Ok(rows.iter().map(file_row).collect())
+    }
+}
+
+fn file_row(row: &Row) -> FileRow {
+    FileRow {
+        path: row.get(0),
+        size_bytes: row.get(1),
+        modified_at: row.get(2),
+        referenced: row.get(3),
+        managed: row.get(4),
+    }
+}
+
+impl Batch<'_> {
+    /// The final check under the path locks: which claimed ids may be deleted.
+    pub async fn check(&self, ids: &[i64]) -> Result<Vec<(Claimed, Verdict)>, DbError> {
+        let rows = self
+            .transaction
+            .query(
+                "SELECT id, path, verdict FROM filegc.check_before_delete($1, $2)",
+                &[&self.worker, &ids],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let verdict: String = row.get(2);
+                let verdict = match verdict.as_str() {
+                    "delete" => Verdict::Delete,
+                    "referenced" => Verdict::Referenced,
+                    "busy" => Verdict::Busy,
+                    "lost" => Verdict::Lost,
+                    other => {
+                        return Err(DbError::Query(format!(
+                            "filegc.check_before_delete gave an unknown verdict {other:?}"
+                        )))
+                    }
+                };
+                Ok((
+                    Claimed {
+                        id: row.get(0),
+                        path: row.get(1),
+                    },
+                    verdict,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records the batch's outcomes and failures and commits, releasing the locks.
+    pub async fn settle(self, results: &[BatchResult]) -> Result<(), DbError> {
+        let (mut ids, mut outcomes, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut failed_ids, mut errors) = (Vec::new(), Vec::new());
+        for result in results {
+            match result {
+                BatchResult::Done {
+                    id,
+                    outcome,
+                    bytes: freed,
+                } => {
+                    ids.push(*id);
+                    outcomes.push(*outcome);
+                    bytes.push(*freed);
+                }
+                BatchResult::Failed { id, error } => {
+                    failed_ids.push(*id);
+                    errors.push(error.as_str());
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.transaction
+                .execute(
+                    "SELECT filegc.complete($1, $2, $3, $4)",
+                    &[&self.worker, &ids, &outcomes, &bytes],
+                )
+                .await?;
+        }
+        if !failed_ids.is_empty() {
+            self.transaction
+                .execute(
+                    "SELECT filegc.fail($1, $2, $3)",
+                    &[&self.worker, &failed_ids, &errors],
+                )
+                .await?;
+        }
+        self.transaction.commit().await?;
+        Ok(())
+    }
+}
+
+/// Sends one inventory row through the COPY.
+pub async fn write_inventory_row(
+    writer: &mut Pin<Box<BinaryCopyInWriter>>,
+    scan_id: i64,
+    path: &str,
+    size_bytes: i64,
+    modified_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    writer
+        .as_mut()
+        .write(&[&scan_id, &path, &size_bytes, &modified_at])
+        .await?;
+    Ok(())
+}
+
+/// Ends the COPY; returns the rows written.
+pub async fn finish_inventory(mut writer: Pin<Box<BinaryCopyInWriter>>) -> Result<u64, DbError> {
+    Ok(writer.as_mut().finish().await?)
+}
+
+/// The host and port a connection string names, for messages; never the password.
+fn host_of(url: &str) -> String {
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return "the configured address".into();
+    };
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    match config.get_ports().first() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_named_without_the_password() {
+        assert_eq!(
+            host_of("postgres://app:secret@db.internal:5433/app"),
+            "db.internal:5433"
+        );
+        assert_eq!(
+            host_of("host=/run/postgresql dbname=app"),
+            "/run/postgresql"
+        );
+    }
+}

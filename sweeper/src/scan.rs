@@ -1,0 +1,106 @@
+//! The scan: walk the volume and stream what is on it into the database's inventory.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::db::{finish_inventory, write_inventory_row, Db, DbError};
+use crate::volume::{Volume, WalkItem};
+
+/// How many walk items may wait for the COPY; bounds the scan's memory.
+const CHANNEL_DEPTH: usize = 1024;
+
+/// What a scan needs besides the volume and the database.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// The name the scan records in the database.
+    pub worker: String,
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Files in the inventory after the scan.
+    pub files: i64,
+    /// Their total size.
+    pub bytes: i64,
+    /// Paths that could not be read, each logged.
+    pub problems: u64,
+    /// The volume's alert level after the capacity report.
+    pub alert_level: String,
+}
+
+/// Walks the volume into the inventory, then reports its capacity and trash.
+pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<ScanReport, DbError> {
+    let volume_path = volume.root().display().to_string();
+    let scan_id = db.start_run("scan", &options.worker, &volume_path).await?;
+    let (sender, mut receiver) = mpsc::channel(CHANNEL_DEPTH);
+    let walk = volume.walk();
+    let walker = tokio::task::spawn_blocking(move || {
+        for item in walk {
+            // The receiver is gone only when the COPY failed; stop walking then.
+            if sender.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+    let mut writer = db.inventory_writer().await?;
+    let mut problems = 0u64;
+    while let Some(item) = receiver.recv().await {
+        match item {
+            WalkItem::Entry(entry) => {
+                let size = i64::try_from(entry.size_bytes).unwrap_or(i64::MAX);
+                let modified = DateTime::<Utc>::from(entry.modified);
+                write_inventory_row(&mut writer, scan_id, &entry.path, size, modified).await?;
+            }
+            WalkItem::Problem(problem) => {
+                problems += 1;
+                tracing::warn!(path = %problem.path(), error = %problem, "cannot inventory a file");
+            }
+        }
+    }
+    // The walk has ended once its channel closed; a panic in it is a bug worth surfacing.
+    if let Err(error) = walker.await {
+        std::panic::resume_unwind(error.into_panic());
+    }
+    finish_inventory(writer).await?;
+    let errors = i64::try_from(problems).unwrap_or(i64::MAX);
+    let (files, bytes) = db.finish_scan(scan_id, errors).await?;
+    let alert_level = report_capacity(volume, db, &options.worker).await?;
+    tracing::info!(files, bytes, problems, alert_level = %alert_level, "scan finished");
+    Ok(ScanReport {
+        files,
+        bytes,
+        problems,
+        alert_level,
+    })
+}
+
+/// Reports the volume's capacity and trash to the database; returns the alert level.
+pub async fn report_capacity(volume: &Volume, db: &Db, worker: &str) -> Result<String, DbError> {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (total, used, free) = match volume.capacity() {
+        Ok(capacity) => (
+            capacity.total_bytes,
+            capacity.used_bytes,
+            capacity.free_bytes,
+        ),
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot read the volume's capacity");
+            (0, 0, 0)
+        }
+    };
+    let trash = volume.trash_usage();
+    for problem in &trash.problems {
+        tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
+    }
+    db.report_volume(
+        worker,
+        &volume.root().display().to_string(),
+        as_i64(total),
+        as_i64(used),
+        as_i64(free),
+        as_i64(trash.files),
+        as_i64(trash.bytes),
+    )
+    .await
+}
