@@ -1,0 +1,170 @@
+//! The listing and delete commands of `filegc`, run as a user would.
+
+mod sweeper_support;
+
+use serde_json::Value;
+use sweeper_support::SweeperEnv;
+
+/// Two orphans (one old), one referenced old image, one unmanaged file.
+fn known_volume() -> SweeperEnv {
+    let mut env = SweeperEnv::new();
+    env.write("user_1_1700000000.jpg", 1_000, 100);
+    env.write("user_2_1700000000.png", 2_000, 100);
+    env.write("user_3_1700000000.webp", 4_000, 1);
+    env.write("readme.txt", 10, 100);
+    env.reference("user_1_1700000000.jpg");
+    env
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
+}
+
+fn paths(listing: &Value) -> Vec<String> {
+    let mut paths: Vec<String> = listing
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|file| file["path"].as_str().unwrap().to_owned())
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn orphans_are_listed_as_json_with_the_documented_fields() {
+    let env = known_volume();
+    let listing = json(&env.run_ok(&["orphans", "--json"]));
+    assert_eq!(
+        paths(&listing),
+        ["user_2_1700000000.png", "user_3_1700000000.webp"]
+    );
+    let first = &listing[0];
+    assert!(first["size_bytes"].is_number());
+    assert_eq!(first["referenced"], Value::Bool(false));
+    let modified = first["modified_at"].as_str().unwrap();
+    assert!(chrono_like_rfc3339(modified), "{modified}");
+}
+
+fn chrono_like_rfc3339(text: &str) -> bool {
+    text.len() >= 20 && text.as_bytes()[10] == b'T' && (text.ends_with('Z') || text.contains('+'))
+}
+
+#[test]
+fn list_shows_every_file_and_filters_apply() {
+    let env = known_volume();
+    let all = json(&env.run_ok(&["list", "--json"]));
+    assert_eq!(paths(&all).len(), 4);
+    let pngs = json(&env.run_ok(&["list", "--json", "--no-scan", "--ext", "png"]));
+    assert_eq!(paths(&pngs), ["user_2_1700000000.png"]);
+    let table = env.run_ok(&["list", "--no-scan"]);
+    assert!(table.contains("readme.txt"), "{table}");
+    assert!(table.contains("4 files"), "{table}");
+}
+
+#[test]
+fn old_lists_managed_images_past_the_age() {
+    let env = known_volume();
+    let old = json(&env.run_ok(&["old", "--days", "30", "--json"]));
+    assert_eq!(
+        paths(&old),
+        ["user_1_1700000000.jpg", "user_2_1700000000.png"]
+    );
+}
+
+#[test]
+fn stats_is_an_object_keyed_by_the_view_columns() {
+    let env = known_volume();
+    let stats = json(&env.run_ok(&["stats", "--json"]));
+    assert_eq!(stats["total_files"], 3);
+    assert_eq!(stats["orphaned_files"], 2);
+    assert_eq!(stats["unmanaged_files"], 1);
+    assert!(stats.get("alert_level").is_some());
+}
+
+#[test]
+fn delete_orphans_with_yes_trashes_them_and_keeps_referenced_ones() {
+    let mut env = known_volume();
+    let summary = json(&env.run_ok(&["delete-orphans", "--yes", "--json", "--force"]));
+    assert_eq!(summary["scheduled"], 2);
+    assert_eq!(summary["deleted"], 2);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["bytes_freed"], 6_000);
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+    assert!(env.path("readme.txt").is_file(), "unmanaged files stay");
+    assert!(env.path(".filegc-trash/user_2_1700000000.png").is_file());
+    assert_eq!(
+        env.outcome("user_3_1700000000.webp").as_deref(),
+        Some("trashed")
+    );
+}
+
+#[test]
+fn delete_orphans_prints_the_summary() {
+    let env = known_volume();
+    let out = env.run_ok(&["delete-orphans", "--yes", "--force", "--ext", "png"]);
+    assert!(out.contains("Deleted 1 of 1 images"), "{out}");
+    assert!(env.path("user_3_1700000000.webp").is_file(), "filtered out");
+}
+
+#[test]
+fn delete_old_spares_referenced_images_unless_asked() {
+    let env = known_volume();
+    let summary = json(&env.run_ok(&["delete-old", "--days", "30", "--yes", "--json", "--force"]));
+    assert_eq!(summary["deleted"], 1);
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+    assert!(!env.path("user_2_1700000000.png").exists());
+
+    let summary = json(&env.run_ok(&[
+        "delete-old",
+        "--days",
+        "30",
+        "--include-referenced",
+        "--yes",
+        "--json",
+        "--force",
+    ]));
+    assert_eq!(summary["deleted"], 1);
+    assert!(!env.path("user_1_1700000000.jpg").exists());
+    assert!(
+        env.path("user_3_1700000000.webp").is_file(),
+        "young images stay"
+    );
+}
+
+#[test]
+fn a_dry_run_deletes_nothing_and_needs_no_terminal() {
+    let mut env = known_volume();
+    let out = env.run_ok(&["delete-orphans", "--dry-run"]);
+    assert!(out.contains("user_2_1700000000.png"), "{out}");
+    assert!(out.contains("Dry run"), "{out}");
+    assert!(env.path("user_2_1700000000.png").is_file());
+    assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_a_deletion_is_refused() {
+    let mut env = known_volume();
+    let output = env.run(&["delete-orphans", "--force"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert!(env.path("user_2_1700000000.png").is_file());
+    assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
+}
+
+#[test]
+fn the_breaker_refuses_with_its_hint_and_exit_2() {
+    let mut env = known_volume();
+    let output = env.run(&["delete-orphans", "--yes"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "2 of 3 images is past the default limit"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("circuit breaker"), "{stderr}");
+    assert!(stderr.contains("HINT"), "{stderr}");
+    assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
+}
