@@ -1,6 +1,9 @@
 //! A test environment for the `filegc` binary: a database with the
 //! application tracked, a temporary volume, and the real binary to run.
 
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
