@@ -11,6 +11,7 @@ use crate::config::{
 };
 use crate::db::{Cleanup, Db, DbError, FileRow};
 use crate::exit_codes::ExitCode;
+use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::scan::{scan, ScanOptions};
 use crate::sweep::{sweep, FileOutcome, SweepOptions, DEFAULT_BATCH_SIZE};
 use crate::units::{format_count, format_size};
@@ -173,7 +174,45 @@ impl Context {
             writeln!(out, "Deletion cancelled.")?;
             return Ok(code);
         }
-        let scheduled: HashSet<String> = if filtered_run {
+        let outcome = self
+            .carry_out(cleanup, filtered_run, &candidates, deletion.force)
+            .await?;
+        if outcome.report.failed > 0 {
+            code = code.worst(ExitCode::SomeFilesFailed);
+        }
+        let (scheduled, deleted, failed, bytes_freed) = (
+            outcome.scheduled,
+            outcome.report.deleted,
+            outcome.report.failed,
+            outcome.report.bytes_freed,
+        );
+        if json {
+            let summary = serde_json::json!({
+                "scheduled": scheduled, "deleted": deleted,
+                "failed": failed, "bytes_freed": bytes_freed,
+            });
+            writeln!(out, "{summary}")?;
+        } else {
+            writeln!(
+                out,
+                "Deleted {} of {} images, freed {}",
+                format_count(deleted),
+                format_count(scheduled),
+                format_size(bytes_freed)
+            )?;
+        }
+        Ok(code)
+    }
+    /// Schedules `candidates` (exactly them when `filtered`, else through the
+    /// cleanup function and its breaker) and sweeps at once into the trash.
+    pub async fn carry_out(
+        &mut self,
+        cleanup: Cleanup,
+        filtered: bool,
+        candidates: &[FileRow],
+        force: bool,
+    ) -> anyhow::Result<Carried> {
+        let scheduled: HashSet<String> = if filtered {
             let paths: Vec<String> = candidates.iter().map(|row| row.path.clone()).collect();
             let reason = match cleanup {
                 Cleanup::Orphans => "orphan",
@@ -183,7 +222,7 @@ impl Context {
             paths.into_iter().collect()
         } else {
             self.db
-                .cleanup(cleanup, false, deletion.force)
+                .cleanup(cleanup, false, force)
                 .await
                 .map_err(|error| match error {
                     DbError::Query(text) => anyhow::Error::new(Refused(text)),
@@ -193,7 +232,7 @@ impl Context {
                 .map(|row| row.path)
                 .collect()
         };
-        let (mut deleted, mut failed, mut bytes_freed) = (0u64, 0u64, 0u64);
+        let mut report = DeletionReport::default();
         let options = SweepOptions {
             worker: self.worker.clone(),
             removal: Removal::Trash,
@@ -205,35 +244,29 @@ impl Context {
             }
             match outcome {
                 FileOutcome::Trashed { bytes } | FileOutcome::Deleted { bytes } => {
-                    deleted += 1;
-                    bytes_freed += bytes;
+                    report.deleted += 1;
+                    report.bytes_freed += bytes;
                 }
-                FileOutcome::AlreadyGone => deleted += 1,
+                FileOutcome::AlreadyGone => report.deleted += 1,
                 FileOutcome::Referenced => {}
-                FileOutcome::Failed(_) => failed += 1,
+                FileOutcome::Failed(_) => report.failed += 1,
             }
         };
-        let report = sweep(&self.volume, &mut self.db, &options, &mut on_file).await?;
-        if report.failed + report.trash_errors > 0 {
-            code = code.worst(ExitCode::SomeFilesFailed);
-        }
-        if json {
-            let summary = serde_json::json!({
-                "scheduled": scheduled.len(), "deleted": deleted,
-                "failed": failed, "bytes_freed": bytes_freed,
-            });
-            writeln!(out, "{summary}")?;
-        } else {
-            writeln!(
-                out,
-                "Deleted {} of {} images, freed {}",
-                format_count(deleted),
-                format_count(scheduled.len() as u64),
-                format_size(bytes_freed)
-            )?;
-        }
-        Ok(code)
+        sweep(&self.volume, &mut self.db, &options, &mut on_file).await?;
+        Ok(Carried {
+            scheduled: scheduled.len() as u64,
+            report,
+        })
     }
+}
+
+/// What a carried-out deletion scheduled and did.
+#[derive(Debug, Clone, Copy)]
+pub struct Carried {
+    /// Deletions scheduled.
+    pub scheduled: u64,
+    /// What became of them.
+    pub report: DeletionReport,
 }
 
 fn size_of(row: &FileRow) -> u64 {
@@ -330,4 +363,123 @@ fn confirm(count: usize, out: &mut dyn Write) -> anyhow::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "yes" | "y"
     ))
+}
+
+/// The interactive menu's work: the commands, driven from the menu's thread.
+pub struct MenuBackend<'a> {
+    /// The volume and database.
+    pub context: Context,
+    /// The runtime the database calls run on.
+    pub runtime: &'a tokio::runtime::Runtime,
+}
+
+/// A deletion the menu showed and may carry out.
+#[derive(Debug, Clone)]
+pub struct MenuPending {
+    cleanup: Cleanup,
+    candidates: Vec<FileRow>,
+}
+
+impl MenuBackend<'_> {
+    fn listing(&mut self, kind: ListKind, out: &mut dyn Write) -> anyhow::Result<()> {
+        let listing = Listing {
+            output: Output::Table,
+            inventory: Inventory::Rescan,
+            filter: Filter::default(),
+        };
+        self.runtime
+            .block_on(self.context.list(kind, &listing, out))
+            .map(drop)
+    }
+
+    fn prepare(
+        &mut self,
+        cleanup: Cleanup,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<PendingDeletion<MenuPending>> {
+        let context = &self.context;
+        let candidates = self.runtime.block_on(async {
+            context.refresh(Inventory::Rescan).await?;
+            context.db.cleanup(cleanup, true, false).await
+        })?;
+        let total_bytes = candidates.iter().map(size_of).sum();
+        print_preview(&candidates, total_bytes, out)?;
+        Ok(PendingDeletion {
+            images: candidates.len() as u64,
+            total_bytes,
+            pending: MenuPending {
+                cleanup,
+                candidates,
+            },
+        })
+    }
+}
+
+impl MenuActions for MenuBackend<'_> {
+    type Pending = MenuPending;
+
+    fn summary(&mut self) -> anyhow::Result<VolumeSummary> {
+        let context = &self.context;
+        let stats = self.runtime.block_on(async {
+            context.refresh(Inventory::Rescan).await?;
+            context.db.storage_stats().await
+        })?;
+        let number = |key: &str| stats.get(key).and_then(|v| v.as_u64()).unwrap_or_default();
+        Ok(VolumeSummary {
+            volume_path: context.volume.root().display().to_string(),
+            total_images: number("total_files"),
+            total_bytes: number("total_bytes"),
+        })
+    }
+
+    fn list_all(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.listing(ListKind::All, out)
+    }
+
+    fn list_orphans(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.listing(ListKind::Orphans, out)
+    }
+
+    fn list_old(&mut self, days: u32, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.listing(ListKind::Old(days), out)
+    }
+
+    fn prepare_delete_orphans(
+        &mut self,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<PendingDeletion<MenuPending>> {
+        self.prepare(Cleanup::Orphans, out)
+    }
+
+    fn prepare_delete_old(
+        &mut self,
+        days: u32,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<PendingDeletion<MenuPending>> {
+        let cleanup = Cleanup::OlderThan {
+            days,
+            include_referenced: true,
+        };
+        self.prepare(cleanup, out)
+    }
+
+    fn delete(
+        &mut self,
+        pending: MenuPending,
+        _out: &mut dyn Write,
+    ) -> anyhow::Result<DeletionReport> {
+        let carried = self.runtime.block_on(self.context.carry_out(
+            pending.cleanup,
+            false,
+            &pending.candidates,
+            false,
+        ))?;
+        Ok(carried.report)
+    }
+
+    fn stats(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        self.runtime
+            .block_on(self.context.stats(Output::Table, Inventory::Rescan, out))
+            .map(drop)
+    }
 }

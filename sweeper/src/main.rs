@@ -5,10 +5,11 @@ use std::io::{self, IsTerminal, Write};
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use filegc_sweeper::cli::Cli;
-use filegc_sweeper::commands::{Context, ListKind, Refused};
+use filegc_sweeper::commands::{Context, ListKind, MenuBackend, Refused};
 use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
+use filegc_sweeper::menu::run_menu;
 use filegc_sweeper::scan::{scan, ScanOptions};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
@@ -60,20 +61,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if config.command == Command::Menu {
+        return menu(&config, volume, &runtime);
+    }
     runtime.block_on(execute(config, volume))
 }
 
-async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
+/// The interactive menu on the terminal.
+fn menu(
+    config: &Config,
+    volume: Volume,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    let context = runtime.block_on(connect(config, volume))?;
+    let mut backend = MenuBackend { context, runtime };
+    let outcome = run_menu(io::stdin().lock(), io::stdout().lock(), &mut backend)?;
+    Ok(outcome.exit_code())
+}
+
+/// Connects to the database the configuration names.
+async fn connect(config: &Config, volume: Volume) -> anyhow::Result<Context> {
     let Some(url) = &config.database_url else {
-        eprintln!("filegc: no database given: pass --database-url URL or set DATABASE_URL");
-        return Ok(ExitCode::DatabaseUnreachable);
+        return Err(DbError::Unreachable {
+            host: "(none)".into(),
+            cause: "no database given: pass --database-url URL or set DATABASE_URL".into(),
+        }
+        .into());
     };
-    let db = Db::connect(url.expose()).await?;
-    let mut context = Context {
+    Ok(Context {
         volume,
-        db,
+        db: Db::connect(url.expose()).await?,
         worker: config.worker.clone(),
-    };
+    })
+}
+
+async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
+    let mut context = connect(&config, volume).await?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let code = match &config.command {

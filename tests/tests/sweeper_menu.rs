@@ -1,0 +1,61 @@
+//! The interactive menu, driven through a pseudo-terminal made by util-linux `script`.
+
+mod sweeper_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use sweeper_support::{filegc_bin, SweeperEnv};
+
+#[test]
+fn the_menu_lists_deletes_orphans_on_yes_and_exits() {
+    let mut env = SweeperEnv::new();
+    env.write("user_1_1700000000.jpg", 1_000, 100);
+    env.write("user_2_1700000000.png", 2_000, 100);
+    env.reference("user_1_1700000000.jpg");
+    // One orphan of two images is past the default breaker limit (a quarter); raise it.
+    env.client
+        .batch_execute("UPDATE filegc.settings SET value = '1' WHERE name = 'max_delete_fraction'")
+        .unwrap();
+    let line = format!(
+        "{} --volume {} --database-url {} --worker menu-test",
+        filegc_bin().display(),
+        env.volume.path().display(),
+        env.db.url()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1\n4\nyes\n7\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{screen}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(screen.contains("Available actions"), "{screen}");
+    assert!(
+        screen.contains("user_1_1700000000.jpg"),
+        "entry 1 lists: {screen}"
+    );
+    assert!(screen.contains("Goodbye"), "{screen}");
+    assert!(
+        !env.path("user_2_1700000000.png").exists(),
+        "entry 4 deleted the orphan"
+    );
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+    assert_eq!(
+        env.outcome("user_2_1700000000.png").as_deref(),
+        Some("trashed")
+    );
+}
