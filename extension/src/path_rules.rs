@@ -14,6 +14,7 @@
 //!    absolute, no `.` or `..` or empty segment, no NUL and no backslash.
 //!    Anything else is an invalid reference: never a reference, but recorded.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a stored value cannot name a file under the volume root.
@@ -79,25 +80,43 @@ impl Reference {
 
 /// Maps a stored value to the file it references, given the column's prefixes.
 pub fn normalize<S: AsRef<str>>(value: &str, prefixes: &[S]) -> Reference {
-    if value.is_empty() {
-        return Reference::Absent;
+    match normalize_borrowed(value, prefixes) {
+        Ok(Some(path)) => Reference::Path(path.into_owned()),
+        Ok(None) => Reference::Absent,
+        Err(reason) => Reference::Invalid(reason),
     }
-    let path = match url_path(value) {
-        Some(encoded) => match percent_decode(encoded) {
-            Some(decoded) => decoded,
-            None => return Reference::Invalid(InvalidReason::BadPercentEncoding),
-        },
-        None => value.to_owned(),
+}
+
+/// Like [`normalize`], but borrows from `value` unless percent-decoding
+/// changed it: the SQL function runs once per row of every tracked column.
+pub fn normalize_borrowed<'a, S: AsRef<str>>(
+    value: &'a str,
+    prefixes: &[S],
+) -> Result<Option<Cow<'a, str>>, InvalidReason> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let path: Cow<'a, str> = match url_path(value) {
+        Some(encoded) => percent_decode(encoded).ok_or(InvalidReason::BadPercentEncoding)?,
+        None => Cow::Borrowed(value),
     };
-    let path = strip_longest_prefix(&path, prefixes);
-    let mut path = path;
+    let path = match path {
+        Cow::Borrowed(borrowed) => Cow::Borrowed(strip_leading_dot_slashes(strip_longest_prefix(
+            borrowed, prefixes,
+        ))),
+        Cow::Owned(owned) => {
+            Cow::Owned(strip_leading_dot_slashes(strip_longest_prefix(&owned, prefixes)).to_owned())
+        }
+    };
+    validate_relative(&path)?;
+    Ok(Some(path))
+}
+
+fn strip_leading_dot_slashes(mut path: &str) -> &str {
     while let Some(rest) = path.strip_prefix("./") {
         path = rest;
     }
-    match validate_relative(path) {
-        Ok(()) => Reference::Path(path.to_owned()),
-        Err(reason) => Reference::Invalid(reason),
-    }
+    path
 }
 
 /// Checks that `path` is a plain relative path that stays under its root.
@@ -150,8 +169,12 @@ fn url_path(value: &str) -> Option<&str> {
     Some(&after_authority[..path_end])
 }
 
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
-fn percent_decode(encoded: &str) -> Option<String> {
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it
+/// is. Borrows when there is nothing to decode.
+fn percent_decode(encoded: &str) -> Option<Cow<'_, str>> {
+    if !encoded.contains('%') {
+        return Some(Cow::Borrowed(encoded));
+    }
     let bytes = encoded.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -166,7 +189,7 @@ fn percent_decode(encoded: &str) -> Option<String> {
         decoded.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8(decoded).ok()
+    String::from_utf8(decoded).ok().map(Cow::Owned)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

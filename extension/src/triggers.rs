@@ -11,7 +11,10 @@ use crate::error::FilegcError;
 use crate::path_rules::{normalize, Reference};
 use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AllocatedByPostgres, PgTrigger};
+use pgrx::{PgBuiltInOids, PgOid};
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 
 /// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
@@ -196,11 +199,36 @@ fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     if removed.is_empty() && added.is_empty() {
         return Ok(None);
     }
-    Spi::run_with_args(
-        "SELECT filegc.apply_reference_changes($1, $2)",
-        &[removed.into(), added.into()],
-    )?;
+    apply_reference_changes(removed, added)?;
     Ok(None)
+}
+
+thread_local! {
+    /// The plan of the one statement a row trigger runs, prepared once per
+    /// backend: parsing and planning it anew for every row would cost more
+    /// than the work itself. PostgreSQL's plan cache replans it if the
+    /// function behind it is replaced.
+    static APPLY_REFERENCE_CHANGES: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+}
+
+fn apply_reference_changes(removed: Vec<String>, added: Vec<String>) -> Result<(), FilegcError> {
+    APPLY_REFERENCE_CHANGES.with(|cell| {
+        Spi::connect_mut(|client| {
+            if cell.get().is_none() {
+                let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+                let prepared = client
+                    .prepare_mut(
+                        "SELECT filegc.apply_reference_changes($1, $2)",
+                        &[text_array, text_array],
+                    )?
+                    .keep();
+                let _ = cell.set(prepared);
+            }
+            let statement = cell.get().expect("prepared above");
+            client.update(statement, None, &[removed.into(), added.into()])?;
+            Ok(())
+        })
+    })
 }
 
 /// BEFORE TRUNCATE, FOR EACH STATEMENT: schedules the paths only this table referenced.
