@@ -146,6 +146,25 @@ pub struct Batch<'a> {
     worker: &'a str,
 }
 
+/// The volume's capacity and trash as [`Db::report_volume`] records them.
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeReport<'a> {
+    /// The reporting sweeper.
+    pub worker: &'a str,
+    /// The volume's mount point.
+    pub volume: &'a str,
+    /// The file system's size.
+    pub total_bytes: i64,
+    /// Space in use.
+    pub used_bytes: i64,
+    /// Space still free.
+    pub free_bytes: i64,
+    /// Files in the trash.
+    pub trash_files: i64,
+    /// Their total size.
+    pub trash_bytes: i64,
+}
+
 /// The cleanup a delete command schedules.
 #[derive(Debug, Clone, Copy)]
 pub enum Cleanup {
@@ -247,29 +266,19 @@ impl Db {
     }
 
     /// Reports the volume's capacity and trash; returns the alert level.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn report_volume(
-        &self,
-        worker: &str,
-        volume: &str,
-        total: i64,
-        used: i64,
-        free: i64,
-        trash_files: i64,
-        trash_bytes: i64,
-    ) -> Result<String, DbError> {
+    pub async fn report_volume(&self, report: &VolumeReport<'_>) -> Result<String, DbError> {
         let row = self
             .client
             .query_one(
                 "SELECT filegc.report_volume($1, $2, $3, $4, $5, $6, $7)",
                 &[
-                    &worker,
-                    &volume,
-                    &total,
-                    &used,
-                    &free,
-                    &trash_files,
-                    &trash_bytes,
+                    &report.worker,
+                    &report.volume,
+                    &report.total_bytes,
+                    &report.used_bytes,
+                    &report.free_bytes,
+                    &report.trash_files,
+                    &report.trash_bytes,
                 ],
             )
             .await?;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::db::{finish_inventory, write_inventory_row, Db, DbError};
+use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::volume::{Volume, WalkItem};
 
 /// How many walk items may wait for the COPY; bounds the scan's memory.
@@ -93,14 +93,15 @@ pub async fn report_capacity(volume: &Volume, db: &Db, worker: &str) -> Result<S
     for problem in &trash.problems {
         tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
     }
-    db.report_volume(
+    let volume_path = volume.root().display().to_string();
+    db.report_volume(&VolumeReport {
         worker,
-        &volume.root().display().to_string(),
-        as_i64(total),
-        as_i64(used),
-        as_i64(free),
-        as_i64(trash.files),
-        as_i64(trash.bytes),
-    )
+        volume: &volume_path,
+        total_bytes: as_i64(total),
+        used_bytes: as_i64(used),
+        free_bytes: as_i64(free),
+        trash_files: as_i64(trash.files),
+        trash_bytes: as_i64(trash.bytes),
+    })
     .await
 }

@@ -12,6 +12,7 @@
 
 pub mod fixtures;
 mod server;
+pub mod sweeper;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

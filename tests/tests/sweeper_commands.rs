@@ -1,9 +1,7 @@
 //! The listing and delete commands of `filegc`, run as a user would.
 
-mod sweeper_support;
-
+use filegc_tests::sweeper::SweeperEnv;
 use serde_json::Value;
-use sweeper_support::SweeperEnv;
 
 /// Two orphans (one old), one referenced old image, one unmanaged file.
 fn known_volume() -> SweeperEnv {

@@ -1,11 +1,9 @@
 //! The interactive menu, driven through a pseudo-terminal made by util-linux `script`.
 
-mod sweeper_support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use sweeper_support::{filegc_bin, SweeperEnv};
+use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
 
 #[test]
 fn the_menu_lists_deletes_orphans_on_yes_and_exits() {

@@ -1,8 +1,6 @@
 //! `filegc scan` and `filegc sweep` against a real database and volume.
 
-mod sweeper_support;
-
-use sweeper_support::SweeperEnv;
+use filegc_tests::sweeper::SweeperEnv;
 
 #[test]
 fn scan_fills_the_inventory_that_storage_stats_adds_up() {
@@ -154,7 +152,7 @@ fn restore_brings_a_trashed_file_back_and_purge_removes_it_after_retention() {
 #[test]
 fn an_unreachable_database_exits_3_naming_the_host() {
     let env = SweeperEnv::new();
-    let output = std::process::Command::new(sweeper_support::filegc_bin())
+    let output = std::process::Command::new(filegc_tests::sweeper::filegc_bin())
         .args(["scan", "--volume"])
         .arg(env.volume.path())
         .args([
@@ -175,7 +173,7 @@ fn an_unreachable_database_exits_3_naming_the_host() {
 fn a_database_without_the_extension_says_to_create_it() {
     let env = SweeperEnv::new();
     let plain = filegc_tests::cluster().create_plain_database();
-    let output = std::process::Command::new(sweeper_support::filegc_bin())
+    let output = std::process::Command::new(filegc_tests::sweeper::filegc_bin())
         .args(["scan", "--volume"])
         .arg(env.volume.path())
         .args(["--database-url", &plain.url(), "--worker", "w"])

@@ -1,0 +1,159 @@
+//! A test environment for the `filegc` binary: a database with the
+//! application tracked, a temporary volume, and the real binary to run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::{cluster, fixtures, TestDb};
+use postgres::Client;
+use tempfile::TempDir;
+
+/// The `filegc` binary, built once per test process.
+pub fn filegc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // A target folder of its own, so this build never waits on the lock
+        // of the `cargo test` that runs it.
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sweeper-bin");
+        escargot::CargoBuild::new()
+            .package("filegc-sweeper")
+            .bin("filegc")
+            .manifest_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeper/Cargo.toml"))
+            .target_dir(target)
+            .run()
+            .expect("building the filegc binary")
+            .path()
+            .to_owned()
+    })
+}
+
+/// A database with the application tracked, and an empty volume.
+pub struct SweeperEnv {
+    /// The test's database.
+    pub db: TestDb,
+    /// A superuser connection to it.
+    pub client: Client,
+    /// The volume's root.
+    pub volume: TempDir,
+}
+
+impl Default for SweeperEnv {
+    fn default() -> Self {
+        SweeperEnv::new()
+    }
+}
+
+impl SweeperEnv {
+    /// A fresh database and volume; deletions and orphans are due at once.
+    pub fn new() -> SweeperEnv {
+        let db = cluster().create_database();
+        let mut client = db.tracked_app();
+        client
+            .batch_execute(
+                "UPDATE filegc.settings SET value = '0' WHERE name IN ('unreferenced_delay', 'orphan_min_age')",
+            )
+            .expect("settings");
+        let volume = tempfile::Builder::new()
+            .prefix("filegc-volume-")
+            .tempdir_in("/var/tmp")
+            .expect("a temporary volume");
+        SweeperEnv { db, client, volume }
+    }
+
+    /// The absolute path of `rel` on the volume.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.volume.path().join(rel)
+    }
+
+    /// Writes a file of `size` bytes last modified `days_ago` days ago.
+    pub fn write(&self, rel: &str, size: usize, days_ago: u64) {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, vec![b'x'; size]).unwrap();
+        let modified = SystemTime::now() - Duration::from_secs(days_ago * 86_400 + 60);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    /// Inserts a row that references `rel` (stored with the application's prefix).
+    pub fn reference(&mut self, rel: &str) {
+        self.client
+            .execute(
+                "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, $1)",
+                &[&format!("{}{rel}", fixtures::PREFIX)],
+            )
+            .unwrap();
+    }
+
+    /// Deletes the rows that reference `rel`, which schedules its deletion.
+    pub fn unreference(&mut self, rel: &str) {
+        self.client
+            .execute(
+                "DELETE FROM facial_evaluations WHERE image_path = $1",
+                &[&format!("{}{rel}", fixtures::PREFIX)],
+            )
+            .unwrap();
+    }
+
+    /// One value from the database.
+    pub fn query_i64(&mut self, sql: &str) -> i64 {
+        self.client
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .get(0)
+    }
+
+    /// The outcome the audit trail records for `rel`'s latest deletion.
+    pub fn outcome(&mut self, rel: &str) -> Option<String> {
+        self.client
+            .query_opt(
+                "SELECT outcome FROM filegc.deletions WHERE path = $1 ORDER BY id DESC LIMIT 1",
+                &[&rel],
+            )
+            .unwrap()
+            .and_then(|row| row.get(0))
+    }
+
+    /// The binary with this environment's volume, database and worker, no terminal.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(filegc_bin());
+        command
+            .args(args)
+            .arg("--volume")
+            .arg(self.volume.path())
+            .arg("--database-url")
+            .arg(self.db.url())
+            .arg("--worker")
+            .arg("test-sweeper")
+            .env_remove("DATABASE_URL")
+            .env_remove("FILEGC_VOLUME")
+            .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the binary to the end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running filegc")
+    }
+
+    /// Runs the binary and insists on exit status 0; returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "filegc {args:?} failed with {}:\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
