@@ -13,9 +13,11 @@ use crate::db::{Cleanup, Db, DbError, FileRow};
 use crate::exit_codes::ExitCode;
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::scan::{scan, ScanOptions};
-use crate::sweep::{sweep, FileOutcome, SweepOptions, DEFAULT_BATCH_SIZE};
+use crate::sweep::{
+    empty_trash, restore_now, sweep, FileOutcome, RestoreResult, SweepOptions, DEFAULT_BATCH_SIZE,
+};
 use crate::units::{format_count, format_size};
-use crate::volume::Volume;
+use crate::volume::{Volume, TRASH_DIR};
 
 /// How many files a deletion shows before asking.
 const PREVIEW_LINES: usize = 20;
@@ -170,7 +172,13 @@ impl Context {
             }
             return Ok(code);
         }
-        if deletion.confirmation == Confirmation::Ask && !confirm(candidates.len(), out)? {
+        let question = format!(
+            "Are you sure you want to delete {} images?",
+            candidates.len()
+        );
+        let refusal = "refusing to delete without confirmation: there is no terminal to ask on \
+                       (pass --yes to delete, or --dry-run to only look)";
+        if deletion.confirmation == Confirmation::Ask && !confirm(&question, refusal, out)? {
             writeln!(out, "Deletion cancelled.")?;
             return Ok(code);
         }
@@ -203,6 +211,75 @@ impl Context {
         }
         Ok(code)
     }
+    /// `empty-trash`: show what the trash holds, confirm, delete it all for good.
+    pub async fn empty_trash(
+        &self,
+        confirmation: Confirmation,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<ExitCode> {
+        let usage = self.volume.trash_usage();
+        if usage.files == 0 && usage.problems.is_empty() {
+            writeln!(out, "The trash is empty.")?;
+            return Ok(ExitCode::Success);
+        }
+        let question = format!(
+            "Empty the trash: {} files, {}?",
+            format_count(usage.files),
+            format_size(usage.bytes)
+        );
+        let refusal = "refusing to empty the trash without confirmation: there is no terminal \
+                       to ask on (pass --yes to empty it)";
+        if confirmation == Confirmation::Ask && !confirm(&question, refusal, out)? {
+            writeln!(out, "The trash was left as it is.")?;
+            return Ok(ExitCode::Success);
+        }
+        let report = empty_trash(&self.volume, &self.db).await?;
+        writeln!(
+            out,
+            "Emptied the trash: deleted {} files, freed {}",
+            format_count(report.files),
+            format_size(report.bytes)
+        )?;
+        if report.problems > 0 {
+            writeln!(
+                out,
+                "{} files could not be deleted (see the log)",
+                format_count(report.problems)
+            )?;
+            return Ok(ExitCode::SomeFilesFailed);
+        }
+        Ok(ExitCode::Success)
+    }
+
+    /// `restore PATH`: asks the database for the file back and moves it out of the trash now.
+    pub async fn restore(&self, path: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match restore_now(&self.volume, &self.db, path).await? {
+            RestoreResult::Restored { bytes } => {
+                writeln!(out, "Restored {path} ({})", format_size(bytes))?;
+                Ok(ExitCode::Success)
+            }
+            RestoreResult::NotInTrash => {
+                eprintln!(
+                    "filegc: cannot restore {path}: it is not in the trash (it was never \
+                     deleted, was restored already, or the trash was purged)"
+                );
+                Ok(ExitCode::SomeFilesFailed)
+            }
+            RestoreResult::TargetExists => {
+                eprintln!(
+                    "filegc: cannot restore {path}: a file already stands there; the trashed \
+                     copy stays in {TRASH_DIR}/{path} (move the file away, then run \
+                     `filegc restore {path}` again)"
+                );
+                Ok(ExitCode::SomeFilesFailed)
+            }
+            RestoreResult::Failed(error) => {
+                eprintln!("filegc: cannot restore {path}: {error}");
+                Ok(ExitCode::SomeFilesFailed)
+            }
+        }
+    }
+
     /// Schedules `candidates` (exactly them when `filtered`, else through the
     /// cleanup function and its breaker) and sweeps at once into the trash.
     pub async fn carry_out(
@@ -341,21 +418,13 @@ fn print_preview(rows: &[FileRow], total: u64, out: &mut dyn Write) -> io::Resul
     )
 }
 
-/// Asks on the terminal whether to go ahead; without one, refuses.
-fn confirm(count: usize, out: &mut dyn Write) -> anyhow::Result<bool> {
+/// Asks on the terminal whether to go ahead; without one, refuses with `refusal`.
+fn confirm(question: &str, refusal: &str, out: &mut dyn Write) -> anyhow::Result<bool> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
-        return Err(Refused(
-            "refusing to delete without confirmation: there is no terminal to ask on \
-             (pass --yes to delete, or --dry-run to only look)"
-                .into(),
-        )
-        .into());
+        return Err(Refused(refusal.into()).into());
     }
-    write!(
-        out,
-        "Are you sure you want to delete {count} images? (yes/no): "
-    )?;
+    write!(out, "{question} (yes/no): ")?;
     out.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;

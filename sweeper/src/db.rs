@@ -329,6 +329,21 @@ impl Db {
             .await
     }
 
+    /// Every trashed file not yet purged, restored or asked back, whatever its age.
+    pub async fn trashed(&self) -> Result<Vec<TrashRequest>, DbError> {
+        self.trash_requests("SELECT id, path FROM filegc.purge_due('0')")
+            .await
+    }
+
+    /// Asks for the trashed copy of `path` back (`filegc.restore`); false when there is none.
+    pub async fn request_restore(&self, path: &str) -> Result<bool, DbError> {
+        let row = self
+            .client
+            .query_one("SELECT filegc.restore($1)", &[&path])
+            .await?;
+        Ok(row.get(0))
+    }
+
     async fn trash_requests(&self, sql: &str) -> Result<Vec<TrashRequest>, DbError> {
         let rows = self.client.query(sql, &[]).await?;
         Ok(rows

@@ -165,6 +165,10 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
             };
             context.delete(cleanup, deletion, &mut out).await?
         }
+        Command::EmptyTrash { confirmation } => {
+            context.empty_trash(*confirmation, &mut out).await?
+        }
+        Command::Restore { path } => context.restore(path, &mut out).await?,
         command => {
             eprintln!("filegc: `{}` is not available yet", command.name());
             ExitCode::UsageOrRefused

@@ -1,7 +1,7 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
 use crate::config::Removal;
-use crate::db::{BatchResult, Db, DbError, Verdict};
+use crate::db::{BatchResult, Db, DbError, TrashRequest, Verdict};
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
 
 /// How many deletions one transaction claims and settles.
@@ -183,29 +183,142 @@ async fn restore_requested(
     if requests.is_empty() {
         return Ok(());
     }
-    let (mut restored, mut purged) = (Vec::new(), Vec::new());
-    for request in requests {
-        match volume.restore(&request.path) {
-            Ok(RestoreOutcome::Restored { bytes }) => {
-                tracing::info!(path = %request.path, bytes, "restored from the trash");
-                restored.push(request.id);
-            }
-            Ok(RestoreOutcome::NotInTrash) => {
-                tracing::warn!(path = %request.path, "asked to restore, but the trash no longer holds it");
-                purged.push(request.id);
-            }
-            Ok(RestoreOutcome::TargetExists) => {
-                report.trash_errors += 1;
-                tracing::warn!(path = %request.path, "cannot restore: a file already stands at the path; the trashed copy stays");
+    let mut done = TrashDone::default();
+    for request in &requests {
+        if !done.restore(volume, request) {
+            report.trash_errors += 1;
+        }
+    }
+    report.restored += done.restored.len() as u64;
+    db.trash_done(&done.restored, &done.purged).await
+}
+
+/// What `filegc restore` came to for one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreResult {
+    /// The file is back at its path.
+    Restored {
+        /// Its size.
+        bytes: u64,
+    },
+    /// The database knows of no trashed copy of the path that is still there.
+    NotInTrash,
+    /// Something already stands at the path; the trashed copy stays.
+    TargetExists,
+    /// The file system refused; the request stays for the next sweep.
+    Failed(String),
+}
+
+/// Asks the database to restore `path` and carries the restore out on disk at once.
+pub async fn restore_now(volume: &Volume, db: &Db, path: &str) -> Result<RestoreResult, DbError> {
+    if !db.request_restore(path).await? {
+        return Ok(RestoreResult::NotInTrash);
+    }
+    let requests: Vec<TrashRequest> = db
+        .restore_requests()
+        .await?
+        .into_iter()
+        .filter(|request| request.path == path)
+        .collect();
+    let mut result = RestoreResult::NotInTrash;
+    let mut done = TrashDone::default();
+    for request in &requests {
+        result = match volume.restore(&request.path) {
+            Ok(RestoreOutcome::Restored { bytes }) => RestoreResult::Restored { bytes },
+            Ok(RestoreOutcome::NotInTrash) => RestoreResult::NotInTrash,
+            Ok(RestoreOutcome::TargetExists) => RestoreResult::TargetExists,
+            Err(error) => RestoreResult::Failed(error.to_string()),
+        };
+        match result {
+            RestoreResult::Restored { .. } => done.restored.push(request.id),
+            RestoreResult::NotInTrash => done.purged.push(request.id),
+            RestoreResult::TargetExists | RestoreResult::Failed(_) => {}
+        }
+    }
+    db.trash_done(&done.restored, &done.purged).await?;
+    Ok(result)
+}
+
+/// What `filegc empty-trash` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmptyTrashReport {
+    /// Files deleted for good.
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files that could not be deleted, each logged.
+    pub problems: u64,
+}
+
+/// Deletes every trashed file for good and records the database's trashed deletions as purged.
+pub async fn empty_trash(volume: &Volume, db: &Db) -> Result<EmptyTrashReport, DbError> {
+    let mut report = EmptyTrashReport::default();
+    let mut purged = Vec::new();
+    // First the files the database knows of, so each one's record is purged
+    // only when its file is gone; then whatever else the trash holds.
+    for entry in db.trashed().await? {
+        match volume.purge_trashed(&entry.path) {
+            Ok(outcome) => {
+                if let RemoveOutcome::Removed { bytes } = outcome {
+                    report.files += 1;
+                    report.bytes += bytes;
+                }
+                purged.push(entry.id);
             }
             Err(error) => {
-                report.trash_errors += 1;
-                tracing::warn!(path = %request.path, error = %error, "cannot restore a file");
+                report.problems += 1;
+                tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
             }
         }
     }
-    report.restored += restored.len() as u64;
-    db.trash_done(&restored, &purged).await
+    let rest = volume.empty_trash();
+    report.files += rest.files;
+    report.bytes += rest.bytes;
+    for problem in &rest.problems {
+        report.problems += 1;
+        tracing::warn!(path = %problem.path(), error = %problem, "cannot delete a trashed file");
+    }
+    db.trash_done(&[], &purged).await?;
+    tracing::info!(
+        files = report.files,
+        bytes = report.bytes,
+        problems = report.problems,
+        "trash emptied"
+    );
+    Ok(report)
+}
+
+/// Trash entries restored and purged, to record in one call.
+#[derive(Debug, Default)]
+struct TrashDone {
+    restored: Vec<i64>,
+    purged: Vec<i64>,
+}
+
+impl TrashDone {
+    /// Restores one requested file, logging the outcome; `false` when it failed.
+    fn restore(&mut self, volume: &Volume, request: &TrashRequest) -> bool {
+        match volume.restore(&request.path) {
+            Ok(RestoreOutcome::Restored { bytes }) => {
+                tracing::info!(path = %request.path, bytes, "restored from the trash");
+                self.restored.push(request.id);
+                true
+            }
+            Ok(RestoreOutcome::NotInTrash) => {
+                tracing::warn!(path = %request.path, "asked to restore, but the trash no longer holds it");
+                self.purged.push(request.id);
+                true
+            }
+            Ok(RestoreOutcome::TargetExists) => {
+                tracing::warn!(path = %request.path, "cannot restore: a file already stands at the path; the trashed copy stays");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(path = %request.path, error = %error, "cannot restore a file");
+                false
+            }
+        }
+    }
 }
 
 async fn purge_due(volume: &Volume, db: &Db, report: &mut SweepReport) -> Result<(), DbError> {

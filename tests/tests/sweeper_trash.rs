@@ -1,0 +1,132 @@
+//! `filegc empty-trash` and `filegc restore` against a real database and volume.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
+
+/// An environment where the sweep has moved `names` into the trash.
+fn trashed(names: &[&str]) -> SweeperEnv {
+    let mut env = SweeperEnv::new();
+    for name in names {
+        env.write(name, 100, 1);
+        env.reference(name);
+        env.unreference(name);
+    }
+    env.run_ok(&["sweep"]);
+    for name in names {
+        assert!(env.path(&format!(".filegc-trash/{name}")).is_file());
+    }
+    env
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn empty_trash_refuses_without_a_terminal_and_without_yes() {
+    let env = trashed(&["user_1_1700000000.jpg"]);
+    let output = env.run(&["empty-trash"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
+    assert!(env.path(".filegc-trash/user_1_1700000000.jpg").is_file());
+}
+
+#[test]
+fn empty_trash_with_yes_deletes_everything_and_records_the_purge() {
+    let mut env = trashed(&["user_1_1700000000.jpg", "sub/user_2_1700000000.png"]);
+    // A file the database never trashed is deleted too.
+    env.write(".filegc-trash/stray.jpg", 50, 1);
+    let stdout = env.run_ok(&["empty-trash", "--yes"]);
+    assert!(stdout.contains("deleted 3 files"), "{stdout}");
+    assert!(!env.path(".filegc-trash/user_1_1700000000.jpg").exists());
+    assert!(!env.path(".filegc-trash/sub/user_2_1700000000.png").exists());
+    assert!(!env.path(".filegc-trash/stray.jpg").exists());
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.deletions WHERE outcome = 'trashed' AND purged_at IS NOT NULL"
+        ),
+        2
+    );
+    assert_eq!(env.run_ok(&["empty-trash"]).trim(), "The trash is empty.");
+}
+
+#[test]
+fn empty_trash_asks_on_a_terminal_with_the_count_and_size() {
+    let env = trashed(&["user_1_1700000000.jpg"]);
+    let line = format!(
+        "{} empty-trash --volume {} --database-url {} --worker trash-test",
+        filegc_bin().display(),
+        env.volume.path().display(),
+        env.db.url()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    child.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}\n{}", stderr(&output));
+    assert!(
+        screen.contains("Empty the trash: 1 files, 100 B? (yes/no)"),
+        "{screen}"
+    );
+    assert!(!env.path(".filegc-trash/user_1_1700000000.jpg").exists());
+}
+
+#[test]
+fn restore_brings_the_file_back_at_once() {
+    let mut env = trashed(&["sub/user_1_1700000000.jpg"]);
+    let stdout = env.run_ok(&["restore", "sub/user_1_1700000000.jpg"]);
+    assert!(
+        stdout.contains("Restored sub/user_1_1700000000.jpg"),
+        "{stdout}"
+    );
+    assert!(env.path("sub/user_1_1700000000.jpg").is_file());
+    assert!(!env.path(".filegc-trash/sub/user_1_1700000000.jpg").exists());
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.deletions WHERE path = 'sub/user_1_1700000000.jpg' AND restored_at IS NOT NULL"
+        ),
+        1
+    );
+}
+
+#[test]
+fn restore_of_a_file_not_in_the_trash_says_so() {
+    let env = SweeperEnv::new();
+    env.write("user_1_1700000000.jpg", 10, 1);
+    let output = env.run(&["restore", "user_1_1700000000.jpg"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("user_1_1700000000.jpg: it is not in the trash"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+}
+
+#[test]
+fn restore_never_replaces_a_file_that_stands_at_the_path() {
+    let env = trashed(&["user_1_1700000000.jpg"]);
+    env.write("user_1_1700000000.jpg", 7, 0);
+    let output = env.run(&["restore", "user_1_1700000000.jpg"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("a file already stands there"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::metadata(env.path("user_1_1700000000.jpg"))
+            .unwrap()
+            .len(),
+        7
+    );
+    assert!(env.path(".filegc-trash/user_1_1700000000.jpg").is_file());
+}
