@@ -314,6 +314,7 @@ impl Context {
             worker: self.worker.clone(),
             removal: Removal::Trash,
             batch_size: DEFAULT_BATCH_SIZE,
+            stop: None,
         };
         let mut on_file = |path: &str, outcome: &FileOutcome| {
             if !scheduled.contains(path) {

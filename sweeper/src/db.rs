@@ -4,14 +4,16 @@
 //! goes in through a binary COPY.
 
 use std::fmt::Write as _;
+use std::future::poll_fn;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, IsolationLevel, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, IsolationLevel, NoTls, Row};
 
 /// Why the database could not be used.
 #[derive(Debug, Error)]
@@ -195,6 +197,50 @@ impl Db {
                 tracing::error!(error = %describe(&error), "database connection lost");
             }
         });
+        Db::checked(client, url).await
+    }
+
+    /// Connects, checks the extension and listens on the `filegc` channel; each notification arrives as one message on the receiver, which closes when the connection ends.
+    pub async fn connect_listening(
+        url: &str,
+    ) -> Result<(Db, mpsc::UnboundedReceiver<String>), DbError> {
+        let host = host_of(url);
+        let (client, mut connection) =
+            tokio_postgres::connect(url, NoTls)
+                .await
+                .map_err(|error| DbError::Unreachable {
+                    host: host.clone(),
+                    cause: describe(&error),
+                })?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            // `poll_message` both drives the connection and hands out its notifications.
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        if sender.send(notification.payload().to_owned()).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(host = %host, error = %describe(&error), "database connection lost");
+                        break;
+                    }
+                }
+            }
+        });
+        let db = Db::checked(client, url).await?;
+        db.client.batch_execute("LISTEN filegc").await?;
+        Ok((db, receiver))
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    async fn checked(client: Client, url: &str) -> Result<Db, DbError> {
         let installed: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'filegc')",
@@ -203,7 +249,7 @@ impl Db {
             .await?
             .get(0);
         if !installed {
-            return Err(DbError::NoExtension { host });
+            return Err(DbError::NoExtension { host: host_of(url) });
         }
         Ok(Db { client })
     }

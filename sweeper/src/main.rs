@@ -1,6 +1,7 @@
 //! `filegc`: the command-line sweeper.
 
 use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
@@ -10,13 +11,14 @@ use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
+use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
-        Ok(code) => code.into(),
+        Ok(code) => code,
         Err(error) => {
             eprintln!("filegc: {error:#}");
             exit_code_of(&error).into()
@@ -36,17 +38,18 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let refused = Ok(ExitCode::UsageOrRefused.into());
     if cli.command.is_none() && !io::stdin().is_terminal() {
         // The menu needs someone to answer it; a script gets the help instead.
         eprintln!("{}", Cli::command().render_help());
-        return Ok(ExitCode::UsageOrRefused);
+        return refused;
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("filegc: {error}");
-            return Ok(ExitCode::UsageOrRefused);
+            return refused;
         }
     };
     init_logging(config.log_format, config.log_level);
@@ -54,17 +57,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(volume) => volume,
         Err(error) => {
             eprintln!("filegc: {error}");
-            return Ok(ExitCode::UsageOrRefused);
+            return refused;
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if config.command == Command::Menu {
-        return menu(&config, volume, &runtime);
+    match config.command {
+        Command::Menu => menu(&config, volume, &runtime).map(Into::into),
+        Command::Run(options) => {
+            let Some(database_url) = config.database_url else {
+                eprintln!(
+                    "filegc: `run` needs the database: pass --database-url URL or set DATABASE_URL"
+                );
+                return refused;
+            };
+            let settings = RunSettings {
+                volume,
+                database_url,
+                worker: config.worker,
+                options,
+            };
+            let code = runtime.block_on(supervise(settings))?;
+            // A walk or a connection still winding down must not hold up the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            Ok(code.into())
+        }
+        _ => runtime.block_on(execute(config, volume)).map(Into::into),
     }
-    runtime.block_on(execute(config, volume))
 }
 
 /// The interactive menu on the terminal.
@@ -121,6 +142,7 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
                 worker: config.worker.clone(),
                 removal: *removal,
                 batch_size: DEFAULT_BATCH_SIZE,
+                stop: None,
             };
             let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;
             writeln!(
@@ -169,9 +191,8 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
             context.empty_trash(*confirmation, &mut out).await?
         }
         Command::Restore { path } => context.restore(path, &mut out).await?,
-        command => {
-            eprintln!("filegc: `{}` is not available yet", command.name());
-            ExitCode::UsageOrRefused
+        Command::Menu | Command::Run(_) => {
+            unreachable!("the menu and run are dispatched before connecting")
         }
     };
     Ok(code)

@@ -1,5 +1,7 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
+use tokio::sync::watch;
+
 use crate::config::Removal;
 use crate::db::{BatchResult, Db, DbError, TrashRequest, Verdict};
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
@@ -16,6 +18,8 @@ pub struct SweepOptions {
     pub removal: Removal,
     /// Deletions per batch.
     pub batch_size: i32,
+    /// When it turns true, the sweep stops after the batch in hand.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// What became of one scheduled deletion.
@@ -73,6 +77,10 @@ pub async fn sweep(
     let run_id = db.start_run("sweep", &options.worker, &volume_path).await?;
     let mut report = SweepReport::default();
     loop {
+        if options.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
+            tracing::info!("stopping after the batch in hand");
+            break;
+        }
         let claimed = db.claim(&options.worker, options.batch_size).await?;
         if claimed.is_empty() {
             break;

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use crate::{cluster, fixtures, TestDb};
+use crate::{cluster, fixtures, Cluster, TestDb};
 use postgres::Client;
 use tempfile::TempDir;
 
@@ -49,7 +49,12 @@ impl Default for SweeperEnv {
 impl SweeperEnv {
     /// A fresh database and volume; deletions and orphans are due at once.
     pub fn new() -> SweeperEnv {
-        let db = cluster().create_database();
+        SweeperEnv::on(cluster())
+    }
+
+    /// Like [`SweeperEnv::new`], with the database on the given cluster.
+    pub fn on(cluster: &Cluster) -> SweeperEnv {
+        let db = cluster.create_database();
         let mut client = db.tracked_app();
         client
             .batch_execute(
@@ -124,8 +129,8 @@ impl SweeperEnv {
     /// The binary with this environment's volume, database and worker, no terminal.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(filegc_bin());
+        // The global options go first, so that `run -- CMD ARGS` can end the line.
         command
-            .args(args)
             .arg("--volume")
             .arg(self.volume.path())
             .arg("--database-url")
@@ -135,6 +140,7 @@ impl SweeperEnv {
             .env_remove("DATABASE_URL")
             .env_remove("FILEGC_VOLUME")
             .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
+            .args(args)
             .stdin(Stdio::null());
         command
     }

@@ -1,0 +1,231 @@
+//! `filegc run`, the long-running mode: notifications, the supervised
+//! application's signals and exit status, and a database that restarts.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::Cluster;
+
+/// How long anything the run does may take before a test gives up on it.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often a test looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `condition` until it holds; `false` when `within` passed first.
+fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if condition() {
+            return true;
+        }
+        sleep(POLL);
+    }
+    condition()
+}
+
+/// A `filegc run` process, killed if a test ends without it having exited.
+struct Running {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Running {
+    /// Starts `filegc run ARGS` with its log going to a temporary file.
+    fn start(env: &SweeperEnv, args: &[&str]) -> Running {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = env
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(File::create(log.path()).unwrap())
+            .spawn()
+            .expect("starting filegc run");
+        Running { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends a signal to the filegc process.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill only sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for the exit, which must come within `within`.
+    fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let mut status = None;
+        let exited = eventually(within, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "filegc run did not exit:\n{}", self.log());
+        status.unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until the run has finished its first scan: it listens from then on.
+fn wait_until_listening(env: &SweeperEnv, running: &mut Running) {
+    let mut client = env.db.connect();
+    let scanned = eventually(DEADLINE, || {
+        assert!(
+            running.is_running(),
+            "filegc run exited:\n{}",
+            running.log()
+        );
+        client
+            .query_one(
+                "SELECT count(*) FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL",
+                &[],
+            )
+            .map(|row| row.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    });
+    assert!(scanned, "no scan finished:\n{}", running.log());
+}
+
+/// A file in a scratch directory that the supervised shell touches once its trap is set.
+fn ready_marker() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ready");
+    (dir, marker)
+}
+
+#[test]
+fn run_sweeps_a_deletion_within_a_second_of_the_notification() {
+    let mut env = SweeperEnv::new();
+    env.write("user_1_1700000000.jpg", 100, 1);
+    env.reference("user_1_1700000000.jpg");
+    // With an hour between timed sweeps, only the notification can trigger it.
+    let mut running = Running::start(
+        &env,
+        &["run", "--sweep-interval", "1h", "--scan-interval", "1h"],
+    );
+    wait_until_listening(&env, &mut running);
+    let trashed = env.path(".filegc-trash/user_1_1700000000.jpg");
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+
+    let deleted_at = Instant::now();
+    env.unreference("user_1_1700000000.jpg");
+    assert!(
+        eventually(DEADLINE, || trashed.is_file()),
+        "the file never reached the trash:\n{}",
+        running.log()
+    );
+    let took = deleted_at.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(!env.path("user_1_1700000000.jpg").exists());
+
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn run_exits_with_the_application_exit_status() {
+    let env = SweeperEnv::new();
+    let mut running = Running::start(&env, &["run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(
+        running.exit_status(DEADLINE).code(),
+        Some(7),
+        "{}",
+        running.log()
+    );
+}
+
+#[test]
+fn run_passes_sigterm_on_to_the_application() {
+    let env = SweeperEnv::new();
+    let (_dir, ready) = ready_marker();
+    let script = format!(
+        "trap 'exit 5' TERM; touch '{}'; sleep 30 & wait",
+        ready.display()
+    );
+    let mut running = Running::start(&env, &["run", "--", "sh", "-c", &script]);
+    assert!(
+        eventually(DEADLINE, || ready.exists()),
+        "the application never started:\n{}",
+        running.log()
+    );
+    running.signal(libc::SIGTERM);
+    assert_eq!(
+        running.exit_status(DEADLINE).code(),
+        Some(5),
+        "{}",
+        running.log()
+    );
+}
+
+#[test]
+fn run_without_an_application_stops_on_sigterm() {
+    let env = SweeperEnv::new();
+    let mut running = Running::start(&env, &["run"]);
+    wait_until_listening(&env, &mut running);
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn run_carries_on_when_the_database_restarts() {
+    let cluster = Cluster::start_private();
+    let mut env = SweeperEnv::on(&cluster);
+    let (_dir, ready) = ready_marker();
+    let script = format!(
+        "trap 'exit 0' TERM; touch '{}'; sleep 120 & wait",
+        ready.display()
+    );
+    let mut running = Running::start(
+        &env,
+        &["run", "--sweep-interval", "1h", "--", "sh", "-c", &script],
+    );
+    wait_until_listening(&env, &mut running);
+    assert!(eventually(DEADLINE, || ready.exists()));
+
+    cluster.stop("fast");
+    let noticed = eventually(DEADLINE, || {
+        running.log().contains("cannot reach the database")
+    });
+    assert!(noticed, "no retry logged:\n{}", running.log());
+    assert!(running.is_running(), "{}", running.log());
+    cluster.start();
+
+    // The old connection died with the server.
+    env.client = env.db.connect();
+    env.write("user_1_1700000000.jpg", 100, 1);
+    env.reference("user_1_1700000000.jpg");
+    env.unreference("user_1_1700000000.jpg");
+    let trashed = env.path(".filegc-trash/user_1_1700000000.jpg");
+    // The reconnection waits out the backoff, which the stop made grow.
+    assert!(
+        eventually(Duration::from_secs(45), || trashed.is_file()),
+        "nothing swept after the restart:\n{}",
+        running.log()
+    );
+    assert!(running.is_running(), "{}", running.log());
+
+    running.signal(libc::SIGTERM);
+    assert_eq!(
+        running.exit_status(DEADLINE).code(),
+        Some(0),
+        "{}",
+        running.log()
+    );
+}
