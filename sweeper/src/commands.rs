@@ -12,6 +12,7 @@ use crate::config::{
 use crate::db::{Cleanup, Db, DbError, FileRow};
 use crate::exit_codes::ExitCode;
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
+use crate::progress::Progress;
 use crate::scan::{scan, ScanOptions};
 use crate::sweep::{
     empty_trash, restore_now, sweep, FileOutcome, RestoreResult, SweepOptions, DEFAULT_BATCH_SIZE,
@@ -56,6 +57,7 @@ impl Context {
         }
         let options = ScanOptions {
             worker: self.worker.clone(),
+            progress: Progress::Hidden,
         };
         let report = scan(&self.volume, &self.db, &options).await?;
         Ok(if report.problems > 0 {
@@ -314,6 +316,7 @@ impl Context {
             worker: self.worker.clone(),
             removal: Removal::Trash,
             batch_size: DEFAULT_BATCH_SIZE,
+            progress: Progress::Hidden,
             stop: None,
         };
         let mut on_file = |path: &str, outcome: &FileOutcome| {

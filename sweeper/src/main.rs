@@ -11,6 +11,7 @@ use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
+use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
@@ -124,6 +125,7 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
         Command::Scan => {
             let options = ScanOptions {
                 worker: config.worker.clone(),
+                progress: Progress::on_terminal(),
             };
             let report = scan(&context.volume, &context.db, &options).await?;
             writeln!(
@@ -142,6 +144,7 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
                 worker: config.worker.clone(),
                 removal: *removal,
                 batch_size: DEFAULT_BATCH_SIZE,
+                progress: Progress::on_terminal(),
                 stop: None,
             };
             let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;

@@ -18,6 +18,7 @@ use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
 use crate::config::{ChildCommand, DatabaseUrl, Removal, RunOptions};
 use crate::db::{Db, DbError};
+use crate::progress::Progress;
 use crate::scan::{report_capacity, scan, ScanOptions};
 use crate::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use crate::units::format_duration;
@@ -271,6 +272,7 @@ impl<'a> Sweeper<'a> {
             worker: self.settings.worker.clone(),
             removal: Removal::Trash,
             batch_size: DEFAULT_BATCH_SIZE,
+            progress: Progress::Hidden,
             stop: Some(self.stop.clone()),
         };
         let swept = sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await;
@@ -285,6 +287,7 @@ impl<'a> Sweeper<'a> {
     async fn scan(&mut self, db: &Db) -> Result<(), Served> {
         let options = ScanOptions {
             worker: self.settings.worker.clone(),
+            progress: Progress::Hidden,
         };
         let mut stop = self.stop.clone();
         let scanned = tokio::select! {

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
+use crate::progress::Progress;
+use crate::units::format_size;
 use crate::volume::{Volume, WalkItem};
 
 /// How many walk items may wait for the COPY; bounds the scan's memory.
@@ -14,6 +16,8 @@ const CHANNEL_DEPTH: usize = 1024;
 pub struct ScanOptions {
     /// The name the scan records in the database.
     pub worker: String,
+    /// Whether a progress bar is drawn.
+    pub progress: Progress,
 }
 
 /// What a scan found.
@@ -45,9 +49,14 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     });
     let mut writer = db.inventory_writer().await?;
     let mut problems = 0u64;
+    let mut walked_bytes = 0u64;
+    let bar = options.progress.counter("scanned");
     while let Some(item) = receiver.recv().await {
         match item {
             WalkItem::Entry(entry) => {
+                walked_bytes += entry.size_bytes;
+                bar.inc(1);
+                bar.set_message(format_size(walked_bytes));
                 let size = i64::try_from(entry.size_bytes).unwrap_or(i64::MAX);
                 let modified = DateTime::<Utc>::from(entry.modified);
                 write_inventory_row(&mut writer, scan_id, &entry.path, size, modified).await?;
@@ -62,6 +71,7 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     if let Err(error) = walker.await {
         std::panic::resume_unwind(error.into_panic());
     }
+    bar.finish_and_clear();
     finish_inventory(writer).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);
     let (files, bytes) = db.finish_scan(scan_id, errors).await?;

@@ -4,6 +4,8 @@ use tokio::sync::watch;
 
 use crate::config::Removal;
 use crate::db::{BatchResult, Db, DbError, TrashRequest, Verdict};
+use crate::progress::Progress;
+use crate::units::format_size;
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
 
 /// How many deletions one transaction claims and settles.
@@ -18,6 +20,8 @@ pub struct SweepOptions {
     pub removal: Removal,
     /// Deletions per batch.
     pub batch_size: i32,
+    /// Whether a progress bar is drawn.
+    pub progress: Progress,
     /// When it turns true, the sweep stops after the batch in hand.
     pub stop: Option<watch::Receiver<bool>>,
 }
@@ -76,6 +80,7 @@ pub async fn sweep(
     let volume_path = volume.root().display().to_string();
     let run_id = db.start_run("sweep", &options.worker, &volume_path).await?;
     let mut report = SweepReport::default();
+    let bar = options.progress.counter("swept");
     loop {
         if options.stop.as_ref().is_some_and(|stop| *stop.borrow()) {
             tracing::info!("stopping after the batch in hand");
@@ -128,6 +133,8 @@ pub async fn sweep(
                 FileOutcome::Referenced => {}
             }
             on_file(&item.path, &outcome);
+            bar.inc(1);
+            bar.set_message(format!("{} freed", format_size(report.bytes_freed)));
             results.push(result);
         }
         batch.settle(&results).await?;
@@ -136,6 +143,7 @@ pub async fn sweep(
             break;
         }
     }
+    bar.finish_and_clear();
     restore_requested(volume, db, &mut report).await?;
     purge_due(volume, db, &mut report).await?;
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
