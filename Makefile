@@ -1,8 +1,11 @@
 # filegc: build, install and test. `make test` is the one test command.
 #
+#   make demo            the whole system on a sample volume (KEEP=1 keeps its PostgreSQL)
+#   make demo-menu       the interactive menu against the demo
 #   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
 #   make install         build the extension and install it into $(PG_CONFIG)
 #   make lint            rustfmt and clippy, warnings are errors
+#   make bench-sql       the SQL surface at 1,000,000 files and references
 
 PG ?= 15
 PG18_DIR ?= /opt/filegc/pg18
@@ -23,7 +26,11 @@ endif
 export FILEGC_PG_CONFIG := $(PG_CONFIG)
 export FILEGC_PG18_DIR := $(PG18_DIR)
 
-.PHONY: setup build install test test-unit test-extension test-integration lint fmt
+FILES ?= 1000000
+REFERENCES ?= 1000000
+RUNS ?= 3
+
+.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench-sql demo demo-menu
 
 setup:
 	@scripts/setup.sh $(PG)
@@ -36,7 +43,7 @@ build: setup
 # scripts; the scripts of released versions let `ALTER EXTENSION ... UPDATE`
 # be tested from them.
 install: setup
-	cd extension && cargo pgrx install --pg-config "$(PG_CONFIG)" --no-default-features --features pg$(PG)
+	cd extension && cargo pgrx install $(INSTALL_PROFILE) --pg-config "$(PG_CONFIG)" --no-default-features --features pg$(PG)
 	install -m 644 sql/archive/filegc--*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 test: setup test-unit test-extension test-integration
@@ -50,6 +57,20 @@ test-extension:
 
 test-integration: install
 	cargo test -p filegc-tests --tests
+	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
+	cargo run -q -p filegc-tests --bin bench_sql_surface -- 300 300 1
+
+demo: install
+	cargo build --release -p filegc-sweeper
+	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh
+
+demo-menu:
+	cargo build --release -p filegc-sweeper
+	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh menu
+
+bench-sql:
+	$(MAKE) install INSTALL_PROFILE=--release
+	cargo run --release -p filegc-tests --bin bench_sql_surface -- $(FILES) $(REFERENCES) $(RUNS)
 
 lint:
 	cargo fmt --all -- --check

@@ -74,18 +74,26 @@ $$;
 ALTER FUNCTION filegc.setting(text) SECURITY DEFINER;
 
 -- The managed_patterns setting as one case-insensitive regular expression
--- that a file name (the last segment of a path) must match. A pattern that
--- starts with * becomes a suffix match, which is far cheaper than ^.*.
+-- for a whole relative path: each pattern must match its last segment. A
+-- pattern that starts with * becomes a plain suffix match, which is much
+-- cheaper than anchoring at the start of the name.
 CREATE FUNCTION filegc.managed_regex() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT '(' || string_agg(
-               CASE WHEN g.pattern LIKE '*%' THEN '' ELSE '^' END
+               CASE WHEN g.pattern LIKE '*%' THEN '' ELSE '(^|/)' END
                || replace(replace(regexp_replace(ltrim(g.pattern, '*'), '([.+^$(){}|\[\]\\])', '\\\1', 'g'),
-                                  '*', '.*'), '?', '.')
+                                  '*', '[^/]*'), '?', '[^/]')
                || '$',
                '|') || ')'
       FROM (SELECT trim(p) AS pattern
               FROM unnest(string_to_array(filegc.setting('managed_patterns'), ',')) AS p) AS g
+$$;
+
+-- The last segment of a path (its file name), without a regular expression:
+-- the views compute it for every file.
+CREATE FUNCTION filegc.file_name(path text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT reverse(split_part(reverse(path), '/', 1))
 $$;
 
 ------------------------------------------------------------------------------
@@ -189,36 +197,40 @@ ALTER FUNCTION filegc.reference_rows() ROWS 100000;
 -- File names that an invalid reference may mean: a value that failed to
 -- normalize still names its file in its last segment.
 CREATE VIEW filegc.protected_names AS
-SELECT DISTINCT substring(value FROM '[^/\\]+$') AS file_name
-  FROM filegc.invalid_refs
- WHERE substring(value FROM '[^/\\]+$') IS NOT NULL;
+SELECT DISTINCT filegc.file_name(replace(value, '\', '/')) AS file_name
+  FROM filegc.invalid_refs;
 COMMENT ON VIEW filegc.protected_names IS
     'File names that an invalid reference (filegc.invalid_refs) may mean; such files are never orphans';
 
+-- The inner query computes each file's flags once (OFFSET 0 keeps the
+-- planner from copying the expressions into every aggregate that uses them);
+-- the parsed name parts are computed only when a query asks for them.
 CREATE VIEW filegc.files AS
-SELECT i.path,
-       i.size_bytes,
-       i.modified_at,
-       i.first_seen_at,
-       (r.path IS NOT NULL) AS referenced,
-       coalesce(r.refcount, 0) AS refcount,
-       filegc.user_id_of(i.path) AS user_id,
-       (i.path ~ '_2\.[^./]+$') AS secondary,
-       lower(substring(i.path FROM '\.([^./]+)$')) AS ext,
-       facts.managed,
-       facts.orphan,
-       (facts.orphan AND i.first_seen_at < now() - cfg.min_age AND i.modified_at < now() - cfg.min_age) AS eligible
-  FROM filegc.inventory i
- -- OFFSET 0 keeps the planner from inlining the settings into every row.
- CROSS JOIN (SELECT filegc.managed_regex() AS managed,
-                    filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
-  LEFT JOIN filegc.references r ON r.path = i.path
- CROSS JOIN LATERAL (
-     SELECT substring(i.path FROM '[^/]+$') ~* cfg.managed AS managed,
-            r.path IS NULL
-            AND substring(i.path FROM '[^/]+$') ~* cfg.managed
-            AND substring(i.path FROM '[^/]+$') NOT IN (SELECT file_name FROM filegc.protected_names) AS orphan
- ) AS facts;
+SELECT f.path,
+       f.size_bytes,
+       f.modified_at,
+       f.first_seen_at,
+       f.referenced,
+       f.refcount,
+       filegc.user_id_of(f.path) AS user_id,
+       (f.path ~ '_2\.[^./]+$') AS secondary,
+       lower(substring(f.path FROM '\.([^./]+)$')) AS ext,
+       f.managed,
+       f.orphan,
+       (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
+  FROM (SELECT i.path, i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
+               (r.path IS NOT NULL) AS referenced,
+               coalesce(r.refcount, 0) AS refcount,
+               (i.path ~* cfg.managed) AS managed,
+               (r.path IS NULL
+                AND i.path ~* cfg.managed
+                AND filegc.file_name(i.path) NOT IN (SELECT file_name FROM filegc.protected_names)) AS orphan
+          FROM filegc.inventory i
+         CROSS JOIN (SELECT filegc.managed_regex() AS managed,
+                            filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
+          LEFT JOIN (SELECT rr.path, count(*) AS refcount FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
+            ON r.path = i.path
+        OFFSET 0) AS f;
 COMMENT ON VIEW filegc.files IS
     'Every file of the latest scan: whether rows reference it, the user id and kind parsed from its name, whether filegc manages it, and whether it is an (eligible) orphan';
 
@@ -727,45 +739,37 @@ $$;
 -- Privileges
 ------------------------------------------------------------------------------
 
-REVOKE EXECUTE ON FUNCTION
-    filegc.schedule_now(text[], text, boolean),
-    filegc.cleanup_orphans(boolean, boolean),
-    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
-    filegc.schedule_delete(text[], text),
-    filegc.cancel(text),
-    filegc.restore(text),
-    filegc.start_run(text, text, text),
-    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
-    filegc.finish_scan(bigint, bigint),
-    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
-    filegc.claim(text, integer),
-    filegc.check_before_delete(text, bigint[]),
-    filegc.complete(text, bigint[], text[], bigint[]),
-    filegc.fail(text, bigint[], text[]),
-    filegc.restore_requests(),
-    filegc.purge_due(interval),
-    filegc.trash_done(bigint[], bigint[])
-FROM PUBLIC;
-
-GRANT EXECUTE ON FUNCTION
-    filegc.reference_rows(),
-    filegc.cleanup_orphans(boolean, boolean),
-    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
-    filegc.schedule_delete(text[], text),
-    filegc.cancel(text),
-    filegc.restore(text),
-    filegc.start_run(text, text, text),
-    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
-    filegc.finish_scan(bigint, bigint),
-    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
-    filegc.claim(text, integer),
-    filegc.check_before_delete(text, bigint[]),
-    filegc.complete(text, bigint[], text[], bigint[]),
-    filegc.fail(text, bigint[], text[]),
-    filegc.restore_requests(),
-    filegc.purge_due(interval),
-    filegc.trash_done(bigint[], bigint[])
-TO filegc_sweeper;
+-- The functions that schedule, delete or report: not for PUBLIC, all for the
+-- sweeper's role (schedule_now is only called by the others).
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[
+        'filegc.cleanup_orphans(boolean, boolean)',
+        'filegc.cleanup_older_than(integer, boolean, boolean, boolean)',
+        'filegc.schedule_delete(text[], text)',
+        'filegc.cancel(text)',
+        'filegc.restore(text)',
+        'filegc.start_run(text, text, text)',
+        'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
+        'filegc.finish_scan(bigint, bigint)',
+        'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
+        'filegc.claim(text, integer)',
+        'filegc.check_before_delete(text, bigint[])',
+        'filegc.complete(text, bigint[], text[], bigint[])',
+        'filegc.fail(text, bigint[], text[])',
+        'filegc.restore_requests()',
+        'filegc.purge_due(interval)',
+        'filegc.trash_done(bigint[], bigint[])']::regprocedure[]
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION filegc.schedule_now(text[], text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION filegc.reference_rows() TO filegc_sweeper;
 
 GRANT SELECT ON filegc.settings, filegc.files, filegc.orphans, filegc.missing, filegc.pending, filegc.deletions,
                 filegc.sweeps, filegc.storage_stats, filegc.references, filegc.tracked_columns

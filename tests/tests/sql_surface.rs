@@ -16,6 +16,15 @@ fn i64_of(client: &mut Client, sql: &str) -> i64 {
         .get(0)
 }
 
+fn first_column<T: postgres::types::FromSqlOwned>(client: &mut Client, sql: &str) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {:?}", e.as_db_error()))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 fn error_of(client: &mut Client, sql: &str) -> String {
     let error = client.batch_execute(sql).expect_err(sql);
     let db = error.as_db_error().expect("a database error");
@@ -134,15 +143,10 @@ fn orphans_become_eligible_at_the_minimum_age() {
         &mut client,
         &[just_under, just_over, recently_modified, recently_seen],
     );
-    let eligible: Vec<String> = client
-        .query(
-            "SELECT path FROM filegc.orphans WHERE eligible ORDER BY path",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let eligible: Vec<String> = first_column(
+        &mut client,
+        "SELECT path FROM filegc.orphans WHERE eligible ORDER BY path",
+    );
     assert_eq!(eligible, vec!["old.jpg"]);
     assert_eq!(
         i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
@@ -196,12 +200,8 @@ fn dry_runs_list_and_schedule_nothing() {
     let db = cluster().create_database();
     let mut client = db.tracked_app();
     known_volume(&mut client);
-    let listed: Vec<String> = client
-        .query("SELECT path FROM filegc.cleanup_orphans()", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let listed: Vec<String> =
+        first_column(&mut client, "SELECT path FROM filegc.cleanup_orphans()");
     assert_eq!(listed, vec!["user_2_1700000100.webp"]);
     assert_eq!(
         i64_of(
@@ -288,25 +288,12 @@ fn cleanup_older_than_keeps_referenced_files_unless_told() {
     client
         .batch_execute("UPDATE filegc.settings SET value = '1' WHERE name = 'max_delete_fraction'")
         .unwrap();
-    let without: Vec<String> = client
-        .query(
-            "SELECT path FROM filegc.cleanup_older_than(3, dry_run => false) ORDER BY path",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let without: Vec<String> = first_column(
+        &mut client,
+        "SELECT path FROM filegc.cleanup_older_than(3, dry_run => false) ORDER BY path",
+    );
     assert_eq!(without, vec!["user_2_1700000100.webp"]);
-    let with: Vec<String> = client
-        .query(
-            "SELECT path FROM filegc.cleanup_older_than(3, include_referenced => true, dry_run => false) ORDER BY path",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let with: Vec<String> = first_column(&mut client, "SELECT path FROM filegc.cleanup_older_than(3, include_referenced => true, dry_run => false) ORDER BY path");
     assert_eq!(
         with,
         vec!["user_1_1700000000.jpg", "user_1_1700000000_2.png"],
@@ -339,12 +326,8 @@ fn cleanup_older_than_keeps_referenced_files_unless_told() {
     tx.commit().unwrap();
     // ...and once a scan no longer finds them, they show up as missing.
     report_scan(&mut client, &[ScannedFile::aged("notes.txt", 16_000, DAY)]);
-    let missing: Vec<String> = client
-        .query("SELECT path FROM filegc.missing ORDER BY path", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let missing: Vec<String> =
+        first_column(&mut client, "SELECT path FROM filegc.missing ORDER BY path");
     assert_eq!(
         missing,
         vec![
@@ -390,12 +373,7 @@ fn schedule_delete_skips_referenced_and_malformed_paths() {
         "SELECT filegc.schedule_delete(ARRAY['kept.jpg', 'gone.jpg', '../etc/passwd', '/etc/passwd', 'a/./b.jpg'])::bigint",
     );
     assert_eq!(scheduled, 1);
-    let paths: Vec<String> = client
-        .query("SELECT path FROM filegc.pending", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let paths: Vec<String> = first_column(&mut client, "SELECT path FROM filegc.pending");
     assert_eq!(paths, vec!["gone.jpg"]);
 }
 
@@ -439,12 +417,8 @@ fn cancel_and_restore() {
         .query_one("SELECT filegc.restore('b.jpg')", &[])
         .unwrap()
         .get::<_, bool>(0));
-    let requests: Vec<String> = client
-        .query("SELECT path FROM filegc.restore_requests()", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let requests: Vec<String> =
+        first_column(&mut client, "SELECT path FROM filegc.restore_requests()");
     assert_eq!(requests, vec!["b.jpg"]);
     client
         .execute("SELECT filegc.trash_done(ARRAY[$1::bigint], '{}')", &[&id])
@@ -604,12 +578,7 @@ fn the_final_check_refuses_referenced_busy_and_lost_paths() {
     client
         .batch_execute("SELECT filegc.schedule_delete(ARRAY['free.jpg', 'revived.jpg', 'held.jpg', 'stolen.jpg'])")
         .unwrap();
-    let ids: Vec<i64> = client
-        .query("SELECT id FROM filegc.claim('w', 10)", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<i64> = first_column(&mut client, "SELECT id FROM filegc.claim('w', 10)");
     reference(&mut client, "revived.jpg");
     let mut writer = db.connect_as("app");
     let mut open_insert = writer.transaction().unwrap();
@@ -786,15 +755,10 @@ fn managed_patterns_decide_which_files_cleanups_consider() {
             "UPDATE filegc.settings SET value = '*.gif, *.jp?g' WHERE name = 'managed_patterns'",
         )
         .unwrap();
-    let managed: Vec<String> = client
-        .query(
-            "SELECT path FROM filegc.files WHERE managed ORDER BY path",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let managed: Vec<String> = first_column(
+        &mut client,
+        "SELECT path FROM filegc.files WHERE managed ORDER BY path",
+    );
     assert_eq!(managed, vec!["b.gif"]);
     let error = error_of(
         &mut client,
