@@ -671,11 +671,17 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     completed integer;
 BEGIN
-    UPDATE filegc.tombstones t
-       SET state = 'done', outcome = u.outcome, bytes_freed = u.bytes, finished_at = now(), last_error = NULL
-      FROM unnest(ids, outcomes, bytes) AS u(id, outcome, bytes)
-     WHERE t.id = u.id AND t.state = 'claimed' AND t.claimed_by = worker;
-    GET DIAGNOSTICS completed = ROW_COUNT;
+    WITH finished AS (
+        UPDATE filegc.tombstones t
+           SET state = 'done', outcome = u.outcome, bytes_freed = u.bytes, finished_at = now(), last_error = NULL
+          FROM unnest(ids, outcomes, bytes) AS u(id, outcome, bytes)
+         WHERE t.id = u.id AND t.state = 'claimed' AND t.claimed_by = worker
+        RETURNING t.path
+    ), forgotten AS (
+        -- The files are no longer on the volume: the views stay true until the next scan.
+        DELETE FROM filegc.inventory i USING finished f WHERE i.path = f.path
+    )
+    SELECT count(*) INTO completed FROM finished;
     RETURN completed;
 END
 $$;

@@ -766,3 +766,35 @@ fn managed_patterns_decide_which_files_cleanups_consider() {
     );
     assert!(error.contains("managed_patterns"), "{error}");
 }
+
+#[test]
+fn completed_deletions_leave_the_inventory_at_once() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    report_scan(
+        &mut client,
+        &[
+            ScannedFile::aged("a.jpg", 10, DAY),
+            ScannedFile::aged("b.jpg", 10, DAY),
+        ],
+    );
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .unwrap();
+    let id: i64 = client
+        .query_one("SELECT id FROM filegc.claim('w', 10)", &[])
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "SELECT filegc.complete('w', ARRAY[$1::bigint], ARRAY['trashed'], ARRAY[10::bigint])",
+            &[&id],
+        )
+        .unwrap();
+    let orphans: Vec<String> = first_column(&mut client, "SELECT path FROM filegc.orphans");
+    assert_eq!(
+        orphans,
+        vec!["b.jpg"],
+        "the trashed file is no orphan on the volume any more"
+    );
+}
