@@ -11,6 +11,7 @@
 //! because `initdb` and `postgres` refuse to run as root.
 
 pub mod fixtures;
+pub mod reliability;
 mod server;
 pub mod sweeper;
 
