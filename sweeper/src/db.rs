@@ -4,16 +4,19 @@
 //! goes in through a binary COPY.
 
 use std::fmt::Write as _;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{AsyncMessage, Client, IsolationLevel, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, Connection, IsolationLevel, NoTls, Row};
+
+use crate::tls::{self, Transport};
 
 /// Why the database could not be used.
 #[derive(Debug, Error)]
@@ -182,21 +185,9 @@ pub enum Cleanup {
 }
 
 impl Db {
-    /// Connects and checks that the extension is there.
+    /// Connects (with TLS as the URL's `sslmode` says) and checks that the extension is there.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
-        let host = host_of(url);
-        let (client, connection) =
-            tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|error| DbError::Unreachable {
-                    host: host.clone(),
-                    cause: describe(&error),
-                })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::error!(error = %describe(&error), "database connection lost");
-            }
-        });
+        let client = open(url, None).await?;
         Db::checked(client, url).await
     }
 
@@ -204,32 +195,8 @@ impl Db {
     pub async fn connect_listening(
         url: &str,
     ) -> Result<(Db, mpsc::UnboundedReceiver<String>), DbError> {
-        let host = host_of(url);
-        let (client, mut connection) =
-            tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|error| DbError::Unreachable {
-                    host: host.clone(),
-                    cause: describe(&error),
-                })?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            // `poll_message` both drives the connection and hands out its notifications.
-            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notification(notification)) => {
-                        if sender.send(notification.payload().to_owned()).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(host = %host, error = %describe(&error), "database connection lost");
-                        break;
-                    }
-                }
-            }
-        });
+        let client = open(url, Some(sender)).await?;
         let db = Db::checked(client, url).await?;
         db.client.batch_execute("LISTEN filegc").await?;
         Ok((db, receiver))
@@ -615,6 +582,64 @@ pub async fn write_inventory_row(
 /// Ends the COPY; returns the rows written.
 pub async fn finish_inventory(mut writer: Pin<Box<BinaryCopyInWriter>>) -> Result<u64, DbError> {
     Ok(writer.as_mut().finish().await?)
+}
+
+/// Opens the connection in plain text or TLS, and drives it in a task that
+/// hands its notifications to `notifications` when given.
+async fn open(
+    url: &str,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) -> Result<Client, DbError> {
+    let host = host_of(url);
+    let unreachable = |cause: String| DbError::Unreachable {
+        host: host.clone(),
+        cause,
+    };
+    let plan = tls::plan(url).map_err(unreachable)?;
+    tracing::debug!(host = %host, transport = ?plan.transport, "connecting to the database");
+    let opened = match plan.transport {
+        Transport::Plain => tokio_postgres::connect(&plan.url, NoTls)
+            .await
+            .map(|(client, connection)| (client, drive(connection, notifications, host.clone()))),
+        Transport::Tls { verified } => tokio_postgres::connect(&plan.url, tls::connector(verified))
+            .await
+            .map(|(client, connection)| (client, drive(connection, notifications, host.clone()))),
+    };
+    let (client, driver) = opened.map_err(|error| unreachable(describe(&error)))?;
+    tokio::spawn(driver);
+    Ok(client)
+}
+
+/// The task that drives a connection: `poll_message` both moves it along and
+/// hands out its notifications.
+fn drive<S, T>(
+    mut connection: Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+    host: String,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    let Some(sender) = &notifications else {
+                        continue;
+                    };
+                    if sender.send(notification.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(host = %host, error = %describe(&error), "database connection lost");
+                    break;
+                }
+            }
+        }
+    })
 }
 
 /// The host and port a connection string names, for messages; never the password.

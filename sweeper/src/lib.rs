@@ -16,5 +16,6 @@ pub mod progress;
 pub mod run;
 pub mod scan;
 pub mod sweep;
+pub mod tls;
 pub mod units;
 pub mod volume;
