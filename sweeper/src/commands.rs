@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 
+use chrono::{DateTime, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::config::{
@@ -104,25 +106,7 @@ impl Context {
         let stats = self.db.storage_stats().await?;
         match output {
             Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&stats)?)?,
-            Output::Table => {
-                let mut table = Table::new();
-                table.load_style(UTF8_FULL_CONDENSED);
-                table.set_header(["Statistic", "Value"]);
-                for (key, value) in &stats {
-                    let shown = match value {
-                        serde_json::Value::Number(n)
-                            if key.ends_with("_bytes") && n.as_u64().is_some() =>
-                        {
-                            format_size(n.as_u64().unwrap_or_default())
-                        }
-                        serde_json::Value::Null => "-".into(),
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    table.add_row([key.replace('_', " "), shown]);
-                }
-                writeln!(out, "{table}")?;
-            }
+            Output::Table => print_stats(&stats, out)?,
         }
         Ok(code)
     }
@@ -354,7 +338,8 @@ fn size_of(row: &FileRow) -> u64 {
     u64::try_from(row.size_bytes).unwrap_or_default()
 }
 
-fn filtered(rows: Vec<FileRow>, filter: &Filter) -> Vec<FileRow> {
+/// The rows the filter lets through.
+pub fn filtered(rows: Vec<FileRow>, filter: &Filter) -> Vec<FileRow> {
     rows.into_iter()
         .filter(|row| {
             filter.matches(&FileFacts {
@@ -383,7 +368,11 @@ pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) ->
             Cell::new(&row.path),
             Cell::new(format_size(size_of(row))).set_alignment(CellAlignment::Right),
             Cell::new(row.modified_at.format("%Y-%m-%d %H:%M")),
-            Cell::new(if row.referenced { "yes" } else { "no" }),
+            Cell::new(match row.referenced {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            }),
         ];
         if show_managed {
             cells.push(Cell::new(if row.managed { "yes" } else { "no" }));
@@ -398,6 +387,82 @@ pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) ->
         format_count(rows.len() as u64),
         format_size(total)
     )
+}
+
+/// Prints `filegc.storage_stats` (or the disk's share of it) as the old tool's statistics did.
+pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
+    const UNKNOWN: &str = "unknown (needs the database)";
+    let number = |key: &str| stats.get(key).and_then(Value::as_u64);
+    let count = |key: &str| number(key).map(format_count);
+    let size = |key: &str| number(key).map(format_size);
+    let with_size = |files: &str, bytes: &str| match (count(files), size(bytes)) {
+        (Some(files), Some(bytes)) => Some(format!("{files} ({bytes})")),
+        _ => None,
+    };
+    let date = |key: &str| match stats.get(key) {
+        Some(Value::String(text)) => Some(DateTime::parse_from_rfc3339(text).map_or_else(
+            |_| text.clone(),
+            |at| {
+                at.with_timezone(&Utc)
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string()
+            },
+        )),
+        _ => None,
+    };
+    let text = |key: &str| stats.get(key).and_then(Value::as_str).map(str::to_owned);
+    let orphaned = with_size("orphaned_files", "orphaned_bytes").map(|orphans| {
+        match count("eligible_orphan_files") {
+            Some(eligible) => format!("{orphans}, {eligible} old enough to delete"),
+            None => orphans,
+        }
+    });
+    let capacity = size("capacity_bytes").map(|total| {
+        let used = stats
+            .get("used_pct")
+            .and_then(Value::as_f64)
+            .map_or_else(|| "?".into(), |pct| format!("{pct:.1}"));
+        let level = text("alert_level").unwrap_or_else(|| UNKNOWN.into());
+        format!("{total}, {used}% used, alert level {level}")
+    });
+    let lines: [(&str, Option<String>, &str); 14] = [
+        ("Volume path", text("volume_path"), "not reported yet"),
+        ("Total images", count("total_files"), "0"),
+        ("Total size", size("total_bytes"), "0 B"),
+        ("Oldest image", date("oldest_modified_at"), "-"),
+        ("Newest image", date("newest_modified_at"), "-"),
+        (
+            "Referenced images",
+            with_size("referenced_files", "referenced_bytes"),
+            UNKNOWN,
+        ),
+        ("Orphaned images", orphaned, UNKNOWN),
+        (
+            "Missing images",
+            count("missing_refs").map(|n| format!("{n} (rows point at files not on the volume)")),
+            UNKNOWN,
+        ),
+        (
+            "Pending deletions",
+            with_size("pending_deletions", "pending_bytes"),
+            UNKNOWN,
+        ),
+        ("Trash", with_size("trash_files", "trash_bytes"), "-"),
+        (
+            "Unmanaged files",
+            with_size("unmanaged_files", "unmanaged_bytes"),
+            "0",
+        ),
+        ("Capacity", capacity, "not reported yet"),
+        ("Last scan", date("last_scan_at"), "never"),
+        ("Last sweep", date("last_sweep_at"), "never"),
+    ];
+    writeln!(out, "Storage statistics")?;
+    for (label, value, otherwise) in lines {
+        let value = value.unwrap_or_else(|| otherwise.to_owned());
+        writeln!(out, "{label}: {value}")?;
+    }
+    Ok(())
 }
 
 /// Shows the first files of a deletion, how many there are and their size.

@@ -118,8 +118,8 @@ pub struct FileRow {
     pub size_bytes: i64,
     /// Its last modification.
     pub modified_at: DateTime<Utc>,
-    /// Whether a row references it.
-    pub referenced: bool,
+    /// Whether a row references it; `None` (JSON `null`) when the database could not be asked.
+    pub referenced: Option<bool>,
     /// Whether filegc manages it (an image name).
     pub managed: bool,
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod exit_codes;
 pub mod menu;
+pub mod offline;
 pub mod progress;
 pub mod run;
 pub mod scan;

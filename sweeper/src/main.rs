@@ -11,6 +11,7 @@ use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
+use filegc_sweeper::offline;
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
@@ -103,22 +104,72 @@ fn menu(
 
 /// Connects to the database the configuration names.
 async fn connect(config: &Config, volume: Volume) -> anyhow::Result<Context> {
-    let Some(url) = &config.database_url else {
-        return Err(DbError::Unreachable {
-            host: "(none)".into(),
-            cause: "no database given: pass --database-url URL or set DATABASE_URL".into(),
-        }
-        .into());
-    };
     Ok(Context {
         volume,
-        db: Db::connect(url.expose()).await?,
+        db: connect_db(config).await?,
         worker: config.worker.clone(),
     })
 }
 
+/// Connects to the database alone.
+async fn connect_db(config: &Config) -> Result<Db, DbError> {
+    let Some(url) = &config.database_url else {
+        return Err(DbError::Unreachable {
+            host: "(none)".into(),
+            cause: "no database given: pass --database-url URL or set DATABASE_URL".into(),
+        });
+    };
+    Db::connect(url.expose()).await
+}
+
+/// `list`, `old` and `stats` from the disk alone, after a warning naming the database's trouble.
+async fn from_disk(
+    command: &Command,
+    volume: &Volume,
+    unreachable: &DbError,
+    out: &mut dyn Write,
+) -> Option<anyhow::Result<ExitCode>> {
+    let warn = || {
+        eprintln!(
+            "filegc: warning: {unreachable}
+filegc: warning: showing what is on disk only; \
+             whether files are referenced or orphaned needs the database"
+        );
+    };
+    match command {
+        Command::List(listing) => {
+            warn();
+            Some(offline::list(volume, ListKind::All, listing, out).await)
+        }
+        Command::Old { days, listing } => {
+            warn();
+            Some(offline::list(volume, ListKind::Old(*days), listing, out).await)
+        }
+        Command::Stats { output, .. } => {
+            warn();
+            Some(offline::stats(volume, *output, out).await)
+        }
+        _ => None,
+    }
+}
+
 async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
-    let mut context = connect(&config, volume).await?;
+    let db = match connect_db(&config).await {
+        Ok(db) => db,
+        Err(error @ DbError::Unreachable { .. }) => {
+            let stdout = io::stdout();
+            return match from_disk(&config.command, &volume, &error, &mut stdout.lock()).await {
+                Some(result) => result,
+                None => Err(error.into()),
+            };
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut context = Context {
+        volume,
+        db,
+        worker: config.worker.clone(),
+    };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let code = match &config.command {

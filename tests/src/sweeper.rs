@@ -128,13 +128,18 @@ impl SweeperEnv {
 
     /// The binary with this environment's volume, database and worker, no terminal.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(&self.db.url(), args)
+    }
+
+    /// Like [`SweeperEnv::command`], with another database URL (for one that cannot be reached).
+    pub fn command_on(&self, database_url: &str, args: &[&str]) -> Command {
         let mut command = Command::new(filegc_bin());
         // The global options go first, so that `run -- CMD ARGS` can end the line.
         command
             .arg("--volume")
             .arg(self.volume.path())
             .arg("--database-url")
-            .arg(self.db.url())
+            .arg(database_url)
             .arg("--worker")
             .arg("test-sweeper")
             .env_remove("DATABASE_URL")

@@ -166,3 +166,38 @@ fn the_breaker_refuses_with_its_hint_and_exit_2() {
     assert!(stderr.contains("HINT"), "{stderr}");
     assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
 }
+
+#[test]
+fn stats_reads_like_the_old_tools_statistics() {
+    let env = known_volume();
+    let stdout = env.run_ok(&["stats"]);
+    let labels: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(": ").map(|(label, _)| label))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "Volume path",
+            "Total images",
+            "Total size",
+            "Oldest image",
+            "Newest image",
+            "Referenced images",
+            "Orphaned images",
+            "Missing images",
+            "Pending deletions",
+            "Trash",
+            "Unmanaged files",
+            "Capacity",
+            "Last scan",
+            "Last sweep",
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("Total images: 3\n"), "{stdout}");
+    assert!(stdout.contains("Total size: 7.0 KB\n"), "{stdout}");
+    assert!(stdout.contains("Orphaned images: 2 (6.0 KB)"), "{stdout}");
+    assert!(stdout.contains("% used, alert level "), "{stdout}");
+    assert!(stdout.contains("Last sweep: never\n"), "{stdout}");
+}
