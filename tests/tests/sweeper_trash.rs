@@ -130,3 +130,29 @@ fn restore_never_replaces_a_file_that_stands_at_the_path() {
     );
     assert!(env.path(".filegc-trash/user_1_1700000000.jpg").is_file());
 }
+
+#[test]
+fn a_trashed_file_referenced_again_comes_back_at_the_next_sweep() {
+    let name = "sub/user_1_1700000000.jpg";
+    let mut env = trashed(&[name]);
+    assert!(!env.path(name).exists());
+    env.reference(name);
+    assert_eq!(
+        env.query_i64(&format!(
+            "SELECT count(*) FROM filegc.deletions WHERE path = '{name}' \
+             AND restore_requested_at IS NOT NULL AND restored_at IS NULL"
+        )),
+        1,
+        "the trigger asks for the file back"
+    );
+    let stdout = env.run_ok(&["sweep"]);
+    assert!(stdout.contains("1 restored"), "{stdout}");
+    assert_eq!(std::fs::metadata(env.path(name)).unwrap().len(), 100);
+    assert!(!env.path(&format!(".filegc-trash/{name}")).exists());
+    assert_eq!(
+        env.query_i64(&format!(
+            "SELECT count(*) FROM filegc.deletions WHERE path = '{name}' AND restored_at IS NOT NULL"
+        )),
+        1
+    );
+}
