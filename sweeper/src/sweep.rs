@@ -155,18 +155,36 @@ pub async fn sweep(
         as_i64(report.failed + report.trash_errors),
     )
     .await?;
-    tracing::info!(
-        claimed = report.claimed,
-        removed = report.removed,
-        already_gone = report.already_gone,
-        referenced = report.referenced,
-        failed = report.failed,
-        bytes_freed = report.bytes_freed,
-        restored = report.restored,
-        purged = report.purged,
-        "sweep finished"
-    );
+    // `run` sweeps every minute: a sweep that found nothing is not news.
+    macro_rules! finished {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                claimed = report.claimed,
+                removed = report.removed,
+                already_gone = report.already_gone,
+                referenced = report.referenced,
+                failed = report.failed,
+                bytes_freed = report.bytes_freed,
+                restored = report.restored,
+                purged = report.purged,
+                "sweep finished"
+            )
+        };
+    }
+    if report.is_idle() {
+        finished!(tracing::Level::DEBUG);
+    } else {
+        finished!(tracing::Level::INFO);
+    }
     Ok(report)
+}
+
+impl SweepReport {
+    /// Whether the sweep had nothing to do: nothing claimed, restored or purged, and no trash errors.
+    pub fn is_idle(&self) -> bool {
+        self.claimed == 0 && self.restored == 0 && self.purged == 0 && self.trash_errors == 0
+    }
 }
 
 fn done(id: i64, outcome: &'static str, bytes: u64) -> BatchResult {
@@ -359,4 +377,35 @@ async fn purge_due(volume: &Volume, db: &Db, report: &mut SweepReport) -> Result
         }
     }
     db.trash_done(&[], &purged).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_idle_only_when_it_touched_nothing() {
+        assert!(SweepReport::default().is_idle());
+        let busy = [
+            SweepReport {
+                claimed: 1,
+                ..SweepReport::default()
+            },
+            SweepReport {
+                restored: 1,
+                ..SweepReport::default()
+            },
+            SweepReport {
+                purged: 1,
+                ..SweepReport::default()
+            },
+            SweepReport {
+                trash_errors: 1,
+                ..SweepReport::default()
+            },
+        ];
+        for report in busy {
+            assert!(!report.is_idle(), "{report:?}");
+        }
+    }
 }

@@ -229,3 +229,43 @@ fn run_carries_on_when_the_database_restarts() {
         running.log()
     );
 }
+
+#[test]
+fn idle_timed_sweeps_stay_out_of_the_info_log() {
+    let mut env = SweeperEnv::new();
+    env.write("user_1_1700000000.jpg", 100, 1);
+    env.reference("user_1_1700000000.jpg");
+    let mut running = Running::start(
+        &env,
+        &["run", "--sweep-interval", "50ms", "--scan-interval", "1h"],
+    );
+    wait_until_listening(&env, &mut running);
+    let mut client = env.db.connect();
+    let swept = eventually(DEADLINE, || {
+        client
+            .query_one(
+                "SELECT count(*) FROM filegc.runs WHERE kind = 'sweep' AND finished_at IS NOT NULL",
+                &[],
+            )
+            .map(|row| row.get::<_, i64>(0) >= 5)
+            .unwrap_or(false)
+    });
+    assert!(swept, "no timed sweeps:\n{}", running.log());
+    assert!(
+        !running.log().contains("sweep finished"),
+        "{}",
+        running.log()
+    );
+
+    env.unreference("user_1_1700000000.jpg");
+    let trashed = env.path(".filegc-trash/user_1_1700000000.jpg");
+    assert!(
+        eventually(DEADLINE, || trashed.is_file()
+            && running.log().contains("sweep finished")),
+        "a sweep that did something is logged:\n{}",
+        running.log()
+    );
+    assert!(running.log().contains("claimed=1"), "{}", running.log());
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
+}
