@@ -451,7 +451,10 @@ impl Config {
             .or_else(|| environment.host_name.clone())
             .filter(|name| !name.trim().is_empty())
             .ok_or(ConfigError::MissingWorker)?;
+        // The menu draws its own screen: info lines would land in the middle of it.
+        let menu = cli.command.is_none();
         let log_level = match (global.quiet, global.verbose) {
+            (0, 0) if menu => LogLevel::Warn,
             (0, 0) => LogLevel::Info,
             (0, 1) => LogLevel::Debug,
             (0, _) => LogLevel::Trace,
@@ -736,6 +739,12 @@ mod tests {
     fn verbosity_sets_the_log_level() {
         let level = |args: &[&str]| config(args).unwrap().log_level;
         assert_eq!(level(&["scan"]), LogLevel::Info);
+        assert_eq!(
+            level(&[]),
+            LogLevel::Warn,
+            "the menu keeps its screen free of info lines"
+        );
+        assert_eq!(level(&["-v"]), LogLevel::Debug);
         assert_eq!(level(&["-v", "scan"]), LogLevel::Debug);
         assert_eq!(level(&["-vvv", "scan"]), LogLevel::Trace);
         assert_eq!(level(&["-q", "scan"]), LogLevel::Warn);

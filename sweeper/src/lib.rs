@@ -1,4 +1,34 @@
 //! The filegc sweeper as a library: the operations behind the `filegc` command.
+//!
+//! A nightly job that scans the volume, schedules the eligible orphans and
+//! sweeps them into the trash, without the menu:
+//!
+//! ```no_run
+//! use filegc_sweeper::config::Removal;
+//! use filegc_sweeper::db::{Cleanup, Db};
+//! use filegc_sweeper::progress::Progress;
+//! use filegc_sweeper::scan::{scan, ScanOptions};
+//! use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
+//! use filegc_sweeper::volume::Volume;
+//!
+//! async fn clean_up(database_url: &str) -> anyhow::Result<()> {
+//!     let volume = Volume::open("/app/facial_evaluations".as_ref())?;
+//!     let mut db = Db::connect(database_url).await?;
+//!     let worker = "nightly-job".to_owned();
+//!     scan(&volume, &db, &ScanOptions { worker: worker.clone(), progress: Progress::Hidden }).await?;
+//!     db.cleanup(Cleanup::Orphans, false, false).await?; // schedules them; the breaker applies
+//!     let options = SweepOptions {
+//!         worker,
+//!         removal: Removal::Trash,
+//!         batch_size: DEFAULT_BATCH_SIZE,
+//!         progress: Progress::Hidden,
+//!         stop: None,
+//!     };
+//!     let report = sweep(&volume, &mut db, &options, &mut |path, outcome| println!("{path}: {outcome:?}")).await?;
+//!     println!("{} removed, {} bytes freed", report.removed, report.bytes_freed);
+//!     Ok(())
+//! }
+//! ```
 
 #![warn(missing_docs)]
 
