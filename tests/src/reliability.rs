@@ -2,6 +2,7 @@
 //! volume enclosed in a folder of canary files, so a test can show that
 //! nothing outside the volume root is ever touched.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -127,9 +128,9 @@ impl EnclosedVolume {
     }
 
     /// The values of `filegc.invalid_refs`.
-    pub fn invalid_values(&mut self) -> Vec<String> {
+    pub fn invalid_values(&mut self) -> BTreeSet<String> {
         self.client
-            .query("SELECT value FROM filegc.invalid_refs ORDER BY value", &[])
+            .query("SELECT value FROM filegc.invalid_refs", &[])
             .unwrap()
             .iter()
             .map(|row| row.get(0))
