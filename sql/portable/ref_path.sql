@@ -1,0 +1,118 @@
+-- The portable engine's path rules: the same rules as extension/src/path_rules.rs,
+-- in PL/pgSQL, for a PostgreSQL that cannot load the extension. Both must agree
+-- exactly: tests check them against the shared vectors
+-- (tests/data/ref_path_vectors.tsv) and against each other on generated input.
+
+-- What a stored value means: the path it references, or why it cannot be one;
+-- both NULL when the value is empty (not a reference at all).
+CREATE FUNCTION filegc.normalize_ref(value text, prefixes text[], OUT path text, OUT problem text)
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    url text[];
+    decoded bytea := '';
+    i integer;
+    n integer;
+    best_length integer := -1;
+    best_rest text;
+    prefix text;
+    rest text;
+    segment text;
+BEGIN
+    IF value = '' THEN
+        RETURN;
+    END IF;
+    path := value;
+
+    -- A URL is reduced to its path: no scheme, host, query or fragment.
+    url := regexp_match(value, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)');
+    IF url IS NOT NULL THEN
+        path := url[1];
+        IF position('%' IN path) > 0 THEN
+            i := 1;
+            n := length(path);
+            WHILE i <= n LOOP
+                IF substr(path, i, 1) = '%' AND i + 2 <= n AND substr(path, i + 1, 2) ~ '^[0-9A-Fa-f]{2}$' THEN
+                    decoded := decoded || decode(substr(path, i + 1, 2), 'hex');
+                    i := i + 3;
+                ELSE
+                    decoded := decoded || convert_to(substr(path, i, 1), 'UTF8');
+                    i := i + 1;
+                END IF;
+            END LOOP;
+            BEGIN
+                path := convert_from(decoded, 'UTF8');
+            EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+                path := NULL;
+                problem := 'percent-encoding does not decode to UTF-8';
+                RETURN;
+            END;
+        END IF;
+    END IF;
+
+    -- The longest prefix that matches on a segment boundary.
+    FOREACH prefix IN ARRAY prefixes LOOP
+        CONTINUE WHEN prefix IS NULL OR prefix = '' OR left(path, length(prefix)) <> prefix;
+        rest := substr(path, length(prefix) + 1);
+        IF right(prefix, 1) <> '/' AND rest <> '' THEN
+            CONTINUE WHEN left(rest, 1) <> '/';
+            rest := substr(rest, 2);
+        END IF;
+        IF octet_length(prefix) > best_length THEN
+            best_length := octet_length(prefix);
+            best_rest := rest;
+        END IF;
+    END LOOP;
+    IF best_length >= 0 THEN
+        path := best_rest;
+    END IF;
+
+    WHILE left(path, 2) = './' LOOP
+        path := substr(path, 3);
+    END LOOP;
+
+    problem := CASE
+        WHEN path = '' THEN 'nothing is left after removing the URL parts and the prefix'
+        WHEN position(E'\\' IN path) > 0 THEN 'contains a backslash'
+        WHEN left(path, 1) = '/' THEN 'absolute path outside every configured prefix'
+    END;
+    IF problem IS NULL THEN
+        FOREACH segment IN ARRAY string_to_array(path, '/') LOOP
+            IF segment = '..' THEN
+                problem := 'contains a ''..'' segment';
+                EXIT;
+            ELSIF segment IN ('.', '') THEN
+                problem := 'contains a ''.'' or empty segment';
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    IF problem IS NOT NULL THEN
+        path := NULL;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.normalize_ref(text, text[]) IS
+    'The path a stored value references (relative to the volume root), or why it cannot be one';
+
+CREATE FUNCTION filegc.ref_path(value text, prefixes text[]) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT (filegc.normalize_ref(value, prefixes)).path
+$$;
+COMMENT ON FUNCTION filegc.ref_path(text, text[]) IS
+    'The path a stored value references, relative to the volume root; NULL when it references nothing or cannot be a reference';
+
+CREATE FUNCTION filegc.ref_paths(stored_values text[], prefixes text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(DISTINCT p COLLATE "C" ORDER BY p COLLATE "C"), '{}')
+      FROM unnest(stored_values) AS v, filegc.ref_path(v, prefixes) AS p
+     WHERE p IS NOT NULL
+$$;
+COMMENT ON FUNCTION filegc.ref_paths(text[], text[]) IS
+    'The paths an array of stored values references (NULLs and invalid values left out, duplicates kept once)';
+
+CREATE FUNCTION filegc.ref_path_problem(value text, prefixes text[]) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT (filegc.normalize_ref(value, prefixes)).problem
+$$;
+COMMENT ON FUNCTION filegc.ref_path_problem(text, text[]) IS
+    'Why a stored value cannot be a reference; NULL when it is one or is empty';
