@@ -55,8 +55,11 @@ test-unit:
 test-extension:
 	cd extension && $(PGRX_TEST_ENV) cargo pgrx test pg$(PG)
 
+# The whole integration suite runs against both engines: the extension and
+# the portable install (PL/pgSQL path rules and triggers).
 test-integration: install
 	cargo test -p filegc-tests --tests
+	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
 	cargo run -q -p filegc-tests --bin bench_sql_surface -- 300 300 1
 

@@ -280,6 +280,7 @@ WITH latest_report AS (
            count(*) FILTER (WHERE orphan) AS orphaned_files,
            coalesce(sum(size_bytes) FILTER (WHERE orphan), 0)::bigint AS orphaned_bytes,
            count(*) FILTER (WHERE eligible) AS eligible_orphan_files,
+           count(*) FILTER (WHERE managed AND NOT referenced AND NOT orphan) AS protected_files,
            count(*) FILTER (WHERE NOT managed) AS unmanaged_files,
            coalesce(sum(size_bytes) FILTER (WHERE NOT managed), 0)::bigint AS unmanaged_bytes,
            min(modified_at) FILTER (WHERE managed) AS oldest_modified_at,
@@ -301,6 +302,8 @@ SELECT r.volume_path,
        f.orphaned_bytes,
        f.eligible_orphan_files,
        (SELECT count(*) FROM filegc.missing) AS missing_refs,
+       (SELECT count(*) FROM filegc.invalid_refs) AS invalid_refs,
+       f.protected_files,
        p.pending_deletions,
        p.pending_bytes,
        coalesce(r.trash_files, 0) AS trash_files,
@@ -783,6 +786,25 @@ TO filegc_sweeper;
 GRANT EXECUTE ON FUNCTION filegc.old_files(integer) TO filegc_sweeper;
 -- The one table the sweeper writes directly: COPY needs INSERT.
 GRANT INSERT ON filegc.inventory_staging TO filegc_sweeper;
+
+------------------------------------------------------------------------------
+-- Which engine is installed
+------------------------------------------------------------------------------
+
+-- The extension and the portable install (sql/portable/) provide the same
+-- schema; this says which one is here. The portable install records its
+-- version in filegc.portable_install.
+CREATE FUNCTION filegc.version(OUT engine text, OUT version text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    SELECT 'extension', e.extversion INTO engine, version FROM pg_extension e WHERE e.extname = 'filegc';
+    IF NOT FOUND THEN
+        engine := 'portable';
+        EXECUTE 'SELECT version FROM filegc.portable_install' INTO version;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.version() IS 'Which filegc engine is installed (extension or portable) and its version';
 
 ------------------------------------------------------------------------------
 -- Dumps

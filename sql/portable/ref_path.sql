@@ -6,7 +6,7 @@
 -- What a stored value means: the path it references, or why it cannot be one;
 -- both NULL when the value is empty (not a reference at all).
 CREATE FUNCTION filegc.normalize_ref(value text, prefixes text[], OUT path text, OUT problem text)
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     url text[];
     decoded bytea := '';
@@ -94,15 +94,18 @@ $$;
 COMMENT ON FUNCTION filegc.normalize_ref(text, text[]) IS
     'The path a stored value references (relative to the volume root), or why it cannot be one';
 
+-- The three faces below run as their owner: the indexes on tracked columns
+-- evaluate ref_path for the application's role, which has no USAGE on the
+-- schema filegc (the extension's C functions need none).
 CREATE FUNCTION filegc.ref_path(value text, prefixes text[]) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT (filegc.normalize_ref(value, prefixes)).path
 $$;
 COMMENT ON FUNCTION filegc.ref_path(text, text[]) IS
     'The path a stored value references, relative to the volume root; NULL when it references nothing or cannot be a reference';
 
 CREATE FUNCTION filegc.ref_paths(stored_values text[], prefixes text[]) RETURNS text[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(DISTINCT p COLLATE "C" ORDER BY p COLLATE "C"), '{}')
       FROM unnest(stored_values) AS v, filegc.ref_path(v, prefixes) AS p
      WHERE p IS NOT NULL
@@ -111,7 +114,7 @@ COMMENT ON FUNCTION filegc.ref_paths(text[], text[]) IS
     'The paths an array of stored values references (NULLs and invalid values left out, duplicates kept once)';
 
 CREATE FUNCTION filegc.ref_path_problem(value text, prefixes text[]) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT (filegc.normalize_ref(value, prefixes)).problem
 $$;
 COMMENT ON FUNCTION filegc.ref_path_problem(text, text[]) IS

@@ -217,6 +217,34 @@ SIGINT on to it, and exits with its exit status: this is how it rides along
 inside a Railway service. A database that is down never stops the
 application; the sweeper retries and says so in its log.")]
     Run(RunArgs),
+
+    /// Print the portable install: filegc for a PostgreSQL that cannot load the extension
+    #[command(after_help = "\
+Examples:
+  filegc install-sql > filegc-portable.sql
+  filegc install-sql --apply
+
+The portable install creates the same schema filegc as the extension (tables,
+views, functions, settings, the role filegc_sweeper), with the path rules and
+triggers in PL/pgSQL. Run it as the owner of the application's tables; it
+needs CREATEROLE unless the role filegc_sweeper exists already, and a
+superuser only for the event trigger that notices DROP TABLE.")]
+    InstallSql {
+        /// Run the script against the database, in one transaction, instead of printing it
+        #[arg(long)]
+        apply: bool,
+    },
+
+    /// Print the removal of a portable install (its schema, triggers and indexes)
+    #[command(after_help = "\
+Examples:
+  filegc uninstall-sql
+  filegc uninstall-sql --apply")]
+    UninstallSql {
+        /// Run the removal against the database instead of printing it
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 /// Options of the listing commands.

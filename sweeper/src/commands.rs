@@ -425,7 +425,14 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
         let level = text("alert_level").unwrap_or_else(|| UNKNOWN.into());
         format!("{total}, {used}% used, alert level {level}")
     });
-    let lines: [(&str, Option<String>, &str); 14] = [
+    let invalid = count("invalid_refs").map(|values| match number("invalid_refs") {
+        Some(0) => values,
+        _ => format!(
+            "{values} stored values name no file under the volume; {} images they may mean are never deleted (check the prefixes given to filegc.track())",
+            count("protected_files").unwrap_or_else(|| "the".into())
+        ),
+    });
+    let lines: [(&str, Option<String>, &str); 15] = [
         ("Volume path", text("volume_path"), "not reported yet"),
         ("Total images", count("total_files"), "0"),
         ("Total size", size("total_bytes"), "0 B"),
@@ -442,6 +449,7 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
             count("missing_refs").map(|n| format!("{n} (rows point at files not on the volume)")),
             UNKNOWN,
         ),
+        ("Invalid references", invalid, UNKNOWN),
         (
             "Pending deletions",
             with_size("pending_deletions", "pending_bytes"),

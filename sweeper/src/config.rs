@@ -522,6 +522,11 @@ fn command(command: cli::Command) -> Result<Command, ConfigError> {
             Ok(()) => Command::Restore { path },
             Err(reason) => return Err(ConfigError::RestorePath { path, reason }),
         },
+        cli::Command::InstallSql { .. } | cli::Command::UninstallSql { .. } => {
+            unreachable!(
+                "main runs the portable install's commands before it needs a configuration"
+            )
+        }
         cli::Command::Run(args) => {
             let mut child = args.command.into_iter();
             Command::Run(RunOptions {

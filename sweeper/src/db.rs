@@ -30,7 +30,7 @@ pub enum DbError {
         cause: String,
     },
     /// The database has no `filegc` extension.
-    #[error("the database at {host} has no filegc extension (run `CREATE EXTENSION filegc` in it first)")]
+    #[error("the database at {host} has no filegc extension and no portable install (run `CREATE EXTENSION filegc` in it first, or `filegc install-sql --apply` where extensions cannot be loaded)")]
     NoExtension {
         /// The host the connection string names.
         host: String,
@@ -202,23 +202,32 @@ impl Db {
         Ok((db, receiver))
     }
 
+    /// Connects without checking for filegc: for installing it.
+    pub async fn connect_unchecked(url: &str) -> Result<Client, DbError> {
+        open(url, None).await
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
 
     async fn checked(client: Client, url: &str) -> Result<Db, DbError> {
-        let installed: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'filegc')",
-                &[],
-            )
-            .await?
-            .get(0);
-        if !installed {
-            return Err(DbError::NoExtension { host: host_of(url) });
+        // The extension and the portable install both answer filegc.version().
+        let engine = client
+            .query_one("SELECT engine, version FROM filegc.version()", &[])
+            .await;
+        match engine {
+            Ok(row) => {
+                tracing::info!(
+                    engine = row.get::<_, &str>(0),
+                    version = row.get::<_, &str>(1),
+                    "filegc is installed"
+                );
+                Ok(Db { client })
+            }
+            Err(_) => Err(DbError::NoExtension { host: host_of(url) }),
         }
-        Ok(Db { client })
     }
 
     /// Starts a run record (`scan` or `sweep`); returns its id.

@@ -43,6 +43,7 @@ pub mod db;
 pub mod exit_codes;
 pub mod menu;
 pub mod offline;
+pub mod portable;
 pub mod progress;
 pub mod run;
 pub mod scan;

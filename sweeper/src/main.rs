@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
-use filegc_sweeper::cli::Cli;
+use filegc_sweeper::cli::{self, Cli};
 use filegc_sweeper::commands::{Context, ListKind, MenuBackend, Refused};
 use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
 use filegc_sweeper::offline;
+use filegc_sweeper::portable::{self, Installed};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
@@ -42,6 +43,18 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let refused = Ok(ExitCode::UsageOrRefused.into());
+    // These touch only the database, so they need no volume.
+    match cli.command {
+        Some(cli::Command::InstallSql { apply }) => {
+            return portable_sql(cli.global.database_url, PortableScript::Install, apply)
+                .map(Into::into)
+        }
+        Some(cli::Command::UninstallSql { apply }) => {
+            return portable_sql(cli.global.database_url, PortableScript::Uninstall, apply)
+                .map(Into::into)
+        }
+        _ => {}
+    }
     if cli.command.is_none() && !io::stdin().is_terminal() {
         // The menu needs someone to answer it; a script gets the help instead.
         eprintln!("{}", Cli::command().render_help());
@@ -88,6 +101,73 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         _ => runtime.block_on(execute(config, volume)).map(Into::into),
     }
+}
+
+/// Which script of the portable install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortableScript {
+    Install,
+    Uninstall,
+}
+
+/// `filegc install-sql` and `uninstall-sql`: print the script, or run it in one transaction.
+fn portable_sql(
+    database_url: Option<String>,
+    script: PortableScript,
+    apply: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = match script {
+        PortableScript::Install => portable::install_script(),
+        PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
+    };
+    if !apply {
+        io::stdout().write_all(text.as_bytes())?;
+        return Ok(ExitCode::Success);
+    }
+    let Some(url) = database_url.filter(|url| !url.trim().is_empty()) else {
+        eprintln!(
+            "filegc: --apply needs the database: pass --database-url URL or set DATABASE_URL"
+        );
+        return Ok(ExitCode::UsageOrRefused);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut client = Db::connect_unchecked(&url).await?;
+        let installed = portable::installed(&client).await?;
+        let refusal = match (script, &installed) {
+            (_, Installed::Extension(version)) => Some(format!(
+                "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it (remove the extension with DROP EXTENSION filegc CASCADE)"
+            )),
+            (PortableScript::Install, Installed::Portable(version)) if version == portable::VERSION => {
+                println!("filegc {version} (portable) is installed already; nothing to do");
+                return Ok(ExitCode::Success);
+            }
+            (PortableScript::Install, Installed::Portable(version)) => Some(format!(
+                "a portable filegc {version} is installed; this sweeper installs {} and cannot upgrade from {version}",
+                portable::VERSION
+            )),
+            (PortableScript::Uninstall, Installed::Nothing) => {
+                println!("filegc is not installed in this database; nothing to do");
+                return Ok(ExitCode::Success);
+            }
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            eprintln!("filegc: {reason}");
+            return Ok(ExitCode::UsageOrRefused);
+        }
+        let transaction = client.transaction().await.map_err(DbError::from)?;
+        transaction.batch_execute(&text).await.map_err(DbError::from)?;
+        transaction.commit().await.map_err(DbError::from)?;
+        match script {
+            PortableScript::Install => println!("installed filegc {} (portable)", portable::VERSION),
+            PortableScript::Uninstall => println!("removed the portable filegc install"),
+        }
+        Ok(ExitCode::Success)
+    })
 }
 
 /// The interactive menu on the terminal.

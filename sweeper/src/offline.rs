@@ -135,6 +135,8 @@ fn disk_stats(volume: &Volume, files: &DiskFiles) -> Map<String, Value> {
         "orphaned_bytes": null,
         "eligible_orphan_files": null,
         "missing_refs": null,
+        "invalid_refs": null,
+        "protected_files": null,
         "pending_deletions": null,
         "pending_bytes": null,
         "trash_files": trash.files,

@@ -29,6 +29,26 @@ const SUPERUSER: &str = "postgres";
 /// The database that exists in every cluster, for creating and dropping the others.
 const MAINTENANCE_DB: &str = "postgres";
 
+/// Which filegc the test databases get; the whole suite runs against each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `CREATE EXTENSION filegc` (the default).
+    Extension,
+    /// The portable install (`filegc install-sql`), with `FILEGC_ENGINE=portable`.
+    Portable,
+}
+
+impl Engine {
+    /// The engine the environment variable `FILEGC_ENGINE` names.
+    pub fn from_env() -> Engine {
+        match std::env::var("FILEGC_ENGINE").as_deref() {
+            Err(_) | Ok("") | Ok("extension") => Engine::Extension,
+            Ok("portable") => Engine::Portable,
+            Ok(other) => panic!("filegc-tests: FILEGC_ENGINE={other}: use extension or portable"),
+        }
+    }
+}
+
 static SHARED: OnceLock<Cluster> = OnceLock::new();
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -110,7 +130,7 @@ impl Cluster {
         self.server.start();
     }
 
-    /// A new database with `CREATE EXTENSION filegc`, dropped (WITH (FORCE)) when the TestDb is dropped.
+    /// A new database with filegc (the engine `FILEGC_ENGINE` names), dropped (WITH (FORCE)) when the TestDb is dropped.
     pub fn create_database(&self) -> TestDb {
         let db = self.create_plain_database();
         self.create_extension(&db);
@@ -139,7 +159,13 @@ impl Cluster {
         let mut client = db.connect();
         let result = {
             let _installing = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
-            client.batch_execute("CREATE EXTENSION filegc")
+            match Engine::from_env() {
+                Engine::Extension => client.batch_execute("CREATE EXTENSION filegc"),
+                Engine::Portable => client.transaction().and_then(|mut transaction| {
+                    transaction.batch_execute(&filegc_sweeper::portable::install_script())?;
+                    transaction.commit()
+                }),
+            }
         };
         let Err(error) = result else { return };
         let available = client

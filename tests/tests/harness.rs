@@ -1,6 +1,6 @@
 //! The harness itself: what every other integration test relies on.
 
-use filegc_tests::{cluster, Cluster};
+use filegc_tests::{cluster, Cluster, Engine};
 
 fn database_exists(client: &mut postgres::Client, name: &str) -> bool {
     client
@@ -37,18 +37,18 @@ fn databases_do_not_see_each_other() {
 }
 
 #[test]
-fn create_database_installs_the_extension() {
+fn create_database_installs_the_engine_the_environment_names() {
     let db = cluster().create_database();
-    let rows = db
+    let row = db
         .connect()
-        .query(
-            "SELECT extversion FROM pg_extension WHERE extname = 'filegc'",
-            &[],
-        )
+        .query_one("SELECT engine, version FROM filegc.version()", &[])
         .unwrap();
-    assert_eq!(rows.len(), 1);
-    let version: String = rows[0].get(0);
-    assert!(!version.is_empty());
+    let expected = match Engine::from_env() {
+        Engine::Extension => "extension",
+        Engine::Portable => "portable",
+    };
+    assert_eq!(row.get::<_, String>(0), expected);
+    assert!(!row.get::<_, String>(1).is_empty());
 }
 
 #[test]

@@ -182,6 +182,17 @@ fn a_name_an_invalid_reference_may_mean_is_never_an_orphan() {
         ),
         0
     );
+    let row = client
+        .query_one(
+            "SELECT invalid_refs, protected_files FROM filegc.storage_stats",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (1, 1),
+        "storage_stats tells the operator why the file is kept"
+    );
 }
 
 #[test]

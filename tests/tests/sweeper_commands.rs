@@ -186,6 +186,7 @@ fn stats_reads_like_the_old_tools_statistics() {
             "Referenced images",
             "Orphaned images",
             "Missing images",
+            "Invalid references",
             "Pending deletions",
             "Trash",
             "Unmanaged files",
@@ -200,4 +201,5 @@ fn stats_reads_like_the_old_tools_statistics() {
     assert!(stdout.contains("Orphaned images: 2 (6.0 KB)"), "{stdout}");
     assert!(stdout.contains("% used, alert level "), "{stdout}");
     assert!(stdout.contains("Last sweep: never\n"), "{stdout}");
+    assert!(stdout.contains("Invalid references: 0\n"), "{stdout}");
 }
