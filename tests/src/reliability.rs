@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use postgres::Client;
 use tempfile::TempDir;
@@ -161,4 +162,186 @@ fn canary_text(rel: &str) -> String {
 fn write_file(path: &Path, contents: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, contents).unwrap();
+}
+
+/// Whether the long forms of the reliability scenarios run: `FILEGC_SOAK=1`, as `make soak` sets it.
+pub fn soak() -> bool {
+    std::env::var("FILEGC_SOAK").is_ok_and(|value| value == "1")
+}
+
+/// Polls `condition` every 20 ms until it holds; `false` when `within` passed first.
+pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A small pseudo-random generator (xorshift64*): random enough for
+/// choosing operations and kill points, and replayable from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded from `FILEGC_SEED`, or else from the clock; prints
+    /// the seed so that a failing run can be replayed.
+    pub fn seeded(label: &str) -> Rng {
+        let seed = std::env::var("FILEGC_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{label}: FILEGC_SEED={seed}");
+        Rng::new(seed)
+    }
+
+    /// A generator with this seed.
+    pub fn new(seed: u64) -> Rng {
+        // xorshift never leaves 0: any other starting state will do.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`; `n` must not be 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A `filegc` process in the background, its stderr in a temporary file;
+/// killed if a test ends without it having exited.
+pub struct Background {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Background {
+    /// Starts `command` with stdout discarded and stderr going to the log.
+    pub fn spawn(mut command: Command) -> Background {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log.path()).expect("opening the log"))
+            .spawn()
+            .expect("starting filegc");
+        Background { child, log }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("polling filegc").is_none()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill only sends a signal to our own child process.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
+    /// Waits for the exit, which must come within `within`.
+    pub fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let mut status = None;
+        let exited = eventually(within, || {
+            status = self.child.try_wait().expect("polling filegc");
+            status.is_some()
+        });
+        assert!(exited, "filegc did not exit:\n{}", self.log());
+        status.unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a process with this id exists.
+pub fn pid_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Every tombstone of the database as (path, state, outcome, restored), in id order.
+pub fn tombstones(client: &mut Client) -> Vec<Tombstone> {
+    client
+        .query(
+            "SELECT path, state, outcome, restored_at IS NOT NULL, attempts FROM filegc.tombstones ORDER BY id",
+            &[],
+        )
+        .expect("reading filegc.tombstones")
+        .iter()
+        .map(|row| Tombstone {
+            path: row.get(0),
+            state: row.get(1),
+            outcome: row.get(2),
+            restored: row.get(3),
+            attempts: row.get(4),
+        })
+        .collect()
+}
+
+/// One row of `filegc.tombstones`, as the reliability checks read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The path relative to the volume root.
+    pub path: String,
+    /// pending, claimed, done, cancelled or failed.
+    pub state: String,
+    /// The outcome of a done tombstone.
+    pub outcome: Option<String>,
+    /// Whether the trashed file was brought back.
+    pub restored: bool,
+    /// How many times a sweeper claimed it.
+    pub attempts: i32,
+}
+
+impl Tombstone {
+    /// Whether this tombstone took the file off the disk and it stayed off:
+    /// outcome `trashed` or `deleted`, not restored since.
+    pub fn removed_file(&self) -> bool {
+        matches!(self.outcome.as_deref(), Some("trashed" | "deleted")) && !self.restored
+    }
+}
+
+/// The regular files directly under `dir`, by name (the trash folder is not one).
+pub fn files_in(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .expect("listing a folder")
+        .map(|entry| entry.expect("a folder entry"))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.file_name().into_string().expect("a UTF-8 name"))
+        .collect()
 }

@@ -1,0 +1,182 @@
+//! Scenario 2 of the reliability suite: `kill -9` the sweeper at random
+//! points of a large sweep, restart it each time, and show that every
+//! scheduled file is deleted exactly once and nothing referenced is touched.
+//!
+//! Short form: 2,000 tombstones, 5 kills. `FILEGC_SOAK=1`: 10,000 tombstones, 20 kills.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use filegc_tests::fixtures::PREFIX;
+use filegc_tests::reliability::{
+    describe_output, eventually, files_in, soak, tombstones, Background, Rng, Tombstone,
+};
+use filegc_tests::sweeper::SweeperEnv;
+
+/// Referenced files with a tombstone forced on them.
+const CANARIES: usize = 20;
+
+/// The longest a killed sweeper is left to work before the kill.
+const MAX_KILL_DELAY_MS: usize = 400;
+
+fn scheduled_name(i: usize) -> String {
+    format!("c_{i:05}.jpg")
+}
+
+fn canary_name(i: usize) -> String {
+    format!("canary_{i:02}.jpg")
+}
+
+#[test]
+fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
+    let (files, kills) = if soak() { (10_000, 20) } else { (2_000, 5) };
+    let mut env = SweeperEnv::new();
+    let mut rng = Rng::seeded("reliability_crash");
+
+    for i in 0..files {
+        env.write(&scheduled_name(i), 64, 1);
+    }
+    for i in 0..CANARIES {
+        env.write(&canary_name(i), 64, 1);
+    }
+    // The canaries' rows go into the other table, which the mass DELETE leaves alone.
+    env.client
+        .execute(
+            "INSERT INTO generations (user_id, output_image_path)
+             SELECT 1, $1 || 'canary_' || lpad(i::text, 2, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
+            &[&PREFIX, &(CANARIES as i32)],
+        )
+        .unwrap();
+    env.client
+        .execute(
+            "INSERT INTO facial_evaluations (user_id, image_path)
+             SELECT 1, $1 || 'c_' || lpad(i::text, 5, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
+            &[&PREFIX, &(files as i32)],
+        )
+        .unwrap();
+    env.client
+        .batch_execute("DELETE FROM facial_evaluations")
+        .unwrap();
+    // Past the triggers, as a superuser: tombstones for referenced files.
+    env.client
+        .execute(
+            "INSERT INTO filegc.tombstones (path, reason, due_at)
+             SELECT 'canary_' || lpad(i::text, 2, '0') || '.jpg', 'manual', now() FROM generate_series(0, $1 - 1) AS i",
+            &[&(CANARIES as i32)],
+        )
+        .unwrap();
+    let pending = env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'");
+    assert_eq!(pending, (files + CANARIES) as i64);
+
+    // A killed sweeper's batch comes back after a second; a tombstone may be
+    // claimed as often as the kills make it necessary.
+    env.client
+        .batch_execute(
+            "UPDATE filegc.settings SET value = '1 second' WHERE name = 'lease';
+             UPDATE filegc.settings SET value = '1000' WHERE name = 'max_attempts'",
+        )
+        .unwrap();
+
+    let started = Instant::now();
+    let mut killed_while_working = 0;
+    for _ in 0..kills {
+        let mut sweep = Background::spawn(env.command(&["sweep"]));
+        std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
+        if sweep.is_running() {
+            sweep.signal(libc::SIGKILL);
+            killed_while_working += 1;
+        }
+        let status = sweep.exit_status(Duration::from_secs(10));
+        assert!(
+            status.success() || status.code().is_none(),
+            "a sweep failed on its own: {status}\n{}",
+            sweep.log()
+        );
+    }
+    let done_before_final =
+        env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'done'");
+
+    // The final sweep may take over whatever the killed sweepers held once
+    // their leases lapse; it then keeps nothing leased itself.
+    env.client
+        .batch_execute("UPDATE filegc.settings SET value = '0' WHERE name = 'lease'")
+        .unwrap();
+    let mut client = env.db.connect();
+    let lapsed = eventually(Duration::from_secs(10), || {
+        client
+            .query_one(
+                "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until >= now()",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    });
+    assert!(lapsed, "leases of a second are still running after 10 s");
+    let output = env.run(&["sweep"]);
+    assert!(output.status.success(), "{}", describe_output(&output));
+    let took = started.elapsed();
+
+    let all = tombstones(&mut env.client);
+    let mut by_path: BTreeMap<String, Vec<Tombstone>> = BTreeMap::new();
+    for tombstone in all {
+        by_path
+            .entry(tombstone.path.clone())
+            .or_default()
+            .push(tombstone);
+    }
+    assert_eq!(
+        by_path.len(),
+        files + CANARIES,
+        "unexpected tombstone paths"
+    );
+
+    let on_disk = files_in(env.volume.path());
+    let trashed = files_in(&env.path(".filegc-trash"));
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reclaimed = 0;
+    for i in 0..files {
+        let name = scheduled_name(i);
+        let [tombstone] = &by_path[&name][..] else {
+            panic!("{name} has more than one tombstone: {:?}", by_path[&name]);
+        };
+        assert_eq!(tombstone.state, "done", "{tombstone:?}");
+        let outcome = tombstone.outcome.clone().unwrap();
+        assert!(
+            outcome == "trashed" || outcome == "already_gone",
+            "{tombstone:?}"
+        );
+        assert!(!on_disk.contains(&name), "{name} is still on the volume");
+        assert!(trashed.contains(&name), "{name} is not in the trash: lost");
+        *outcomes.entry(outcome).or_default() += 1;
+        if tombstone.attempts > 1 {
+            reclaimed += 1;
+        }
+    }
+    for i in 0..CANARIES {
+        let name = canary_name(i);
+        let [tombstone] = &by_path[&name][..] else {
+            panic!("{name}: {:?}", by_path[&name]);
+        };
+        assert_eq!(
+            tombstone.outcome.as_deref(),
+            Some("skipped_referenced"),
+            "{tombstone:?}"
+        );
+        assert!(on_disk.contains(&name), "the referenced {name} was deleted");
+        assert!(
+            !trashed.contains(&name),
+            "the referenced {name} was trashed"
+        );
+    }
+    assert!(
+        killed_while_working > 0,
+        "no kill landed while a sweeper was running"
+    );
+    eprintln!(
+        "reliability_crash: {files} tombstones + {CANARIES} canaries, {kills} kills \
+         ({killed_while_working} while the sweeper ran), {done_before_final} done before the final sweep, \
+         {reclaimed} claimed more than once, outcomes {outcomes:?}, {:.1} s",
+        took.as_secs_f64()
+    );
+}
