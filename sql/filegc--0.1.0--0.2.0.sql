@@ -392,27 +392,38 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION filegc.cleanup_orphans(dry_run boolean DEFAULT true, force boolean DEFAULT false)
+-- What both cleanups do once they know their candidates: list them (dry
+-- run), or pass the breaker and schedule them, and return the files.
+CREATE FUNCTION filegc.run_cleanup(candidate_paths text[], reason text, include_referenced boolean,
+                                   dry_run boolean, force boolean, what text)
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    candidate_paths text[];
-    candidate_bytes bigint;
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM filegc.require_scan();
-    SELECT coalesce(array_agg(o.path ORDER BY o.path), '{}'), coalesce(sum(o.size_bytes), 0)::bigint
-      INTO candidate_paths, candidate_bytes
-      FROM filegc.files o
-     WHERE o.eligible;
     IF NOT dry_run THEN
-        PERFORM filegc.check_breaker(cardinality(candidate_paths), candidate_bytes, force, 'cleaning up the orphans');
-        candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, 'orphan'));
+        PERFORM filegc.check_breaker(
+            cardinality(candidate_paths),
+            (SELECT coalesce(sum(i.size_bytes), 0)::bigint
+               FROM filegc.inventory i JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path),
+            force, what);
+        candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, reason, include_referenced));
     END IF;
     RETURN QUERY
     SELECT i.path, i.size_bytes, i.modified_at
       FROM filegc.inventory i
       JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path
      ORDER BY i.modified_at, i.path;
+END
+$$;
+
+CREATE FUNCTION filegc.cleanup_orphans(dry_run boolean DEFAULT true, force boolean DEFAULT false)
+RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM filegc.require_scan();
+    RETURN QUERY
+    SELECT * FROM filegc.run_cleanup(
+        ARRAY(SELECT f.path FROM filegc.files f WHERE f.eligible ORDER BY f.path),
+        'orphan', false, dry_run, force, 'cleaning up the orphans');
 END
 $$;
 COMMENT ON FUNCTION filegc.cleanup_orphans(boolean, boolean) IS
@@ -422,30 +433,19 @@ CREATE FUNCTION filegc.cleanup_older_than(days integer, include_referenced boole
                                           dry_run boolean DEFAULT true, force boolean DEFAULT false)
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    candidate_paths text[];
-    candidate_bytes bigint;
 BEGIN
     IF days IS NULL OR days < 0 THEN
         RAISE EXCEPTION 'filegc.cleanup_older_than: days must be 0 or more, not %', days;
     END IF;
     PERFORM filegc.require_scan();
-    SELECT coalesce(array_agg(f.path ORDER BY f.path), '{}'), coalesce(sum(f.size_bytes), 0)::bigint
-      INTO candidate_paths, candidate_bytes
-      FROM filegc.files f
-     WHERE f.managed
-       AND f.modified_at < now() - make_interval(days => days)
-       AND (include_referenced OR f.orphan);
-    IF NOT dry_run THEN
-        PERFORM filegc.check_breaker(cardinality(candidate_paths), candidate_bytes, force,
-                                     format('removing images older than %s days', days));
-        candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, 'expired', include_referenced));
-    END IF;
     RETURN QUERY
-    SELECT i.path, i.size_bytes, i.modified_at
-      FROM filegc.inventory i
-      JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path
-     ORDER BY i.modified_at, i.path;
+    SELECT * FROM filegc.run_cleanup(
+        ARRAY(SELECT f.path FROM filegc.files f
+               WHERE f.managed
+                 AND f.modified_at < now() - make_interval(days => days)
+                 AND (include_referenced OR f.orphan)
+               ORDER BY f.path),
+        'expired', include_referenced, dry_run, force, format('removing images older than %s days', days));
 END
 $$;
 COMMENT ON FUNCTION filegc.cleanup_older_than(integer, boolean, boolean, boolean) IS
@@ -778,6 +778,7 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION filegc.schedule_now(text[], text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION filegc.reference_rows() TO filegc_sweeper;
 
 GRANT SELECT ON filegc.settings, filegc.files, filegc.orphans, filegc.missing, filegc.pending, filegc.deletions,
