@@ -2,6 +2,7 @@
 //! application tracked, a temporary volume, and the real binary to run.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -148,6 +149,44 @@ impl SweeperEnv {
             .args(args)
             .stdin(Stdio::null());
         command
+    }
+
+    /// Runs the binary on a pseudo-terminal (util-linux `script`), typing `input`; stdout is the screen.
+    pub fn run_on_terminal(&self, args: &[&str], input: &[u8]) -> Output {
+        let quoted = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+        let volume = self.volume.path().display().to_string();
+        let url = self.db.url();
+        let line: Vec<String> = [filegc_bin().display().to_string().as_str()]
+            .into_iter()
+            .chain([
+                "--volume",
+                &volume,
+                "--database-url",
+                &url,
+                "--worker",
+                "test-sweeper",
+            ])
+            .chain(args.iter().copied())
+            .map(quoted)
+            .collect();
+        let mut child = Command::new("script")
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .env_remove("DATABASE_URL")
+            .env_remove("FILEGC_VOLUME")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux script");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input)
+            .expect("typing into the terminal");
+        child
+            .wait_with_output()
+            .expect("running filegc on a terminal")
     }
 
     /// Runs the binary to the end.

@@ -1,9 +1,6 @@
 //! The interactive menu, driven through a pseudo-terminal made by util-linux `script`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
+use filegc_tests::sweeper::SweeperEnv;
 
 #[test]
 fn the_menu_lists_deletes_orphans_on_yes_and_exits() {
@@ -15,26 +12,7 @@ fn the_menu_lists_deletes_orphans_on_yes_and_exits() {
     env.client
         .batch_execute("UPDATE filegc.settings SET value = '1' WHERE name = 'max_delete_fraction'")
         .unwrap();
-    let line = format!(
-        "{} --volume {} --database-url {} --worker menu-test",
-        filegc_bin().display(),
-        env.volume.path().display(),
-        env.db.url()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"1\n4\nyes\n7\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = env.run_on_terminal(&[], b"1\n4\nyes\n7\n");
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

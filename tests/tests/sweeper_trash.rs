@@ -1,9 +1,6 @@
 //! `filegc empty-trash` and `filegc restore` against a real database and volume.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
+use filegc_tests::sweeper::SweeperEnv;
 
 /// An environment where the sweep has moved `names` into the trash.
 fn trashed(names: &[&str]) -> SweeperEnv {
@@ -55,21 +52,7 @@ fn empty_trash_with_yes_deletes_everything_and_records_the_purge() {
 #[test]
 fn empty_trash_asks_on_a_terminal_with_the_count_and_size() {
     let env = trashed(&["user_1_1700000000.jpg"]);
-    let line = format!(
-        "{} empty-trash --volume {} --database-url {} --worker trash-test",
-        filegc_bin().display(),
-        env.volume.path().display(),
-        env.db.url()
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("util-linux script");
-    child.stdin.take().unwrap().write_all(b"yes\n").unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = env.run_on_terminal(&["empty-trash"], b"yes\n");
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{screen}\n{}", stderr(&output));
     assert!(
