@@ -30,7 +30,7 @@ FILES ?= 1000000
 REFERENCES ?= 1000000
 RUNS ?= 3
 
-.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench-sql demo demo-menu
+.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench-sql demo demo-menu soak
 
 setup:
 	@scripts/setup.sh $(PG)
@@ -82,3 +82,13 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# The long forms of the reliability suite (tests/RELIABILITY.md), then the
+# fuzz target for a bounded time when a nightly toolchain is there.
+soak:
+	FILEGC_SOAK=1 cargo test -p filegc-tests --test 'reliability_*' -- --nocapture
+	@if cargo +nightly --version >/dev/null 2>&1; then \
+		cd fuzz && cargo +nightly fuzz run normalize -- -max_total_time=300; \
+	else \
+		echo "no nightly toolchain: fuzzing skipped"; \
+	fi
