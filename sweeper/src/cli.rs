@@ -95,6 +95,15 @@ pub enum LogFormatArg {
     Json,
 }
 
+/// The two ways filegc can be installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// CREATE EXTENSION filegc
+    Extension,
+    /// The portable install (PL/pgSQL)
+    Portable,
+}
+
 /// The commands, named as in the old tool's menu where it had them.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -242,6 +251,25 @@ Examples:
   filegc uninstall-sql --apply")]
     UninstallSql {
         /// Run the removal against the database instead of printing it
+        #[arg(long)]
+        apply: bool,
+    },
+
+    /// Move between the extension and the portable install, keeping tombstones, settings and history
+    #[command(after_help = "\
+Examples:
+  filegc switch-engine --to extension            (prints the script)
+  filegc switch-engine --to extension --apply
+
+Run it in a quiet moment: it saves filegc's data, removes one engine,
+installs the other, puts the data back and tracks the same columns again,
+all in one transaction that rebuilds the tracked columns' indexes. Moving to
+the extension needs it installed on the server (make install).")]
+    SwitchEngine {
+        /// The engine to move to
+        #[arg(long, value_enum)]
+        to: EngineArg,
+        /// Run the script against the database instead of printing it
         #[arg(long)]
         apply: bool,
     },

@@ -522,7 +522,9 @@ fn command(command: cli::Command) -> Result<Command, ConfigError> {
             Ok(()) => Command::Restore { path },
             Err(reason) => return Err(ConfigError::RestorePath { path, reason }),
         },
-        cli::Command::InstallSql { .. } | cli::Command::UninstallSql { .. } => {
+        cli::Command::InstallSql { .. }
+        | cli::Command::UninstallSql { .. }
+        | cli::Command::SwitchEngine { .. } => {
             unreachable!(
                 "main runs the portable install's commands before it needs a configuration"
             )

@@ -12,7 +12,7 @@ use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
 use filegc_sweeper::offline;
-use filegc_sweeper::portable::{self, Installed};
+use filegc_sweeper::portable::{self, Engine, Installed};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
@@ -52,6 +52,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Some(cli::Command::UninstallSql { apply }) => {
             return portable_sql(cli.global.database_url, PortableScript::Uninstall, apply)
                 .map(Into::into)
+        }
+        Some(cli::Command::SwitchEngine { to, apply }) => {
+            let to = match to {
+                cli::EngineArg::Extension => Engine::Extension,
+                cli::EngineArg::Portable => Engine::Portable,
+            };
+            return portable_sql(cli.global.database_url, PortableScript::Switch(to), apply)
+                .map(Into::into);
         }
         _ => {}
     }
@@ -108,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 enum PortableScript {
     Install,
     Uninstall,
+    Switch(Engine),
 }
 
 /// `filegc install-sql` and `uninstall-sql`: print the script, or run it in one transaction.
@@ -119,6 +128,7 @@ fn portable_sql(
     let text = match script {
         PortableScript::Install => portable::install_script(),
         PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
+        PortableScript::Switch(to) => portable::switch_script(to),
     };
     if !apply {
         io::stdout().write_all(text.as_bytes())?;
@@ -138,6 +148,15 @@ fn portable_sql(
         let mut client = Db::connect_unchecked(&url).await?;
         let installed = portable::installed(&client).await?;
         let refusal = match (script, &installed) {
+            (PortableScript::Switch(Engine::Portable), Installed::Extension(_))
+            | (PortableScript::Switch(Engine::Extension), Installed::Portable(_)) => None,
+            (PortableScript::Switch(_), Installed::Nothing) => Some(
+                "filegc is not installed in this database: there is nothing to move".to_owned(),
+            ),
+            (PortableScript::Switch(_), _) => {
+                println!("filegc already runs on that engine here; nothing to do");
+                return Ok(ExitCode::Success);
+            }
             (_, Installed::Extension(version)) => Some(format!(
                 "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it (remove the extension with DROP EXTENSION filegc CASCADE)"
             )),
@@ -165,6 +184,8 @@ fn portable_sql(
         match script {
             PortableScript::Install => println!("installed filegc {} (portable)", portable::VERSION),
             PortableScript::Uninstall => println!("removed the portable filegc install"),
+            PortableScript::Switch(Engine::Extension) => println!("filegc now runs as the extension, with its data kept"),
+            PortableScript::Switch(Engine::Portable) => println!("filegc now runs as the portable install, with its data kept"),
         }
         Ok(ExitCode::Success)
     })

@@ -60,6 +60,68 @@ DROP EVENT TRIGGER IF EXISTS filegc_forget_dropped;
 DROP SCHEMA filegc CASCADE;
 ";
 
+/// The two ways filegc can be installed; both provide the same schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `CREATE EXTENSION filegc`: Rust path rules and triggers.
+    Extension,
+    /// The portable install: PL/pgSQL path rules and triggers.
+    Portable,
+}
+
+/// The tables whose rows are the operator's data, kept across a change of
+/// engine. Both engines build them with the same statements, so their
+/// columns line up.
+const KEPT_TABLES: &[&str] = &[
+    "setting_overrides",
+    "tombstones",
+    "invalid_refs",
+    "runs",
+    "inventory",
+    "volume_reports",
+];
+
+/// The script `filegc switch-engine` runs in one transaction: it saves the
+/// operator's data, removes one engine, installs the other, brings the data
+/// back and tracks the same columns again (which rebuilds their indexes and
+/// triggers, so it locks those tables while it runs).
+pub fn switch_script(to: Engine) -> String {
+    let mut script = String::from("CREATE SCHEMA filegc_switching;\n");
+    for table in KEPT_TABLES.iter().chain(&["tracked"]) {
+        script.push_str(&format!(
+            "CREATE TABLE filegc_switching.{table} AS SELECT * FROM filegc.{table};\n"
+        ));
+    }
+    match to {
+        Engine::Extension => {
+            script.push_str(UNINSTALL_SCRIPT);
+            script.push_str("CREATE EXTENSION filegc;\n");
+        }
+        Engine::Portable => {
+            // CREATE EXTENSION made the schema but does not own it.
+            script.push_str("DROP EXTENSION filegc CASCADE;\nDROP SCHEMA filegc CASCADE;\n");
+            script.push_str(&install_script());
+        }
+    }
+    for table in KEPT_TABLES {
+        script.push_str(&format!(
+            "INSERT INTO filegc.{table} SELECT * FROM filegc_switching.{table};\n"
+        ));
+    }
+    for sequence in ["tombstones_id_seq", "runs_id_seq", "volume_reports_id_seq"] {
+        let table = sequence.trim_end_matches("_id_seq");
+        script.push_str(&format!(
+            "SELECT setval('filegc.{sequence}', (SELECT coalesce(max(id), 0) + 1 FROM filegc.{table}), false);\n"
+        ));
+    }
+    script.push_str(
+        "SELECT filegc.track(table_name, column_name, prefixes) FROM filegc_switching.tracked \
+         WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = table_name);\n\
+         DROP SCHEMA filegc_switching CASCADE;\n",
+    );
+    script
+}
+
 /// What the database already has, before a portable install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
@@ -96,6 +158,20 @@ pub async fn installed(client: &tokio_postgres::Client) -> Result<Installed, DbE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_keeps_every_table_of_the_operators_data() {
+        for to in [Engine::Extension, Engine::Portable] {
+            let script = switch_script(to);
+            for table in KEPT_TABLES {
+                assert!(
+                    script.contains(&format!("INSERT INTO filegc.{table} SELECT")),
+                    "{table}"
+                );
+            }
+            assert!(script.contains("filegc.track(table_name, column_name, prefixes)"));
+        }
+    }
 
     #[test]
     fn the_script_has_every_part_once_and_nothing_only_the_extension_may_run() {

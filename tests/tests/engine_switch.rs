@@ -1,0 +1,156 @@
+//! Moving between the extension and the portable install, both ways, keeps
+//! the tombstones, settings, history and tracked columns, and the triggers go
+//! on working.
+
+use filegc_tests::fixtures::{APP_COLUMNS, PREFIX};
+use filegc_tests::sweeper::filegc_bin;
+use filegc_tests::{cluster, TestDb};
+use postgres::Client;
+use std::process::Command;
+
+fn filegc(db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(filegc_bin())
+        .args(args)
+        .args(["--database-url", &db.url()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("running filegc");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "filegc {args:?}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// What must survive a change of engine.
+#[derive(Debug, PartialEq)]
+struct Kept {
+    engine: String,
+    tombstones: Vec<(i64, String, String)>,
+    delay: String,
+    runs: i64,
+    tracked: Vec<(String, String)>,
+}
+
+fn kept(client: &mut Client) -> Kept {
+    let engine = client
+        .query_one("SELECT engine FROM filegc.version()", &[])
+        .unwrap()
+        .get(0);
+    let tombstones = client
+        .query(
+            "SELECT id, path, state FROM filegc.tombstones ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let delay = client
+        .query_one("SELECT filegc.setting('unreferenced_delay')", &[])
+        .unwrap()
+        .get(0);
+    let runs = client
+        .query_one("SELECT count(*) FROM filegc.sweeps", &[])
+        .unwrap()
+        .get(0);
+    let tracked = client
+        .query(
+            "SELECT table_name::text, column_name::text FROM filegc.tracked_columns ORDER BY 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Kept {
+        engine,
+        tombstones,
+        delay,
+        runs,
+        tracked,
+    }
+}
+
+#[test]
+fn moving_between_the_engines_keeps_the_data_both_ways() {
+    let db = cluster().create_plain_database();
+    assert!(filegc(&db, &["install-sql", "--apply"]).contains("installed filegc"));
+    db.create_app_schema();
+    let mut client = db.connect();
+    for (table, column) in APP_COLUMNS {
+        client
+            .execute(
+                "SELECT filegc.track($1::text::regclass, $2::text::name, ARRAY[$3::text])",
+                &[&table, &column, &PREFIX],
+            )
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg'), (2, 'b.jpg'), (3, 'c.jpg');
+             DELETE FROM facial_evaluations WHERE user_id = 1;
+             UPDATE filegc.settings SET value = '2 minutes' WHERE name = 'unreferenced_delay';
+             SELECT filegc.finish_run(filegc.start_run('sweep', 'w', '/v'), 1, 1, 10, 0);",
+        )
+        .unwrap();
+    let before = kept(&mut client);
+    assert_eq!(before.engine, "portable");
+    assert_eq!(before.tombstones.len(), 1);
+
+    filegc(&db, &["switch-engine", "--to", "extension", "--apply"]);
+    let mut client = db.connect();
+    let on_extension = kept(&mut client);
+    assert_eq!(
+        on_extension,
+        Kept {
+            engine: "extension".into(),
+            ..before
+        }
+    );
+    client
+        .batch_execute("DELETE FROM facial_evaluations WHERE user_id = 2")
+        .unwrap();
+    let newest: (i64, String) = {
+        let row = client
+            .query_one(
+                "SELECT id, path FROM filegc.tombstones ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(newest.1, "b.jpg", "the extension's triggers took over");
+    assert!(
+        newest.0 > on_extension.tombstones[0].0,
+        "ids go on from where they were"
+    );
+
+    let on_extension = kept(&mut client);
+    filegc(&db, &["switch-engine", "--to", "portable", "--apply"]);
+    let mut client = db.connect();
+    assert_eq!(
+        kept(&mut client),
+        Kept {
+            engine: "portable".into(),
+            ..on_extension
+        }
+    );
+    client
+        .batch_execute("DELETE FROM facial_evaluations WHERE user_id = 3")
+        .unwrap();
+    let paths: Vec<String> = client
+        .query("SELECT path FROM filegc.pending ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["a.jpg", "b.jpg", "c.jpg"],
+        "the portable triggers took over again"
+    );
+}
