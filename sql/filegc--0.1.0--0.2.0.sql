@@ -612,13 +612,14 @@ COMMENT ON FUNCTION filegc.claim(text, integer) IS
 -- to another sweeper). The tombstone rows stay locked until the sweeper's
 -- transaction ends, so no other sweeper can reclaim them meanwhile.
 CREATE FUNCTION filegc.check_before_delete(worker text, ids bigint[])
-RETURNS TABLE (id bigint, path text, verdict text)
+RETURNS TABLE (id bigint, path text, verdict text, attempts integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     mine bigint[];
     escalation_free boolean;
     batch_ids bigint[];
     batch_paths text[];
+    batch_attempts integer[];
     verdicts text[];
     free_paths text[];
 BEGIN
@@ -632,13 +633,13 @@ BEGIN
              ORDER BY x.id FOR UPDATE) AS t;
     escalation_free := pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0);
 
-    SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id),
+    SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id), array_agg(t.attempts ORDER BY t.id),
            array_agg(CASE WHEN NOT (t.id = ANY (mine)) THEN 'lost'
                           WHEN NOT escalation_free THEN 'busy'
                           WHEN NOT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(t.path)) THEN 'busy'
                           WHEN t.reason = 'expired' AND t.include_referenced THEN 'delete'
                           ELSE 'check' END ORDER BY t.id)
-      INTO batch_ids, batch_paths, verdicts
+      INTO batch_ids, batch_paths, batch_attempts, verdicts
       FROM filegc.tombstones t
      WHERE t.id = ANY (ids);
 
@@ -648,9 +649,9 @@ BEGIN
 
     RETURN QUERY
     WITH settled AS (
-        SELECT u.i, u.p,
+        SELECT u.i, u.p, u.a,
                CASE WHEN u.v <> 'check' THEN u.v WHEN u.p = ANY (free_paths) THEN 'delete' ELSE 'referenced' END AS v
-          FROM unnest(batch_ids, batch_paths, verdicts) AS u(i, p, v)
+          FROM unnest(batch_ids, batch_paths, batch_attempts, verdicts) AS u(i, p, a, v)
     ), skipped AS (
         UPDATE filegc.tombstones t
            SET state = 'done', outcome = 'skipped_referenced', bytes_freed = 0, finished_at = now()
@@ -661,12 +662,22 @@ BEGIN
            SET state = 'pending', claimed_by = NULL, lease_until = NULL, attempts = t.attempts - 1
           FROM settled s
          WHERE s.i = t.id AND s.v = 'busy'
+    ), wanted_back AS (
+        -- A path referenced again whose file an earlier deletion trashed: the
+        -- trigger asks for it back, but not when that deletion was still in
+        -- flight at the time; asking here covers that case too.
+        UPDATE filegc.tombstones t
+           SET restore_requested_at = now()
+          FROM settled s
+         WHERE s.v = 'referenced' AND t.path = s.p AND t.id <> s.i
+           AND t.state = 'done' AND t.outcome = 'trashed'
+           AND t.restored_at IS NULL AND t.purged_at IS NULL AND t.restore_requested_at IS NULL
     )
-    SELECT s.i, s.p, s.v FROM settled s ORDER BY s.i;
+    SELECT s.i, s.p, s.v, s.a FROM settled s ORDER BY s.i;
 END
 $$;
 COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
-    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead';
+    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead (and how many times each was claimed)';
 
 -- Records what the sweeper did, one call per batch.
 CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer
@@ -681,8 +692,12 @@ BEGIN
          WHERE t.id = u.id AND t.state = 'claimed' AND t.claimed_by = worker
         RETURNING t.path
     ), forgotten AS (
-        -- The files are no longer on the volume: the views stay true until the next scan.
-        DELETE FROM filegc.inventory i USING finished f WHERE i.path = f.path
+        -- The files are no longer on the volume: the views stay true until
+        -- the next scan. A scan merging at this moment holds some of these
+        -- rows; waiting for it could deadlock, and it refreshes them anyway.
+        DELETE FROM filegc.inventory i
+         WHERE i.path IN (SELECT x.path FROM filegc.inventory x JOIN finished f ON f.path = x.path
+                           FOR UPDATE OF x SKIP LOCKED)
     )
     SELECT count(*) INTO completed FROM finished;
     RETURN completed;

@@ -85,6 +85,8 @@ pub struct Claimed {
     pub id: i64,
     /// The path relative to the volume root.
     pub path: String,
+    /// How many times it has been claimed, this time included.
+    pub attempts: i32,
 }
 
 /// The database's last word on one claimed deletion.
@@ -312,7 +314,7 @@ impl Db {
         let rows = self
             .client
             .query(
-                "SELECT id, path FROM filegc.claim($1, $2)",
+                "SELECT id, path, attempts FROM filegc.claim($1, $2)",
                 &[&worker, &batch_size],
             )
             .await?;
@@ -321,6 +323,7 @@ impl Db {
             .map(|row| Claimed {
                 id: row.get(0),
                 path: row.get(1),
+                attempts: row.get(2),
             })
             .collect())
     }
@@ -502,7 +505,7 @@ impl Batch<'_> {
         let rows = self
             .transaction
             .query(
-                "SELECT id, path, verdict FROM filegc.check_before_delete($1, $2)",
+                "SELECT id, path, verdict, attempts FROM filegc.check_before_delete($1, $2)",
                 &[&self.worker, &ids],
             )
             .await?;
@@ -524,6 +527,7 @@ impl Batch<'_> {
                     Claimed {
                         id: row.get(0),
                         path: row.get(1),
+                        attempts: row.get(3),
                     },
                     verdict,
                 ))

@@ -95,6 +95,7 @@ pub async fn sweep(
         let batch = db.begin_batch(&options.worker).await?;
         let verdicts = batch.check(&ids).await?;
         let mut results = Vec::with_capacity(verdicts.len());
+        let mut trashed = Vec::new();
         let mut settled_any = false;
         for (item, verdict) in verdicts {
             let outcome = match verdict {
@@ -102,7 +103,24 @@ pub async fn sweep(
                     tracing::debug!(path = %item.path, ?verdict, "left for later");
                     continue;
                 }
-                Verdict::Referenced => FileOutcome::Referenced,
+                Verdict::Referenced => {
+                    // A sweeper that died after moving the file into the trash
+                    // and before recording it left the tombstone claimed, and
+                    // nothing else knows the file is there: bring it back now.
+                    // (A recorded trashing is restored, and recorded, by the
+                    // restore requests below.)
+                    let died_before = item.attempts > 1;
+                    if died_before
+                        && matches!(
+                            volume.restore(&item.path),
+                            Ok(RestoreOutcome::Restored { .. })
+                        )
+                    {
+                        tracing::warn!(path = %item.path, "referenced again: brought back from the trash");
+                        report.restored += 1;
+                    }
+                    FileOutcome::Referenced
+                }
                 Verdict::Delete => remove(volume, options.removal, &item.path),
             };
             settled_any = true;
@@ -120,6 +138,9 @@ pub async fn sweep(
                     error: error.clone(),
                 },
             };
+            if let FileOutcome::Trashed { .. } = outcome {
+                trashed.push(item.path.clone());
+            }
             match &outcome {
                 FileOutcome::Trashed { bytes } | FileOutcome::Deleted { bytes } => {
                     report.removed += 1;
@@ -137,7 +158,13 @@ pub async fn sweep(
             bar.set_message(format!("{} freed", format_size(report.bytes_freed)));
             results.push(result);
         }
-        batch.settle(&results).await?;
+        if let Err(error) = batch.settle(&results).await {
+            // The database forgot this batch (its transaction rolled back, and
+            // the path locks with it): files it trashed must not stay there
+            // unrecorded, or a row that references them again cannot get them back.
+            undo_trashing(volume, &trashed);
+            return Err(error);
+        }
         // Every deletion was busy or another sweeper's: claiming again would find them again.
         if !settled_any {
             break;
@@ -184,6 +211,23 @@ impl SweepReport {
     /// Whether the sweep had nothing to do: nothing claimed, restored or purged, and no trash errors.
     pub fn is_idle(&self) -> bool {
         self.claimed == 0 && self.restored == 0 && self.purged == 0 && self.trash_errors == 0
+    }
+}
+
+/// Moves back the files a failed batch put into the trash.
+fn undo_trashing(volume: &Volume, paths: &[String]) {
+    for path in paths {
+        match volume.restore(path) {
+            Ok(RestoreOutcome::Restored { .. }) => {
+                tracing::warn!(path = %path, "the batch was not recorded: moved back from the trash")
+            }
+            Ok(outcome) => {
+                tracing::warn!(path = %path, ?outcome, "the batch was not recorded and the file cannot go back")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path, error = %error, "the batch was not recorded and the file cannot go back")
+            }
+        }
     }
 }
 
@@ -335,6 +379,11 @@ impl TrashDone {
         match volume.restore(&request.path) {
             Ok(RestoreOutcome::Restored { bytes }) => {
                 tracing::info!(path = %request.path, bytes, "restored from the trash");
+                self.restored.push(request.id);
+                true
+            }
+            // The sweep already brought it back, when a row referenced the path again.
+            Ok(RestoreOutcome::NotInTrash) if volume.holds(&request.path).unwrap_or(false) => {
                 self.restored.push(request.id);
                 true
             }

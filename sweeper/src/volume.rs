@@ -350,6 +350,15 @@ impl Volume {
         }
     }
 
+    /// Whether a regular file stands at `rel` (outside the trash), without following symlinks.
+    pub fn holds(&self, rel: &str) -> Result<bool, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        match self.find_dirs(dirs.iter().copied(), rel)? {
+            Some(parent) => Ok(file_size(&parent, name, rel)?.is_some()),
+            None => Ok(false),
+        }
+    }
+
     /// Deletes the trashed copy of `rel` for good; `AlreadyGone` when the trash holds none.
     pub fn purge_trashed(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
         let (dirs, name) = split_checked(rel)?;
@@ -600,15 +609,20 @@ impl Iterator for Walk {
 
     fn next(&mut self) -> Option<WalkItem> {
         loop {
-            let entry = match self.inner.next()? {
-                Ok(entry) => entry,
+            let item = match self.inner.next()? {
+                Ok(entry) if entry.depth() > 0 && !entry.file_type().is_dir() => self.item(&entry),
+                Ok(_) => continue,
                 Err(error) => {
                     let path = error.path().unwrap_or(&self.root).to_owned();
-                    return Some(WalkItem::Problem(walk_error(&self.root, error, &path)));
+                    WalkItem::Problem(walk_error(&self.root, error, &path))
                 }
             };
-            if entry.depth() > 0 && !entry.file_type().is_dir() {
-                return Some(self.item(&entry));
+            // A file deleted while the walk passes by (the sweeper at work) is
+            // simply not on the volume any more: no problem to report.
+            let vanished = matches!(&item, WalkItem::Problem(problem)
+                if problem.io_error().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound));
+            if !vanished {
+                return Some(item);
             }
         }
     }

@@ -235,9 +235,6 @@ fn concurrent_scan(volume: &Path, url: &str) -> usize {
 }
 
 #[test]
-#[ignore = "fails about one run in two: a deadlock aborts the sweeper's batch after it trashed files, \
-            leaving a referenced file in the trash (tests/RELIABILITY.md, scenario 1); \
-            run with --include-ignored"]
 fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
     let load = if soak() {
         Load {
