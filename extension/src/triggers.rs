@@ -66,15 +66,25 @@ fn tracked_columns(trigger: &PgTrigger<'_>) -> Result<Vec<TrackedColumn>, Filegc
     Ok(columns)
 }
 
+/// The table's schema-qualified name, for messages only: looking it up costs
+/// a catalog access the per-row path does not need.
+fn qualified_name(trigger: &PgTrigger<'_>) -> String {
+    format!(
+        "{}.{}",
+        trigger.table_schema().unwrap_or_default(),
+        trigger.table_name().unwrap_or_default()
+    )
+}
+
 /// The raw stored values of one column of a row.
 fn stored_values(
     row: &PgHeapTuple<'_, AllocatedByPostgres>,
     column: &TrackedColumn,
-    table: &str,
+    trigger: &PgTrigger<'_>,
 ) -> Result<Vec<String>, FilegcError> {
     let missing = |error| match error {
         TryFromDatumError::NoSuchAttributeName(_) => FilegcError::MissingColumn {
-            table: table.to_owned(),
+            table: qualified_name(trigger),
             column: column.name.clone(),
         },
         other => FilegcError::Datum(other),
@@ -119,14 +129,14 @@ fn references(
 fn row_values(
     row: Option<&PgHeapTuple<'_, AllocatedByPostgres>>,
     columns: &[TrackedColumn],
-    table: &str,
+    trigger: &PgTrigger<'_>,
 ) -> Result<Vec<(usize, Vec<String>)>, FilegcError> {
     match row {
         None => Ok(Vec::new()),
         Some(row) => columns
             .iter()
             .enumerate()
-            .map(|(index, column)| Ok((index, stored_values(row, column, table)?)))
+            .map(|(index, column)| Ok((index, stored_values(row, column, trigger)?)))
             .collect(),
     }
 }
@@ -173,11 +183,10 @@ fn record_invalid(
 #[pg_trigger]
 fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let columns = tracked_columns(trigger)?;
-    let table = format!("{}.{}", trigger.table_schema()?, trigger.table_name()?);
     let old = trigger.old();
     let new = trigger.new();
-    let old_values = row_values(old.as_ref(), &columns, &table)?;
-    let new_values = row_values(new.as_ref(), &columns, &table)?;
+    let old_values = row_values(old.as_ref(), &columns, trigger)?;
+    let new_values = row_values(new.as_ref(), &columns, trigger)?;
     if old.is_some() && new.is_some() && old_values == new_values {
         return Ok(None);
     }
@@ -191,7 +200,7 @@ fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         .filter(|v| !already_seen.contains(&v.value))
         .collect();
     if !invalid.is_empty() {
-        record_invalid(trigger.relid()?, &table, invalid)?;
+        record_invalid(trigger.relid()?, &qualified_name(trigger), invalid)?;
     }
 
     let removed: Vec<String> = old_paths.difference(&new_paths).cloned().collect();
