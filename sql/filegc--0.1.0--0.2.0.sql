@@ -170,7 +170,10 @@ BEGIN
             PERFORM pg_notify('filegc', 'restore');
         END IF;
     END IF;
-    PERFORM filegc.release_paths(removed);
+    -- An INSERT removes nothing: skip three function calls on the hot path.
+    IF coalesce(cardinality(removed), 0) > 0 THEN
+        PERFORM filegc.release_paths(removed);
+    END IF;
 END
 $$;
 
