@@ -232,16 +232,25 @@ application; the sweeper retries and says so in its log.")]
 Examples:
   filegc install-sql > filegc-portable.sql
   filegc install-sql --apply
+  filegc install-sql --upgrade-from 0.1.0 > filegc-upgrade.sql
 
 The portable install creates the same schema filegc as the extension (tables,
 views, functions, settings, the role filegc_sweeper), with the path rules and
 triggers in PL/pgSQL. Run it as the owner of the application's tables; it
 needs CREATEROLE unless the role filegc_sweeper exists already, and a
-superuser only for the event trigger that notices DROP TABLE.")]
+superuser only for the event trigger that notices DROP TABLE.
+
+Over an older portable install, --apply upgrades it in place: it runs the
+same upgrade scripts as ALTER EXTENSION filegc UPDATE, in one transaction,
+and keeps tombstones, settings and history. SELECT * FROM filegc.version()
+says which version is installed.")]
     InstallSql {
-        /// Run the script against the database, in one transaction, instead of printing it
+        /// Run the script against the database, in one transaction, instead of printing it (installs, or upgrades an older portable install)
         #[arg(long)]
         apply: bool,
+        /// Print the upgrade of a portable install of VERSION to this version instead of a new install
+        #[arg(long, value_name = "VERSION", conflicts_with = "apply")]
+        upgrade_from: Option<String>,
     },
 
     /// Print the removal of a portable install (its schema, triggers and indexes)

@@ -45,7 +45,22 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let refused = Ok(ExitCode::UsageOrRefused.into());
     // These touch only the database, so they need no volume.
     match cli.command {
-        Some(cli::Command::InstallSql { apply }) => {
+        Some(cli::Command::InstallSql {
+            apply,
+            upgrade_from: Some(from),
+        }) if !apply => {
+            return match portable::upgrade_script(&from) {
+                Ok(script) => {
+                    io::stdout().write_all(script.as_bytes())?;
+                    Ok(ExitCode::Success.into())
+                }
+                Err(why) => {
+                    eprintln!("filegc: {why}");
+                    refused
+                }
+            }
+        }
+        Some(cli::Command::InstallSql { apply, .. }) => {
             return portable_sql(cli.global.database_url, PortableScript::Install, apply)
                 .map(Into::into)
         }
@@ -125,12 +140,12 @@ fn portable_sql(
     script: PortableScript,
     apply: bool,
 ) -> anyhow::Result<ExitCode> {
-    let text = match script {
-        PortableScript::Install => portable::install_script(),
-        PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
-        PortableScript::Switch(to) => portable::switch_script(to),
-    };
     if !apply {
+        let text = match script {
+            PortableScript::Install => portable::install_script(),
+            PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
+            PortableScript::Switch(to) => portable::switch_script(to),
+        };
         io::stdout().write_all(text.as_bytes())?;
         return Ok(ExitCode::Success);
     }
@@ -147,48 +162,90 @@ fn portable_sql(
     runtime.block_on(async {
         let mut client = Db::connect_unchecked(&url).await?;
         let installed = portable::installed(&client).await?;
-        let refusal = match (script, &installed) {
-            (PortableScript::Switch(Engine::Portable), Installed::Extension(_))
-            | (PortableScript::Switch(Engine::Extension), Installed::Portable(_)) => None,
-            (PortableScript::Switch(_), Installed::Nothing) => Some(
-                "filegc is not installed in this database: there is nothing to move".to_owned(),
-            ),
-            (PortableScript::Switch(_), _) => {
-                println!("filegc already runs on that engine here; nothing to do");
+        let (text, done) = match portable_plan(script, &installed) {
+            PortablePlan::Run { script, done } => (script, done),
+            PortablePlan::NothingToDo(why) => {
+                println!("{why}");
                 return Ok(ExitCode::Success);
             }
-            (_, Installed::Extension(version)) => Some(format!(
-                "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it (remove the extension with DROP EXTENSION filegc CASCADE)"
-            )),
-            (PortableScript::Install, Installed::Portable(version)) if version == portable::VERSION => {
-                println!("filegc {version} (portable) is installed already; nothing to do");
-                return Ok(ExitCode::Success);
+            PortablePlan::Refuse(reason) => {
+                eprintln!("filegc: {reason}");
+                return Ok(ExitCode::UsageOrRefused);
             }
-            (PortableScript::Install, Installed::Portable(version)) => Some(format!(
-                "a portable filegc {version} is installed; this sweeper installs {} and cannot upgrade from {version}",
-                portable::VERSION
-            )),
-            (PortableScript::Uninstall, Installed::Nothing) => {
-                println!("filegc is not installed in this database; nothing to do");
-                return Ok(ExitCode::Success);
-            }
-            _ => None,
         };
-        if let Some(reason) = refusal {
-            eprintln!("filegc: {reason}");
-            return Ok(ExitCode::UsageOrRefused);
-        }
         let transaction = client.transaction().await.map_err(DbError::from)?;
-        transaction.batch_execute(&text).await.map_err(DbError::from)?;
+        transaction
+            .batch_execute(&text)
+            .await
+            .map_err(DbError::from)?;
         transaction.commit().await.map_err(DbError::from)?;
-        match script {
-            PortableScript::Install => println!("installed filegc {} (portable)", portable::VERSION),
-            PortableScript::Uninstall => println!("removed the portable filegc install"),
-            PortableScript::Switch(Engine::Extension) => println!("filegc now runs as the extension, with its data kept"),
-            PortableScript::Switch(Engine::Portable) => println!("filegc now runs as the portable install, with its data kept"),
-        }
+        println!("{done}");
         Ok(ExitCode::Success)
     })
+}
+
+/// What `--apply` does, given what the database has.
+#[derive(Debug, PartialEq)]
+enum PortablePlan {
+    Run { script: String, done: String },
+    NothingToDo(String),
+    Refuse(String),
+}
+
+fn portable_plan(script: PortableScript, installed: &Installed) -> PortablePlan {
+    let run = |script: String, done: String| PortablePlan::Run { script, done };
+    match (script, installed) {
+        (_, Installed::EmptySchema) => PortablePlan::Refuse(
+            "this database has a schema filegc without filegc in it (DROP EXTENSION leaves the schema behind): \
+             if it holds nothing you need, run DROP SCHEMA filegc CASCADE and try again"
+                .into(),
+        ),
+        (PortableScript::Switch(Engine::Portable), Installed::Extension(_)) => run(
+            portable::switch_script(Engine::Portable),
+            "filegc now runs as the portable install, with its data kept".into(),
+        ),
+        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) if version == portable::VERSION => run(
+            portable::switch_script(Engine::Extension),
+            "filegc now runs as the extension, with its data kept".into(),
+        ),
+        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) => PortablePlan::Refuse(format!(
+            "the portable install is at {version}: upgrade it first with `filegc install-sql --apply`, then switch"
+        )),
+        (PortableScript::Switch(_), Installed::Nothing) => PortablePlan::Refuse(
+            "filegc is not installed in this database: there is nothing to move".into(),
+        ),
+        (PortableScript::Switch(_), _) => {
+            PortablePlan::NothingToDo("filegc already runs on that engine here; nothing to do".into())
+        }
+        (_, Installed::Extension(version)) => PortablePlan::Refuse(format!(
+            "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it \
+             (upgrade the extension with ALTER EXTENSION filegc UPDATE, or move with `filegc switch-engine --to portable`)"
+        )),
+        (PortableScript::Install, Installed::Nothing) => run(
+            portable::install_script(),
+            format!("installed filegc {} (portable)", portable::VERSION),
+        ),
+        (PortableScript::Install, Installed::Portable(version)) if version == portable::VERSION => {
+            PortablePlan::NothingToDo(format!("filegc {version} (portable) is installed already; nothing to do"))
+        }
+        (PortableScript::Install, Installed::Portable(version)) => match portable::upgrade_script(version) {
+            Ok(script) => run(
+                script,
+                format!(
+                    "upgraded the portable filegc from {version} to {}, with its data kept",
+                    portable::VERSION
+                ),
+            ),
+            Err(why) => PortablePlan::Refuse(why.to_string()),
+        },
+        (PortableScript::Uninstall, Installed::Nothing) => {
+            PortablePlan::NothingToDo("filegc is not installed in this database; nothing to do".into())
+        }
+        (PortableScript::Uninstall, Installed::Portable(_)) => run(
+            portable::UNINSTALL_SCRIPT.to_owned(),
+            "removed the portable filegc install".into(),
+        ),
+    }
 }
 
 /// The interactive menu on the terminal.
@@ -368,5 +425,54 @@ fn init_logging(format: LogFormat, level: LogLevel) {
     match format {
         LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_portable_install_is_upgraded_and_a_newer_one_refused() {
+        let PortablePlan::Run { script, done } = portable_plan(
+            PortableScript::Install,
+            &Installed::Portable("0.1.0".into()),
+        ) else {
+            panic!("an older portable install must be upgraded");
+        };
+        assert_eq!(script, portable::upgrade_script("0.1.0").unwrap());
+        assert!(done.contains("from 0.1.0"), "{done}");
+
+        let PortablePlan::Refuse(why) = portable_plan(
+            PortableScript::Install,
+            &Installed::Portable("9.0.0".into()),
+        ) else {
+            panic!("a newer install must be left alone");
+        };
+        assert!(why.contains("newer"), "{why}");
+    }
+
+    #[test]
+    fn nothing_is_installed_over_the_extension_or_a_leftover_schema() {
+        for installed in [Installed::Extension("0.2.0".into()), Installed::EmptySchema] {
+            for script in [PortableScript::Install, PortableScript::Uninstall] {
+                assert!(
+                    matches!(portable_plan(script, &installed), PortablePlan::Refuse(_)),
+                    "{script:?} over {installed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_switch_to_the_extension_waits_for_the_portable_upgrade() {
+        let plan = portable_plan(
+            PortableScript::Switch(Engine::Extension),
+            &Installed::Portable("0.1.0".into()),
+        );
+        assert!(
+            matches!(&plan, PortablePlan::Refuse(why) if why.contains("install-sql --apply")),
+            "{plan:?}"
+        );
     }
 }

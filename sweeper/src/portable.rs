@@ -2,44 +2,111 @@
 //! PostgreSQL that cannot load it (most managed services). Only the path
 //! rules and the triggers differ (PL/pgSQL instead of Rust); every other
 //! statement comes from the files the extension includes, in the same order.
+//!
+//! A portable install records its version in `filegc.portable_install`. A
+//! newer sweeper upgrades it in place by running the releases after that
+//! version, exactly the upgrade scripts `ALTER EXTENSION filegc UPDATE` runs,
+//! so tombstones, settings and history stay where they are.
 
 use crate::db::DbError;
 
 /// The version of filegc this sweeper installs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The statements of the portable install, in order: the first release's
-/// files, the portable engine, then every upgrade script.
-const PARTS: &[(&str, &str)] = &[
-    ("schema.sql", include_str!("../../sql/schema.sql")),
-    (
-        "portable/ref_path.sql",
-        include_str!("../../sql/portable/ref_path.sql"),
-    ),
-    (
-        "portable/triggers.sql",
-        include_str!("../../sql/portable/triggers.sql"),
-    ),
-    ("references.sql", include_str!("../../sql/references.sql")),
-    (
-        "filegc--0.1.0--0.2.0.sql",
-        include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
-    ),
+/// The statements one release adds to the one before it.
+struct Release {
+    version: &'static str,
+    parts: &'static [(&'static str, &'static str)],
+}
+
+/// Every release in order. The first one is the extension's first release
+/// with the portable engine in place of the Rust one; each later release is
+/// the extension's upgrade script, plus any change of the portable engine
+/// (which then goes in a file of its own under sql/portable/).
+const RELEASES: &[Release] = &[
+    Release {
+        version: "0.1.0",
+        parts: &[
+            ("schema.sql", include_str!("../../sql/schema.sql")),
+            (
+                "portable/ref_path.sql",
+                include_str!("../../sql/portable/ref_path.sql"),
+            ),
+            (
+                "portable/triggers.sql",
+                include_str!("../../sql/portable/triggers.sql"),
+            ),
+            ("references.sql", include_str!("../../sql/references.sql")),
+        ],
+    },
+    Release {
+        version: "0.2.0",
+        parts: &[(
+            "filegc--0.1.0--0.2.0.sql",
+            include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
+        )],
+    },
 ];
+
+/// A version this sweeper has no script for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownRelease {
+    /// A version that never was a release, or one too old for this sweeper.
+    #[error("filegc {0} is not a release this sweeper knows (it knows {known})", known = known_versions())]
+    Unknown(String),
+    /// A version later than this sweeper's.
+    #[error("filegc {0} is newer than this sweeper's {VERSION}: use a newer filegc binary")]
+    Newer(String),
+}
+
+fn known_versions() -> String {
+    RELEASES
+        .iter()
+        .map(|release| release.version)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The numbers of a dotted version, which order releases.
+fn numbers_of(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|number| number.parse().unwrap_or(0))
+        .collect()
+}
+
+fn release_index(version: &str) -> Option<usize> {
+    RELEASES
+        .iter()
+        .position(|release| release.version == version)
+}
+
+fn append_parts(script: &mut String, releases: &[Release]) {
+    for release in releases {
+        for (name, text) in release.parts {
+            script.push_str(&format!("\n-- sql/{name}\n{text}\n"));
+        }
+    }
+}
 
 /// The script `filegc install-sql` prints and `--apply` runs in one transaction.
 pub fn install_script() -> String {
+    install_script_of(VERSION).expect("the sweeper's own version is a release")
+}
+
+/// A new portable install of one release, as that release would have
+/// installed it; upgrading from an older install starts from here.
+pub fn install_script_of(version: &str) -> Result<String, UnknownRelease> {
+    let last = release_index(version).ok_or_else(|| UnknownRelease::Unknown(version.to_owned()))?;
     let mut script = format!(
-        "-- filegc {VERSION}, portable install: run it as the owner of the application's tables.\n\
+        "-- filegc {version}, portable install: run it as the owner of the application's tables.\n\
          CREATE SCHEMA filegc;\n"
     );
-    for (name, text) in PARTS {
-        script.push_str(&format!("\n-- sql/{name}\n{text}\n"));
-    }
+    append_parts(&mut script, &RELEASES[..=last]);
     script.push_str(&format!(
         "\n-- The portable install records its version; filegc.version() reads it.\n\
          CREATE TABLE filegc.portable_install (version text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());\n\
-         INSERT INTO filegc.portable_install (version) VALUES ('{VERSION}');\n\
+         INSERT INTO filegc.portable_install (version) VALUES ('{version}');\n\
          -- Keeping filegc.tracked in step with DROP TABLE needs an event trigger, which needs a superuser.\n\
          DO $$ BEGIN\n\
              IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN\n\
@@ -49,7 +116,34 @@ pub fn install_script() -> String {
              END IF;\n\
          END $$;\n"
     ));
-    script
+    Ok(script)
+}
+
+/// The script that takes a portable install of `from` to this sweeper's
+/// version in place: the releases after `from`, then the new version number.
+pub fn upgrade_script(from: &str) -> Result<String, UnknownRelease> {
+    let installed = release_index(from).ok_or_else(|| {
+        if numbers_of(from) > numbers_of(VERSION) {
+            UnknownRelease::Newer(from.to_owned())
+        } else {
+            UnknownRelease::Unknown(from.to_owned())
+        }
+    })?;
+    let current = release_index(VERSION).expect("the sweeper's own version is a release");
+    let mut script = format!(
+        "-- filegc portable install: upgrade from {from} to {VERSION}, in place; run it as the owner of the application's tables.\n\
+         -- Fails at once if the installed version is not {from}.\n\
+         DO $$ BEGIN\n\
+             IF (SELECT version FROM filegc.portable_install) IS DISTINCT FROM '{from}' THEN\n\
+                 RAISE EXCEPTION 'filegc: this script upgrades a portable install of {from}, and this database has %', (SELECT version FROM filegc.portable_install);\n\
+             END IF;\n\
+         END $$;\n"
+    );
+    append_parts(&mut script, &RELEASES[installed + 1..=current]);
+    script.push_str(&format!(
+        "\nUPDATE filegc.portable_install SET version = '{VERSION}', installed_at = now();\n"
+    ));
+    Ok(script)
 }
 
 /// The script `filegc uninstall-sql` prints: the schema with everything in
@@ -131,27 +225,35 @@ pub enum Installed {
     Extension(String),
     /// A portable install of this version.
     Portable(String),
+    /// A schema `filegc` that holds no install, as `DROP EXTENSION` leaves it.
+    EmptySchema,
 }
 
-/// Finds out which filegc, if any, a database has.
+/// Finds out which filegc, if any, a database has. It does not call
+/// `filegc.version()`, which older installs may lack.
 pub async fn installed(client: &tokio_postgres::Client) -> Result<Installed, DbError> {
-    let has_schema: bool = client
+    let row = client
         .query_one(
-            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'filegc')",
+            "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'filegc'),
+                    EXISTS (SELECT FROM pg_namespace WHERE nspname = 'filegc'),
+                    to_regclass('filegc.portable_install') IS NOT NULL",
             &[],
         )
-        .await?
-        .get(0);
-    if !has_schema {
-        return Ok(Installed::Nothing);
-    }
-    let row = client
-        .query_one("SELECT engine, version FROM filegc.version()", &[])
         .await?;
-    let version: String = row.get(1);
-    Ok(match row.get::<_, &str>(0) {
-        "extension" => Installed::Extension(version),
-        _ => Installed::Portable(version),
+    if let Some(version) = row.get::<_, Option<String>>(0) {
+        return Ok(Installed::Extension(version));
+    }
+    if row.get::<_, bool>(2) {
+        let version = client
+            .query_one("SELECT version FROM filegc.portable_install", &[])
+            .await?
+            .get(0);
+        return Ok(Installed::Portable(version));
+    }
+    Ok(if row.get::<_, bool>(1) {
+        Installed::EmptySchema
+    } else {
+        Installed::Nothing
     })
 }
 
@@ -176,7 +278,7 @@ mod tests {
     #[test]
     fn the_script_has_every_part_once_and_nothing_only_the_extension_may_run() {
         let script = install_script();
-        for (name, _) in PARTS {
+        for (name, _) in RELEASES.iter().flat_map(|release| release.parts) {
             assert_eq!(
                 script.matches(&format!("-- sql/{name}\n")).count(),
                 1,
@@ -189,5 +291,54 @@ mod tests {
         );
         assert!(!script.contains("MODULE_PATHNAME"), "no C functions");
         assert!(script.contains("INSERT INTO filegc.portable_install (version) VALUES ('0.2.0')"));
+    }
+
+    #[test]
+    fn the_last_release_is_the_version_this_sweeper_installs() {
+        assert_eq!(
+            RELEASES.last().map(|release| release.version),
+            Some(VERSION)
+        );
+    }
+
+    #[test]
+    fn an_upgrade_runs_only_the_releases_after_the_installed_one() {
+        let script = upgrade_script("0.1.0").unwrap();
+        assert!(script.contains("-- sql/filegc--0.1.0--0.2.0.sql\n"));
+        assert!(
+            !script.contains("-- sql/schema.sql\n"),
+            "the first release is there already"
+        );
+        assert!(!script.contains("CREATE SCHEMA filegc;"));
+        assert!(script.ends_with(&format!(
+            "UPDATE filegc.portable_install SET version = '{VERSION}', installed_at = now();\n"
+        )));
+
+        let nothing_to_run = upgrade_script(VERSION).unwrap();
+        assert!(!nothing_to_run.contains("-- sql/"));
+    }
+
+    #[test]
+    fn an_older_release_installs_without_the_later_scripts() {
+        let script = install_script_of("0.1.0").unwrap();
+        assert!(script.contains("-- sql/references.sql\n"));
+        assert!(!script.contains("-- sql/filegc--0.1.0--0.2.0.sql\n"));
+        assert!(script.contains("INSERT INTO filegc.portable_install (version) VALUES ('0.1.0')"));
+    }
+
+    #[test]
+    fn versions_without_a_script_are_refused_with_the_reason() {
+        assert_eq!(
+            upgrade_script("0.0.9"),
+            Err(UnknownRelease::Unknown("0.0.9".into()))
+        );
+        assert!(install_script_of("9.9.9").is_err());
+        assert_eq!(
+            upgrade_script("0.10.0"),
+            Err(UnknownRelease::Newer("0.10.0".into())),
+            "versions order by number, not by text"
+        );
+        let unknown = UnknownRelease::Unknown("0.0.9".into()).to_string();
+        assert!(unknown.contains("0.1.0, 0.2.0"), "{unknown}");
     }
 }

@@ -1,8 +1,11 @@
 //! Upgrades: a database that installed an older release and ran
-//! `ALTER EXTENSION filegc UPDATE` must end up with exactly the schema of a
+//! `ALTER EXTENSION filegc UPDATE` (or, for the portable install,
+//! `filegc install-sql --apply`) must end up with exactly the schema of a
 //! new install, with its data intact; released scripts never change.
 
+use filegc_sweeper::portable;
 use filegc_tests::cluster;
+use filegc_tests::sweeper::filegc_bin;
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,15 +77,9 @@ fn updating_from_the_first_release_gives_the_schema_of_a_new_install() {
         .unwrap_or_else(|e| {
             panic!("installing {FIRST_RELEASE} (is sql/archive installed? run make install): {e}")
         });
+    client.batch_execute(OPERATOR_DATA).unwrap();
     client
-        .batch_execute(
-            "CREATE TABLE photos (id int, image_path text);
-             SELECT filegc.track('photos', 'image_path', '{/app/facial_evaluations/}');
-             INSERT INTO photos VALUES (1, 'a.jpg'), (2, 'b.jpg'), (3, '/etc/passwd');
-             DELETE FROM photos WHERE id = 1;
-             UPDATE filegc.settings SET value = '2 hours' WHERE name = 'orphan_min_age';
-             ALTER EXTENSION filegc UPDATE;",
-        )
+        .batch_execute("ALTER EXTENSION filegc UPDATE")
         .unwrap();
     let version: String = client
         .query_one(
@@ -102,7 +99,21 @@ fn updating_from_the_first_release_gives_the_schema_of_a_new_install() {
     assert_eq!(version, fresh_version);
 
     let upgraded = schema_signature(&mut client);
-    let differences: Vec<String> = fresh
+    let differences = differences(&fresh, &upgraded);
+    assert!(
+        differences.is_empty(),
+        "upgraded schema differs:\n{}",
+        differences.join("\n")
+    );
+    assert_operator_data_kept(&mut client);
+}
+
+/// The differences between two schema signatures, one line per object.
+fn differences(
+    fresh: &BTreeMap<String, String>,
+    upgraded: &BTreeMap<String, String>,
+) -> Vec<String> {
+    fresh
         .keys()
         .chain(upgraded.keys())
         .filter(|key| fresh.get(*key) != upgraded.get(*key))
@@ -113,24 +124,29 @@ fn updating_from_the_first_release_gives_the_schema_of_a_new_install() {
                 upgraded.get(key)
             )
         })
-        .collect();
-    assert!(
-        differences.is_empty(),
-        "upgraded schema differs:\n{}",
-        differences.join("\n")
-    );
+        .collect()
+}
 
-    let kept: (i64, i64, String) = {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM filegc.pending WHERE path = 'a.jpg'),
-                        (SELECT count(*) FROM filegc.invalid_refs),
-                        filegc.setting('orphan_min_age')",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    };
+/// Some data of every kind an upgrade must keep: a tombstone, an invalid
+/// reference, a changed setting and a tracked column.
+const OPERATOR_DATA: &str = "
+    CREATE TABLE photos (id int, image_path text);
+    SELECT filegc.track('photos', 'image_path', '{/app/facial_evaluations/}');
+    INSERT INTO photos VALUES (1, 'a.jpg'), (2, 'b.jpg'), (3, '/etc/passwd');
+    DELETE FROM photos WHERE id = 1;
+    UPDATE filegc.settings SET value = '2 hours' WHERE name = 'orphan_min_age';";
+
+/// Checks that the data of OPERATOR_DATA survived and the triggers still work.
+fn assert_operator_data_kept(client: &mut Client) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM filegc.pending WHERE path = 'a.jpg'),
+                    (SELECT count(*) FROM filegc.invalid_refs),
+                    filegc.setting('orphan_min_age')",
+            &[],
+        )
+        .unwrap();
+    let kept: (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(
         kept,
         (1, 1, "2 hours".to_owned()),
@@ -145,6 +161,67 @@ fn updating_from_the_first_release_gives_the_schema_of_a_new_install() {
         .unwrap()
         .get(0);
     assert_eq!(pending, 1, "the triggers keep working after the update");
+}
+
+fn run_filegc(args: &[&str]) -> String {
+    let output = std::process::Command::new(filegc_bin())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("running filegc");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "filegc {args:?}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn install_sql_upgrades_an_older_portable_install_in_place() {
+    let fresh_db = cluster().create_plain_database();
+    let mut fresh_client = fresh_db.connect();
+    fresh_client
+        .batch_execute(&portable::install_script())
+        .unwrap();
+    let fresh = schema_signature(&mut fresh_client);
+
+    let old_db = cluster().create_plain_database();
+    let mut client = old_db.connect();
+    client
+        .batch_execute(&portable::install_script_of(FIRST_RELEASE).unwrap())
+        .unwrap();
+    client.batch_execute(OPERATOR_DATA).unwrap();
+
+    let said = run_filegc(&["install-sql", "--apply", "--database-url", &old_db.url()]);
+    assert!(
+        said.contains(&format!("from {FIRST_RELEASE} to {}", portable::VERSION)),
+        "{said}"
+    );
+    let version: (String, String) = {
+        let row = client
+            .query_one("SELECT engine, version FROM filegc.version()", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        version,
+        ("portable".to_owned(), portable::VERSION.to_owned())
+    );
+
+    let upgraded = schema_signature(&mut client);
+    let differences = differences(&fresh, &upgraded);
+    assert!(
+        differences.is_empty(),
+        "upgraded portable schema differs:\n{}",
+        differences.join("\n")
+    );
+    assert_operator_data_kept(&mut client);
+
+    let again = run_filegc(&["install-sql", "--apply", "--database-url", &old_db.url()]);
+    assert!(again.contains("nothing to do"), "{again}");
 }
 
 #[test]
