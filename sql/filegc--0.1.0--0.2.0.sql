@@ -205,9 +205,56 @@ SELECT DISTINCT filegc.file_name(replace(value, '\', '/')) AS file_name
 COMMENT ON VIEW filegc.protected_names IS
     'File names that an invalid reference (filegc.invalid_refs) may mean; such files are never orphans';
 
--- The inner query computes each file's flags once (OFFSET 0 keeps the
--- planner from copying the expressions into every aggregate that uses them);
--- the parsed name parts are computed only when a query asks for them.
+-- A stored value's path is computed once per row: a flattened subquery
+-- would repeat the expression in the select list and in the filter.
+CREATE OR REPLACE FUNCTION filegc.reference_rows_query(tbl regclass, columns filegc.tracked[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(
+               format(CASE WHEN t.is_array
+                           THEN 'SELECT unnest(%s), %L FROM %s'
+                           ELSE 'SELECT p, %2$L FROM (SELECT %1$s AS p FROM %3$s OFFSET 0) AS s WHERE p IS NOT NULL' END,
+                      filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
+                      format('%s.%I', tbl, t.column_name), tbl),
+               ' UNION ALL ')
+      FROM unnest(columns) AS t
+$$;
+
+-- Every path on the volume or in a row, in one pass: the inventory and the
+-- references meet in one full join, so that the statistics count the files
+-- and the references to files that are not there without computing the
+-- references twice. The inner query computes each flag once (OFFSET 0 keeps
+-- the planner from copying the expressions into every aggregate that uses
+-- them).
+CREATE VIEW filegc.path_states AS
+SELECT f.path,
+       f.on_volume,
+       f.size_bytes,
+       f.modified_at,
+       f.first_seen_at,
+       f.referenced,
+       f.refcount,
+       f.managed,
+       f.orphan,
+       (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
+  FROM (SELECT coalesce(i.path, r.path) AS path,
+               (i.path IS NOT NULL) AS on_volume,
+               i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
+               (r.path IS NOT NULL) AS referenced,
+               coalesce(r.refcount, 0) AS refcount,
+               coalesce(i.path ~* cfg.managed, false) AS managed,
+               coalesce(r.path IS NULL
+                        AND i.path ~* cfg.managed
+                        AND filegc.file_name(i.path) NOT IN (SELECT file_name FROM filegc.protected_names), false) AS orphan
+          FROM (SELECT filegc.managed_regex() AS managed,
+                       filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
+         CROSS JOIN (filegc.inventory i
+                     FULL JOIN (SELECT rr.path, count(*) AS refcount FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
+                       ON r.path = i.path)
+        OFFSET 0) AS f;
+COMMENT ON VIEW filegc.path_states IS
+    'Every path on the volume (on_volume) or referenced by a row, with the flags filegc.files shows; read filegc.files and filegc.missing instead';
+
+-- The parsed name parts are computed only when a query asks for them.
 CREATE VIEW filegc.files AS
 SELECT f.path,
        f.size_bytes,
@@ -220,20 +267,9 @@ SELECT f.path,
        lower(substring(f.path FROM '\.([^./]+)$')) AS ext,
        f.managed,
        f.orphan,
-       (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
-  FROM (SELECT i.path, i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
-               (r.path IS NOT NULL) AS referenced,
-               coalesce(r.refcount, 0) AS refcount,
-               (i.path ~* cfg.managed) AS managed,
-               (r.path IS NULL
-                AND i.path ~* cfg.managed
-                AND filegc.file_name(i.path) NOT IN (SELECT file_name FROM filegc.protected_names)) AS orphan
-          FROM filegc.inventory i
-         CROSS JOIN (SELECT filegc.managed_regex() AS managed,
-                            filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
-          LEFT JOIN (SELECT rr.path, count(*) AS refcount FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
-            ON r.path = i.path
-        OFFSET 0) AS f;
+       f.eligible
+  FROM filegc.path_states f
+ WHERE f.on_volume;
 COMMENT ON VIEW filegc.files IS
     'Every file of the latest scan: whether rows reference it, the user id and kind parsed from its name, whether filegc manages it, and whether it is an (eligible) orphan';
 
@@ -284,11 +320,12 @@ WITH latest_report AS (
            coalesce(sum(size_bytes) FILTER (WHERE orphan), 0)::bigint AS orphaned_bytes,
            count(*) FILTER (WHERE eligible) AS eligible_orphan_files,
            count(*) FILTER (WHERE managed AND NOT referenced AND NOT orphan) AS protected_files,
-           count(*) FILTER (WHERE NOT managed) AS unmanaged_files,
-           coalesce(sum(size_bytes) FILTER (WHERE NOT managed), 0)::bigint AS unmanaged_bytes,
+           count(*) FILTER (WHERE on_volume AND NOT managed) AS unmanaged_files,
+           coalesce(sum(size_bytes) FILTER (WHERE on_volume AND NOT managed), 0)::bigint AS unmanaged_bytes,
            min(modified_at) FILTER (WHERE managed) AS oldest_modified_at,
-           max(modified_at) FILTER (WHERE managed) AS newest_modified_at
-      FROM filegc.files
+           max(modified_at) FILTER (WHERE managed) AS newest_modified_at,
+           count(*) FILTER (WHERE NOT on_volume) AS references_not_on_volume
+      FROM filegc.path_states
 ), pending_totals AS (
     SELECT count(*) AS pending_deletions, coalesce(sum(size_bytes), 0)::bigint AS pending_bytes FROM filegc.pending
 ), thresholds AS (
@@ -304,7 +341,8 @@ SELECT r.volume_path,
        f.orphaned_files,
        f.orphaned_bytes,
        f.eligible_orphan_files,
-       (SELECT count(*) FROM filegc.missing) AS missing_refs,
+       CASE WHEN EXISTS (SELECT FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL)
+            THEN f.references_not_on_volume ELSE 0 END AS missing_refs,
        (SELECT count(*) FROM filegc.invalid_refs) AS invalid_refs,
        f.protected_files,
        p.pending_deletions,
