@@ -3,7 +3,7 @@
 #   make demo            the whole system on a sample volume (KEEP=1 keeps its PostgreSQL)
 #   make demo-menu       the interactive menu against the demo
 #   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
-#   make install         build the extension and install it into $(PG_CONFIG)
+#   make install         build the extension (release) and install it into $(PG_CONFIG)
 #   make lint            rustfmt and clippy, warnings are errors
 #   make bench-sql       the SQL surface at 1,000,000 files and references
 
@@ -26,6 +26,8 @@ endif
 export FILEGC_PG_CONFIG := $(PG_CONFIG)
 export FILEGC_PG18_DIR := $(PG18_DIR)
 
+PROFILE ?= release
+
 FILES ?= 1000000
 REFERENCES ?= 1000000
 RUNS ?= 3
@@ -39,12 +41,10 @@ build: setup
 	cargo build --workspace --exclude filegc
 	cd extension && cargo pgrx schema pg$(PG) >/dev/null
 
-# cargo pgrx install copies the current version's script and the upgrade
-# scripts; the scripts of released versions let `ALTER EXTENSION ... UPDATE`
-# be tested from them.
+# A release build by default (PROFILE=debug for a quicker build); the
+# Railway database image runs the same script.
 install: setup
-	cd extension && cargo pgrx install $(INSTALL_PROFILE) --pg-config "$(PG_CONFIG)" --no-default-features --features pg$(PG)
-	install -m 644 sql/archive/filegc--*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+	scripts/install-extension.sh "$(PG_CONFIG)" $(PROFILE)
 
 test: setup test-unit test-extension test-integration
 
