@@ -11,11 +11,27 @@
 
 ALTER TABLE filegc.setting_defaults DROP CONSTRAINT setting_defaults_kind_check;
 ALTER TABLE filegc.setting_defaults
-    ADD CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text', 'patterns'));
+    ADD CONSTRAINT setting_defaults_kind_check CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text', 'patterns',
+                                                               'boolean', 'window', 'url', 'integer_or_off'));
 
 INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VALUES
     ('managed_patterns', '*.png,*.jpg,*.jpeg,*.webp', 'patterns',
      'Comma-separated file-name patterns (* and ?, case-insensitive) of the files filegc manages; orphan and age cleanups consider only these');
+
+-- The maintenance policies `filegc run` applies.
+INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VALUES
+    ('orphan_cleanup_interval', '1 day', 'interval',
+     'How often filegc run cleans up the eligible orphans (filegc.cleanup_orphans without force, so the circuit breaker applies), and runs the retention cleanup when retention_days is set; 0 turns both off'),
+    ('retention_days', 'off', 'integer_or_off',
+     'filegc run deletes managed images older than this many days (filegc.cleanup_older_than without force), as often as orphan_cleanup_interval; off keeps them'),
+    ('retention_include_referenced', 'false', 'boolean',
+     'Whether the retention cleanup also deletes old images that rows still reference (they then show in filegc.missing)'),
+    ('maintenance_window', 'any', 'window',
+     'When filegc run may start the orphan and retention cleanups: any, or HH:MM-HH:MM in UTC such as 02:00-05:00 (22:00-04:00 spans midnight)'),
+    ('alert_webhook_url', 'off', 'url',
+     'An http:// or https:// URL that filegc run POSTs {"level","previous_level","used_pct","volume","host"} to when the alert level rises or falls; off sends nothing'),
+    ('emergency_cleanup', 'true', 'boolean',
+     'When the alert level reaches emergency, filegc run empties the trash, then deletes the eligible orphans (never a referenced file)');
 
 CREATE OR REPLACE FUNCTION filegc.validate_setting(setting_name text, proposed text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -63,6 +79,33 @@ BEGIN
             RAISE EXCEPTION 'filegc: setting "%" takes comma-separated file-name patterns, not "%"', setting_name, proposed
                 USING HINT = 'For example ''*.png,*.jpg,*.jpeg,*.webp''.';
         END IF;
+    WHEN 'boolean' THEN
+        IF lower(trim(proposed)) NOT IN ('true', 'false', 'on', 'off') THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes true or false, not "%"', setting_name, proposed
+                USING HINT = 'on and off are accepted too.';
+        END IF;
+    WHEN 'integer_or_off' THEN
+        -- At most nine digits: the value becomes an integer.
+        IF lower(trim(proposed)) <> 'off' AND trim(proposed) !~ '^0*[1-9][0-9]{0,8}$' THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of at least 1, or off, not "%"', setting_name, proposed
+                USING HINT = 'For example ''90'', or ''off'' to turn it off.';
+        END IF;
+    WHEN 'window' THEN
+        IF lower(trim(proposed)) <> 'any' THEN
+            IF trim(proposed) !~ '^([01][0-9]|2[0-3]):[0-5][0-9]\s*-\s*([01][0-9]|2[0-3]):[0-5][0-9]$' THEN
+                RAISE EXCEPTION 'filegc: setting "%" takes any or a time range HH:MM-HH:MM in UTC, not "%"', setting_name, proposed
+                    USING HINT = 'For example ''02:00-05:00'', or ''22:00-04:00'' across midnight.';
+            END IF;
+            IF trim(split_part(proposed, '-', 1)) = trim(split_part(proposed, '-', 2)) THEN
+                RAISE EXCEPTION 'filegc: setting "%" is an empty window: "%" ends when it starts', setting_name, proposed
+                    USING HINT = 'Use ''any'' to allow every time of day.';
+            END IF;
+        END IF;
+    WHEN 'url' THEN
+        IF lower(trim(proposed)) <> 'off' AND trim(proposed) !~* '^https?://[^/?#\s]+([/?#]\S*)?$' THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes an http:// or https:// URL, or off, not "%"', setting_name, proposed
+                USING HINT = 'For example ''https://hooks.example.com/filegc''.';
+        END IF;
     ELSE
         NULL;
     END CASE;
@@ -102,7 +145,7 @@ $$;
 
 CREATE TABLE filegc.runs (
     id bigserial PRIMARY KEY,
-    kind text NOT NULL CHECK (kind IN ('scan', 'sweep', 'purge')),
+    kind text NOT NULL CHECK (kind IN ('scan', 'sweep', 'purge', 'orphan_cleanup', 'retention_cleanup')),
     worker text NOT NULL,
     volume_path text,
     started_at timestamptz NOT NULL DEFAULT now(),
@@ -112,7 +155,7 @@ CREATE TABLE filegc.runs (
     bytes_freed bigint NOT NULL DEFAULT 0,
     errors bigint NOT NULL DEFAULT 0
 );
-COMMENT ON TABLE filegc.runs IS 'Every scan, sweep and trash purge a sweeper ran; read filegc.sweeps';
+COMMENT ON TABLE filegc.runs IS 'Every scan, sweep, trash purge and scheduled cleanup a sweeper ran; read filegc.sweeps';
 CREATE INDEX runs_kind_finished ON filegc.runs (kind, finished_at);
 
 -- The files of the latest complete scan.
@@ -306,7 +349,7 @@ COMMENT ON VIEW filegc.deletions IS
 CREATE VIEW filegc.sweeps AS
 SELECT id, kind, worker, volume_path, started_at, finished_at, files_seen, files_deleted, bytes_freed, errors
   FROM filegc.runs;
-COMMENT ON VIEW filegc.sweeps IS 'The history of scans, sweeps and trash purges';
+COMMENT ON VIEW filegc.sweeps IS 'The history of scans, sweeps, trash purges and scheduled cleanups (orphan_cleanup, retention_cleanup: files_seen counts the files scheduled)';
 
 CREATE VIEW filegc.storage_stats AS
 WITH latest_report AS (

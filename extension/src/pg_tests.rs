@@ -559,6 +559,6 @@ mod tests {
             one::<String>("SELECT filegc.setting('orphan_min_age')"),
             Some("1 hour".to_owned())
         );
-        assert_eq!(count("SELECT count(*) FROM filegc.settings"), 10);
+        assert_eq!(count("SELECT count(*) FROM filegc.settings"), 16);
     }
 }
