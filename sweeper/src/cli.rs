@@ -224,7 +224,12 @@ Examples:
 With `-- CMD ARGS...`, filegc starts the application, passes SIGTERM and
 SIGINT on to it, and exits with its exit status: this is how it rides along
 inside a Railway service. A database that is down never stops the
-application; the sweeper retries and says so in its log.")]
+application; the sweeper retries and says so in its log.
+
+It also applies the maintenance policies set in the database (see
+`SELECT name, value, description FROM filegc.settings`): scheduled orphan and
+retention cleanups inside maintenance_window, alerts to alert_webhook_url when
+the alert level changes, and the emergency cleanup.")]
     Run(RunArgs),
 
     /// Print the portable install: filegc for a PostgreSQL that cannot load the extension

@@ -6,6 +6,11 @@
 //! database that is down or restarting is retried with backoff and never
 //! ends the run. [`supervise`] adds the application as a child process whose
 //! signals and exit status pass through.
+//!
+//! It also applies the maintenance policies the database's settings hold
+//! (decided in [`crate::maintenance`]): scheduled orphan and retention
+//! cleanups inside the maintenance window, the alert webhook, and the
+//! emergency cleanup when the volume reaches the emergency level.
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
@@ -16,13 +21,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
-use crate::config::{ChildCommand, DatabaseUrl, Removal, RunOptions};
-use crate::db::{Db, DbError};
+use chrono::{DateTime, Utc};
+
+use crate::config::{ChildCommand, DatabaseUrl, Environment, Removal, RunOptions};
+use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
+use crate::maintenance::{self, LevelChange, Policies};
 use crate::progress::Progress;
 use crate::scan::{report_capacity, scan, ScanOptions};
-use crate::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
+use crate::sweep::{sweep, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE};
 use crate::units::format_duration;
-use crate::volume::Volume;
+use crate::volume::{RemoveOutcome, Volume};
+use crate::webhook::{Alert, Notifier};
 
 /// The first wait before reconnecting to the database.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -163,6 +172,19 @@ struct Sweeper<'a> {
     stop: watch::Receiver<bool>,
     next_scan: Instant,
     alert_level: String,
+    /// The maintenance policies as last read; none before the first read.
+    policies: Option<Policies>,
+    /// The database's clock when the policies were last read.
+    policies_read_at: DateTime<Utc>,
+    /// Why the policies could not be read last time, so that it is said once.
+    policy_problem: Option<String>,
+    /// Whether this run has finished a scan: the cleanups work on the inventory it made.
+    scanned: bool,
+    /// The level reached emergency and its cleanup waits for a scan of this run.
+    emergency_pending: bool,
+    notifier: Notifier,
+    /// The host name the alerts carry.
+    host: String,
 }
 
 impl<'a> Sweeper<'a> {
@@ -171,7 +193,17 @@ impl<'a> Sweeper<'a> {
             settings,
             stop,
             next_scan: Instant::now(),
+            // A sweeper that starts on a full volume says so, and alerts, at its first report.
             alert_level: "ok".into(),
+            policies: None,
+            policies_read_at: DateTime::<Utc>::MIN_UTC,
+            policy_problem: None,
+            scanned: false,
+            emergency_pending: false,
+            notifier: Notifier::start(),
+            host: Environment::from_process()
+                .host_name
+                .unwrap_or_else(|| settings.worker.clone()),
         }
     }
 
@@ -229,6 +261,11 @@ impl<'a> Sweeper<'a> {
         sweep_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Notifications sent while disconnected are lost: sweep once at once.
         let mut sweep_due = true;
+        // The first sweep's capacity report may change the alert level, which the policies act on.
+        if let Err(lost) = self.read_policies(&db).await {
+            return lost;
+        }
+        let mut maintenance_due = true;
         loop {
             if *self.stop.borrow() {
                 return Served::Stopped;
@@ -243,6 +280,23 @@ impl<'a> Sweeper<'a> {
                 self.next_scan = Instant::now() + self.settings.options.scan_interval;
                 if let Err(lost) = self.scan(&db).await {
                     return lost;
+                }
+            }
+            if self.emergency_pending && self.scanned {
+                if let Err(lost) = self.emergency(&mut db).await {
+                    return lost;
+                }
+            }
+            if maintenance_due && self.scanned {
+                maintenance_due = false;
+                match self.maintain(&mut db).await {
+                    // Sweep what they scheduled now, without waiting for the notification.
+                    Ok(true) => {
+                        sweep_due = true;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(lost) => return lost,
                 }
             }
             tokio::select! {
@@ -260,7 +314,10 @@ impl<'a> Sweeper<'a> {
                     }
                     None => return Served::Lost("the connection closed".into()),
                 },
-                _ = sweep_tick.tick() => sweep_due = true,
+                _ = sweep_tick.tick() => {
+                    sweep_due = true;
+                    maintenance_due = true;
+                }
                 () = sleep_until(self.next_scan) => {}
             }
         }
@@ -268,14 +325,7 @@ impl<'a> Sweeper<'a> {
 
     /// One sweep and a capacity report; `Err` when the connection is gone.
     async fn sweep(&mut self, db: &mut Db) -> Result<(), Served> {
-        let options = SweepOptions {
-            worker: self.settings.worker.clone(),
-            removal: Removal::Trash,
-            batch_size: DEFAULT_BATCH_SIZE,
-            progress: Progress::Hidden,
-            stop: Some(self.stop.clone()),
-        };
-        let swept = sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await;
+        let swept = self.sweep_now(db).await;
         let reported = match swept {
             Ok(_) => report_capacity(&self.settings.volume, db, &self.settings.worker).await,
             Err(error) => Err(error),
@@ -295,7 +345,11 @@ impl<'a> Sweeper<'a> {
             // A walk can be long; dropping it abandons the COPY, and the next run scans again.
             () = stopped(&mut stop) => return Err(Served::Stopped),
         };
-        self.settled(db, scanned.map(|report| report.alert_level), "scan")
+        let scanned = scanned.map(|report| {
+            self.scanned = true;
+            report.alert_level
+        });
+        self.settled(db, scanned, "scan")
     }
 
     /// Notes the alert level of a finished step, or decides whether its error lost the connection.
@@ -307,40 +361,261 @@ impl<'a> Sweeper<'a> {
     ) -> Result<(), Served> {
         match result {
             Ok(level) => {
-                if alert_rank(&level) > alert_rank(&self.alert_level) {
-                    tracing::warn!(
-                        from = %self.alert_level,
-                        to = %level,
-                        "the volume's alert level rose: free space or delete files"
-                    );
+                let previous = std::mem::replace(&mut self.alert_level, level);
+                if let Some(change) = maintenance::level_change(&previous, &self.alert_level) {
+                    self.level_changed(change, previous);
                 }
-                self.alert_level = level;
                 Ok(())
             }
-            Err(error) if db.is_closed() => Err(Served::Lost(error.to_string())),
+            Err(error) => failed(db, error, step),
+        }
+    }
+
+    /// Logs a change of the alert level, posts it to the webhook, and notes a move into emergency.
+    fn level_changed(&mut self, change: LevelChange, previous: String) {
+        let level = self.alert_level.clone();
+        match change {
+            LevelChange::Rose => tracing::warn!(
+                from = %previous,
+                to = %level,
+                "the volume's alert level rose: free space or delete files"
+            ),
+            LevelChange::Fell => {
+                tracing::info!(from = %previous, to = %level, "the volume's alert level fell")
+            }
+        }
+        if maintenance::entered_emergency(&previous, &level) {
+            self.emergency_pending = true;
+        }
+        let Some(url) = self.policies.as_ref().and_then(|p| p.webhook.clone()) else {
+            return;
+        };
+        let used_pct =
+            self.settings.volume.capacity().ok().and_then(|capacity| {
+                maintenance::used_pct(capacity.used_bytes, capacity.total_bytes)
+            });
+        self.notifier.notify(
+            url,
+            Alert {
+                level,
+                previous_level: previous,
+                used_pct,
+                volume: self.settings.volume.root().display().to_string(),
+                host: self.host.clone(),
+            },
+        );
+    }
+
+    /// Reads the maintenance policies; keeps the last ones when they cannot be
+    /// read. `Ok(false)` when the settings could not be read at all.
+    async fn read_policies(&mut self, db: &Db) -> Result<bool, Served> {
+        let snapshot = match db.settings(&maintenance::SETTINGS).await {
+            Ok(snapshot) => snapshot,
             Err(error) => {
-                tracing::warn!(step, error = %error, "failed; trying again at the next one");
-                Ok(())
+                return failed(db, error, "reading the maintenance policies").map(|()| false)
+            }
+        };
+        self.policies_read_at = snapshot.now;
+        match Policies::from_settings(&snapshot.values) {
+            Ok(policies) => {
+                if self.policies.as_ref() != Some(&policies) {
+                    tracing::info!(
+                        cleanup_interval = ?policies.cleanup_interval.map(format_duration),
+                        retention_days = ?policies.retention.map(|r| r.days),
+                        retention_include_referenced = policies.retention.is_some_and(|r| r.include_referenced),
+                        maintenance_window = %policies.window,
+                        alert_webhook = ?policies.webhook.as_ref().and_then(|url| url.host_str()),
+                        emergency_cleanup = policies.emergency_cleanup,
+                        "maintenance policies"
+                    );
+                }
+                self.policies = Some(policies);
+                self.policy_problem = None;
+            }
+            Err(error) => {
+                let problem = error.to_string();
+                if self.policy_problem.as_ref() != Some(&problem) {
+                    tracing::warn!(error = %problem, "cannot apply the maintenance policies; keeping the last ones");
+                }
+                self.policy_problem = Some(problem);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs the scheduled cleanups that are due, inside the maintenance window; true when they scheduled deletions.
+    async fn maintain(&mut self, db: &mut Db) -> Result<bool, Served> {
+        // The window is judged by the clock of this read.
+        if !self.read_policies(db).await? {
+            return Ok(false);
+        }
+        let Some(policies) = self.policies.clone() else {
+            return Ok(false);
+        };
+        let Some(every) = policies.cleanup_interval else {
+            return Ok(false);
+        };
+        if !policies.window.contains(self.policies_read_at.time()) {
+            tracing::debug!(
+                window = %policies.window,
+                "outside the maintenance window: the scheduled cleanups wait"
+            );
+            return Ok(false);
+        }
+        let volume = self.settings.volume.root().display().to_string();
+        let mut scheduled_any = false;
+        for job in policies.jobs() {
+            let cleanup = job.kind();
+            let done = db
+                .scheduled_cleanup(
+                    cleanup,
+                    job.cleanup(),
+                    &self.settings.worker,
+                    &volume,
+                    |last, now| maintenance::cleanup_due(last, now, every),
+                )
+                .await;
+            match done {
+                Ok(ScheduledCleanup::Busy) => {
+                    tracing::debug!(cleanup, "another sweeper is running a scheduled cleanup")
+                }
+                Ok(ScheduledCleanup::NotDue { last }) => tracing::debug!(
+                    cleanup,
+                    last = ?last,
+                    every = %format_duration(every),
+                    "scheduled cleanup not due"
+                ),
+                Ok(ScheduledCleanup::Scheduled(files)) => {
+                    let bytes: i64 = files.iter().map(|file| file.size_bytes).sum();
+                    tracing::info!(
+                        cleanup,
+                        files = files.len(),
+                        bytes,
+                        "scheduled cleanup: deletions scheduled"
+                    );
+                    scheduled_any |= !files.is_empty();
+                }
+                Ok(ScheduledCleanup::Refused(error)) => tracing::warn!(
+                    cleanup,
+                    error = %error,
+                    "scheduled cleanup refused; it is tried again after orphan_cleanup_interval"
+                ),
+                Err(error) => failed(db, error, cleanup)?,
+            }
+        }
+        Ok(scheduled_any)
+    }
+
+    /// Frees space once the volume reached the emergency level: empties the
+    /// trash, then deletes the eligible orphans for good. Referenced files
+    /// stay: the orphan cleanup never picks them and the sweep checks each.
+    async fn emergency(&mut self, db: &mut Db) -> Result<(), Served> {
+        self.emergency_pending = false;
+        if !self.policies.as_ref().is_some_and(|p| p.emergency_cleanup) {
+            tracing::warn!("the volume reached the emergency level; emergency_cleanup is off, so nothing is deleted on its own");
+            return Ok(());
+        }
+        tracing::warn!("the volume reached the emergency level: emptying the trash, then deleting the eligible orphans");
+        let volume = &self.settings.volume;
+        match purge_trash(volume, db).await {
+            Ok(purged) => tracing::warn!(
+                files = purged.files,
+                bytes_freed = purged.bytes,
+                problems = purged.problems,
+                "emergency cleanup: emptied the trash"
+            ),
+            Err(error) => failed(db, error, "emergency cleanup: emptying the trash")?,
+        }
+        match db.cleanup(Cleanup::Orphans, false, false).await {
+            Ok(orphans) if orphans.is_empty() => {
+                tracing::warn!("emergency cleanup: no eligible orphans to delete")
+            }
+            Ok(orphans) => {
+                // The cleanup's deletions are due at once; the sweep moves
+                // them into the trash, and only purging it frees the space.
+                let swept = self.sweep_now(db).await;
+                let purged = purge_trash(&self.settings.volume, db).await;
+                match (swept, purged) {
+                    (Ok(swept), Ok(purged)) => tracing::warn!(
+                        scheduled = orphans.len(),
+                        files = swept.removed,
+                        bytes_freed = purged.bytes,
+                        "emergency cleanup: deleted the eligible orphans"
+                    ),
+                    (Err(error), _) | (_, Err(error)) => {
+                        failed(db, error, "emergency cleanup: deleting the orphans")?
+                    }
+                }
+            }
+            Err(error) if db.is_closed() => return Err(Served::Lost(error.to_string())),
+            Err(error) => tracing::warn!(
+                error = %error,
+                "emergency cleanup: the orphan cleanup refused; referenced files are never deleted on their own"
+            ),
+        }
+        let reported = report_capacity(&self.settings.volume, db, &self.settings.worker).await;
+        self.settled(db, reported, "emergency cleanup")
+    }
+
+    /// One sweep into the trash, with the run's stop signal.
+    async fn sweep_now(&self, db: &mut Db) -> Result<SweepReport, DbError> {
+        let options = SweepOptions {
+            worker: self.settings.worker.clone(),
+            removal: Removal::Trash,
+            batch_size: DEFAULT_BATCH_SIZE,
+            progress: Progress::Hidden,
+            stop: Some(self.stop.clone()),
+        };
+        sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await
+    }
+}
+
+/// Decides whether a step's error lost the connection (`Err`), or logs it and lets the run go on.
+fn failed(db: &Db, error: DbError, step: &str) -> Result<(), Served> {
+    if db.is_closed() {
+        return Err(Served::Lost(error.to_string()));
+    }
+    tracing::warn!(step, error = %error, "failed; trying again at the next one");
+    Ok(())
+}
+
+/// What emptying the trash freed.
+#[derive(Debug, Default)]
+struct Purged {
+    files: u64,
+    bytes: u64,
+    problems: u64,
+}
+
+/// Deletes for good every trashed file the database knows of, whatever its
+/// age, except those asked back. Unlike `filegc empty-trash` it leaves what
+/// the database does not know of: a sweeper that died mid-batch may have
+/// left a file there that a row references again.
+async fn purge_trash(volume: &Volume, db: &Db) -> Result<Purged, DbError> {
+    let mut purged = Purged::default();
+    let mut ids = Vec::new();
+    for entry in db.trashed().await? {
+        match volume.purge_trashed(&entry.path) {
+            Ok(RemoveOutcome::Removed { bytes }) => {
+                purged.files += 1;
+                purged.bytes += bytes;
+                ids.push(entry.id);
+            }
+            Ok(RemoveOutcome::AlreadyGone) => ids.push(entry.id),
+            Err(error) => {
+                purged.problems += 1;
+                tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
             }
         }
     }
+    db.trash_done(&[], &ids).await?;
+    Ok(purged)
 }
 
 /// Waits until the run is asked to stop.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which only happens when the run ends.
     let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// The order of the alert levels `filegc.storage_stats` reports.
-fn alert_rank(level: &str) -> u8 {
-    match level {
-        "warning" => 2,
-        "critical" => 3,
-        "emergency" => 4,
-        // "ok", and "unknown" before the first capacity report.
-        _ => 1,
-    }
 }
 
 /// Exponential backoff between reconnection attempts, capped at [`MAX_RETRY`].
@@ -377,15 +652,6 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(backoff.next_wait(), MAX_RETRY);
         }
-    }
-
-    #[test]
-    fn alert_levels_rise_in_order() {
-        let levels = ["ok", "warning", "critical", "emergency"];
-        for pair in levels.windows(2) {
-            assert!(alert_rank(pair[0]) < alert_rank(pair[1]), "{pair:?}");
-        }
-        assert_eq!(alert_rank("unknown"), alert_rank("ok"));
     }
 
     #[test]
