@@ -64,11 +64,11 @@ test-integration: install
 	cargo run -q -p filegc-tests --bin bench_sql_surface -- 300 300 1
 
 demo: install
-	cargo build --release -p filegc-sweeper
+	scripts/build-sweeper.sh
 	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh
 
 demo-menu:
-	cargo build --release -p filegc-sweeper
+	scripts/build-sweeper.sh
 	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh menu
 
 bench-sql:
