@@ -140,6 +140,23 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 ------------------------------------------------------------------------------
+-- Tombstone paths
+------------------------------------------------------------------------------
+
+-- Every function that writes a tombstone validates its path, but a superuser
+-- can INSERT one directly; a path the sweeper must refuse would then be
+-- claimed and failed again and again. The rules are those of
+-- path_rules::validate_relative (not empty, no backslash, not absolute, no
+-- empty, . or .. segment; text cannot hold NUL). NOT VALID: tombstones an
+-- older version wrote stay readable history.
+ALTER TABLE filegc.tombstones ADD CONSTRAINT tombstones_path_is_relative CHECK (
+    path <> ''
+    AND strpos(path, '\') = 0
+    AND left(path, 1) <> '/'
+    AND ('/' || path || '/') !~ '/\.{0,2}/'
+) NOT VALID;
+
+------------------------------------------------------------------------------
 -- What the sweeper reports: runs, the inventory, the volume's capacity.
 ------------------------------------------------------------------------------
 

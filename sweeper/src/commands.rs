@@ -155,6 +155,17 @@ impl Context {
                 writeln!(out, "Dry run: nothing was deleted.")?;
             } else {
                 writeln!(out, "No images to delete.")?;
+                if matches!(cleanup, Cleanup::Orphans) {
+                    let stats = self.db.storage_stats().await?;
+                    let number = |key: &str| stats.get(key).and_then(Value::as_u64).unwrap_or(0);
+                    if number("invalid_refs") > 0 {
+                        let why = invalid_references_note(
+                            &number("invalid_refs").to_string(),
+                            &number("protected_files").to_string(),
+                        );
+                        writeln!(out, "Invalid references: {why}")?;
+                    }
+                }
             }
             return Ok(code);
         }
@@ -389,6 +400,14 @@ pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) ->
     )
 }
 
+/// What invalid references cost: the images they may mean are never orphans.
+fn invalid_references_note(values: &str, images: &str) -> String {
+    format!(
+        "{values} stored values name no file under the volume; {images} images they may mean are never deleted \
+         (SELECT * FROM filegc.invalid_refs lists them; check the prefixes given to filegc.track())"
+    )
+}
+
 /// Prints `filegc.storage_stats` (or the disk's share of it) as the old tool's statistics did.
 pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
     const UNKNOWN: &str = "unknown (needs the database)";
@@ -427,9 +446,9 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
     });
     let invalid = count("invalid_refs").map(|values| match number("invalid_refs") {
         Some(0) => values,
-        _ => format!(
-            "{values} stored values name no file under the volume; {} images they may mean are never deleted (check the prefixes given to filegc.track())",
-            count("protected_files").unwrap_or_else(|| "the".into())
+        _ => invalid_references_note(
+            &values,
+            &count("protected_files").unwrap_or_else(|| "the".into()),
         ),
     });
     let lines: [(&str, Option<String>, &str); 15] = [

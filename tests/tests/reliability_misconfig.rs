@@ -80,6 +80,16 @@ fn a_prefix_that_makes_every_reference_invalid_deletes_nothing() {
         "{}",
         describe_output(&output)
     );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("No images to delete.")
+            && said.contains(&format!(
+                "Invalid references: {FILES} stored values name no file under the volume; {FILES} images"
+            ))
+            && said.contains("filegc.track()"),
+        "delete-orphans says why it deletes nothing: {}",
+        describe_output(&output)
+    );
     let deleted: i64 = env
         .client
         .query_one(
