@@ -212,26 +212,16 @@ fn run_ok(volume: &Path, url: &str, args: &[&str]) {
     );
 }
 
-/// Runs `filegc scan` while the sweeper deletes; returns how many files
-/// vanished between the listing and their inventory. The scan reports those
-/// as problems and exits 1 (see RELIABILITY.md); any other problem fails.
-fn concurrent_scan(volume: &Path, url: &str) -> usize {
+/// Runs `filegc scan` while the sweeper deletes. A file that vanishes
+/// between the listing and its inventory is simply not there, so the scan
+/// must succeed whatever the sweeper does meanwhile.
+fn concurrent_scan(volume: &Path, url: &str) {
     let output = filegc(volume, url, &["scan"]);
-    if output.status.success() {
-        return 0;
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let problems: Vec<&str> = stderr.lines().filter(|l| l.contains(" WARN ")).collect();
     assert!(
-        output.status.code() == Some(1)
-            && !problems.is_empty()
-            && problems
-                .iter()
-                .all(|l| l.contains("No such file or directory")),
+        output.status.success(),
         "filegc scan: {}",
         describe_output(&output)
     );
-    problems.len()
 }
 
 #[test]
@@ -272,7 +262,7 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
 
     let mut seeds = Rng::seeded("reliability_soak");
     let stop = AtomicBool::new(false);
-    let cleanups = Mutex::new((0usize, 0i64, 0usize));
+    let cleanups = Mutex::new((0usize, 0i64));
     let started = Instant::now();
     let volume = env.volume.path().to_owned();
     let url = env.db.url();
@@ -281,7 +271,7 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
         let cleaner = scope.spawn(|| {
             let mut client = Client::connect(&url, postgres::NoTls).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                let vanished = concurrent_scan(&volume, &url);
+                concurrent_scan(&volume, &url);
                 let scheduled: i64 = client
                     .query_one(
                         "SELECT count(*) FROM filegc.cleanup_orphans(dry_run => false, force => true)",
@@ -292,7 +282,6 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
                 let mut totals = cleanups.lock().unwrap();
                 totals.0 += 1;
                 totals.1 += scheduled;
-                totals.2 += vanished;
             }
         });
         let handles: Vec<_> = (0..load.writers)
@@ -432,14 +421,14 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
         "a removal of a file no writer made"
     );
 
-    let (cleanup_calls, orphans_scheduled, vanished) = *cleanups.lock().unwrap();
+    let (cleanup_calls, orphans_scheduled) = *cleanups.lock().unwrap();
     let committed: usize = writers.iter().map(|w| w.committed).sum();
     let rolled_back: usize = writers.iter().map(|w| w.rolled_back).sum();
     assert!(cleanup_calls > 0 && committed > 0 && rolled_back > 0);
     eprintln!(
         "reliability_soak: {} writers for {:.1} s: {committed} transactions committed, {rolled_back} rolled back, \
          {} files created, {} referenced at the end, {} removed; {cleanup_calls} scan + cleanup_orphans calls \
-         scheduling {orphans_scheduled} orphans ({vanished} files vanished mid-scan); {} tombstones, outcomes {outcomes:?}, {restored} restored",
+         scheduling {orphans_scheduled} orphans; {} tombstones, outcomes {outcomes:?}, {restored} restored",
         load.writers,
         load_took.as_secs_f64(),
         created.len(),
