@@ -8,8 +8,12 @@ use crate::progress::Progress;
 use crate::units::format_size;
 use crate::volume::{Volume, WalkItem};
 
-/// How many walk items may wait for the COPY; bounds the scan's memory.
-const CHANNEL_DEPTH: usize = 1024;
+/// Walk items handed to the COPY at a time: handing them over one by one
+/// would wake the receiving task, a system call, for every file.
+const BATCH: usize = 256;
+
+/// How many batches may wait for the COPY; bounds the scan's memory.
+const CHANNEL_DEPTH: usize = 4;
 
 /// What a scan needs besides the volume and the database.
 #[derive(Debug, Clone)]
@@ -40,32 +44,44 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     let (sender, mut receiver) = mpsc::channel(CHANNEL_DEPTH);
     let walk = volume.walk();
     let walker = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(BATCH);
         for item in walk {
-            // The receiver is gone only when the COPY failed; stop walking then.
-            if sender.blocking_send(item).is_err() {
-                break;
+            batch.push(item);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                // The receiver is gone only when the COPY failed; stop walking then.
+                if sender.blocking_send(full).is_err() {
+                    return;
+                }
             }
+        }
+        if !batch.is_empty() {
+            let _ = sender.blocking_send(batch);
         }
     });
     let mut writer = db.inventory_writer().await?;
     let mut problems = 0u64;
     let mut walked_bytes = 0u64;
     let bar = options.progress.counter("scanned");
-    while let Some(item) = receiver.recv().await {
-        match item {
-            WalkItem::Entry(entry) => {
-                walked_bytes += entry.size_bytes;
-                bar.inc(1);
-                bar.set_message(format_size(walked_bytes));
-                let size = i64::try_from(entry.size_bytes).unwrap_or(i64::MAX);
-                let modified = DateTime::<Utc>::from(entry.modified);
-                write_inventory_row(&mut writer, scan_id, &entry.path, size, modified).await?;
-            }
-            WalkItem::Problem(problem) => {
-                problems += 1;
-                tracing::warn!(path = %problem.path(), error = %problem, "cannot inventory a file");
+    while let Some(batch) = receiver.recv().await {
+        let mut walked = 0;
+        for item in batch {
+            match item {
+                WalkItem::Entry(entry) => {
+                    walked += 1;
+                    walked_bytes += entry.size_bytes;
+                    let size = i64::try_from(entry.size_bytes).unwrap_or(i64::MAX);
+                    let modified = DateTime::<Utc>::from(entry.modified);
+                    write_inventory_row(&mut writer, scan_id, &entry.path, size, modified).await?;
+                }
+                WalkItem::Problem(problem) => {
+                    problems += 1;
+                    tracing::warn!(path = %problem.path(), error = %problem, "cannot inventory a file");
+                }
             }
         }
+        bar.inc(walked);
+        bar.set_message(format_size(walked_bytes));
     }
     // The walk has ended once its channel closed; a panic in it is a bug worth surfacing.
     if let Err(error) = walker.await {

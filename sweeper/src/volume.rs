@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
 use std::iter;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -272,7 +272,9 @@ impl Volume {
             .filter_entry(is_inventoried as fn(&walkdir::DirEntry) -> bool);
         Walk {
             root: self.root.clone(),
+            root_dir: self.dir.try_clone().ok(),
             inner,
+            folder: None,
         }
     }
 
@@ -537,7 +539,7 @@ impl Volume {
         &self,
         segments: impl IntoIterator<Item = &'a OsStr>,
         shown: &str,
-    ) -> Result<Option<OwnedFd>, FileError> {
+    ) -> Result<Option<DirFd<'_>>, FileError> {
         self.open_dirs(segments, shown, false)
     }
 
@@ -546,7 +548,7 @@ impl Volume {
         &self,
         segments: impl IntoIterator<Item = &'a OsStr>,
         shown: &str,
-    ) -> Result<OwnedFd, FileError> {
+    ) -> Result<DirFd<'_>, FileError> {
         self.open_dirs(segments, shown, true)?
             .ok_or_else(|| io_error(shown, "create its folder", Errno::NOENT))
     }
@@ -556,52 +558,103 @@ impl Volume {
         segments: impl IntoIterator<Item = &'a OsStr>,
         shown: &str,
         create: bool,
-    ) -> Result<Option<OwnedFd>, FileError> {
-        let mut current = self.dir.try_clone().map_err(|error| FileError::Io {
-            path: shown.into(),
-            action: "open the volume root",
-            source: error,
-        })?;
-        let mut walked = PathBuf::new();
-        for segment in segments {
-            walked.push(segment);
-            let opened = match open_subdir(&current, segment) {
-                Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&current, segment, Mode::from_raw_mode(NEW_DIR_MODE))
-                    {
-                        Ok(()) | Err(Errno::EXIST) => open_subdir(&current, segment),
-                        Err(errno) => Err(errno),
-                    }
-                }
-                other => other,
-            };
-            current = match opened {
-                Ok(next) => next,
-                Err(Errno::NOENT) => return Ok(None),
-                Err(errno @ (Errno::LOOP | Errno::NOTDIR)) => {
-                    match rustix::fs::statat(&current, segment, AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
-                            return Err(FileError::ThroughSymlink {
-                                path: shown.into(),
-                                link: walked.to_string_lossy().into_owned(),
-                            });
-                        }
-                        // A file stands where a folder would be: nothing can be under it.
-                        _ if !create => return Ok(None),
-                        _ => return Err(io_error(shown, "create its folder", errno)),
-                    }
-                }
-                Err(errno) => return Err(io_error(shown, "open its folder", errno)),
-            };
-        }
-        Ok(Some(current))
+    ) -> Result<Option<DirFd<'_>>, FileError> {
+        open_dirs_under(self.dir.as_fd(), segments, shown, create)
     }
+}
+
+/// A folder under the volume's root, open; the root itself is borrowed, as
+/// it holds most files of a flat volume and duplicating its handle for each
+/// would cost more system calls than the work on the file.
+enum DirFd<'root> {
+    Root(BorrowedFd<'root>),
+    Opened(OwnedFd),
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Root(root) => *root,
+            DirFd::Opened(dir) => dir.as_fd(),
+        }
+    }
+}
+
+impl DirFd<'_> {
+    /// A handle of its own, which outlives the root's borrow.
+    fn into_owned(self) -> io::Result<OwnedFd> {
+        match self {
+            DirFd::Root(root) => root.try_clone_to_owned(),
+            DirFd::Opened(dir) => Ok(dir),
+        }
+    }
+}
+
+/// Opens the folders `segments` under `root` without following links,
+/// creating missing ones when `create`; `None` when one is missing.
+fn open_dirs_under<'root, 'a>(
+    root: BorrowedFd<'root>,
+    segments: impl IntoIterator<Item = &'a OsStr>,
+    shown: &str,
+    create: bool,
+) -> Result<Option<DirFd<'root>>, FileError> {
+    let mut current = DirFd::Root(root);
+    let mut walked = PathBuf::new();
+    for segment in segments {
+        walked.push(segment);
+        let opened = match open_subdir(&current, segment) {
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&current, segment, Mode::from_raw_mode(NEW_DIR_MODE)) {
+                    Ok(()) | Err(Errno::EXIST) => open_subdir(&current, segment),
+                    Err(errno) => Err(errno),
+                }
+            }
+            other => other,
+        };
+        current = match opened {
+            Ok(next) => DirFd::Opened(next),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(errno @ (Errno::LOOP | Errno::NOTDIR)) => {
+                match rustix::fs::statat(&current, segment, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                        return Err(FileError::ThroughSymlink {
+                            path: shown.into(),
+                            link: walked.to_string_lossy().into_owned(),
+                        });
+                    }
+                    // A file stands where a folder would be: nothing can be under it.
+                    _ if !create => return Ok(None),
+                    _ => return Err(io_error(shown, "create its folder", errno)),
+                }
+            }
+            Err(errno) => return Err(io_error(shown, "open its folder", errno)),
+        };
+    }
+    Ok(Some(current))
 }
 
 /// The walk's stream of entries and problems; see [`Volume::walk`].
 pub struct Walk {
     root: PathBuf,
+    /// The volume's root, from which the walk opens each folder it lists.
+    root_dir: Option<OwnedFd>,
     inner: walkdir::FilterEntry<walkdir::IntoIter, fn(&walkdir::DirEntry) -> bool>,
+    /// The folder of the latest entry.
+    folder: Option<Folder>,
+}
+
+/// A folder the walk lists, open, so that each of its files is inspected by
+/// name within it: inspecting it by its full path would look up every
+/// folder on the way again, for every file, which costs more than the
+/// inspection itself.
+struct Folder {
+    /// The folder's path as the walk names it.
+    path: PathBuf,
+    /// Its path relative to the root with `/` between segments; `None` when not UTF-8.
+    rel: Option<String>,
+    /// The open folder; `None` when it could not be opened, and its files
+    /// are then inspected by their full paths.
+    dir: Option<OwnedFd>,
 }
 
 impl Iterator for Walk {
@@ -629,15 +682,29 @@ impl Iterator for Walk {
 }
 
 impl Walk {
-    fn item(&self, entry: &walkdir::DirEntry) -> WalkItem {
-        let rel = entry
-            .path()
-            .strip_prefix(&self.root)
-            .unwrap_or(entry.path());
-        let Some(path) = slash_path(rel) else {
-            return WalkItem::Problem(FileError::NameNotUtf8 {
-                path: rel.to_string_lossy().into_owned(),
-            });
+    fn item(&mut self, entry: &walkdir::DirEntry) -> WalkItem {
+        let parent = entry.path().parent().unwrap_or(&self.root);
+        if self
+            .folder
+            .as_ref()
+            .is_none_or(|folder| folder.path.as_os_str() != parent.as_os_str())
+        {
+            self.folder = Some(self.open_folder(parent));
+        }
+        let folder = self.folder.as_ref().expect("opened above");
+        let name = entry.file_name();
+        let path = match (&folder.rel, name.to_str()) {
+            (Some(rel), Some(name)) if rel.is_empty() => name.to_owned(),
+            (Some(rel), Some(name)) => format!("{rel}/{name}"),
+            _ => {
+                let rel = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .unwrap_or(entry.path());
+                return WalkItem::Problem(FileError::NameNotUtf8 {
+                    path: rel.to_string_lossy().into_owned(),
+                });
+            }
         };
         let file_type = entry.file_type();
         let kind = if file_type.is_fifo() {
@@ -652,26 +719,81 @@ impl Walk {
         if let Some(kind) = kind {
             return WalkItem::Problem(FileError::NotAFile { path, kind });
         }
-        let metadata = match entry.metadata() {
-            Ok(metadata) => metadata,
-            Err(error) => return WalkItem::Problem(walk_error(&self.root, error, rel)),
-        };
-        let modified = match metadata.modified() {
-            Ok(modified) => modified,
-            Err(source) => {
-                return WalkItem::Problem(FileError::Io {
-                    path,
-                    action: "read its modification time",
-                    source,
-                })
-            }
+        let (size_bytes, modified) = match &folder.dir {
+            Some(dir) => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => (
+                    u64::try_from(stat.st_size).unwrap_or_default(),
+                    modification_time(&stat),
+                ),
+                Err(errno) => return WalkItem::Problem(io_error(&path, "read it", errno)),
+            },
+            None => match self.metadata_by_path(entry, &path) {
+                Ok(found) => found,
+                Err(problem) => return WalkItem::Problem(problem),
+            },
         };
         WalkItem::Entry(Entry {
             path,
-            size_bytes: metadata.len(),
+            size_bytes,
             modified,
             is_symlink: file_type.is_symlink(),
         })
+    }
+
+    /// Opens the folder `parent` through the root's handle, never through a link.
+    fn open_folder(&self, parent: &Path) -> Folder {
+        let rel = parent.strip_prefix(&self.root).unwrap_or(parent);
+        let dir = self.root_dir.as_ref().and_then(|root| {
+            open_dirs_under(
+                root.as_fd(),
+                normal_segments(rel),
+                &rel.to_string_lossy(),
+                false,
+            )
+            .ok()
+            .flatten()
+            .and_then(|dir| dir.into_owned().ok())
+        });
+        Folder {
+            path: parent.to_owned(),
+            rel: slash_path(rel),
+            dir,
+        }
+    }
+
+    /// The size and modification time of `entry`, looked up by its full path.
+    fn metadata_by_path(
+        &self,
+        entry: &walkdir::DirEntry,
+        path: &str,
+    ) -> Result<(u64, SystemTime), FileError> {
+        let metadata = entry.metadata().map_err(|error| {
+            let rel = entry
+                .path()
+                .strip_prefix(&self.root)
+                .unwrap_or(entry.path());
+            walk_error(&self.root, error, rel)
+        })?;
+        let modified = metadata.modified().map_err(|source| FileError::Io {
+            path: path.into(),
+            action: "read its modification time",
+            source,
+        })?;
+        Ok((metadata.len(), modified))
+    }
+}
+
+/// When a file was last modified, from its `stat`.
+#[allow(
+    clippy::useless_conversion,
+    reason = "the widths of the stat fields differ between platforms"
+)]
+fn modification_time(stat: &rustix::fs::Stat) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::try_from(stat.st_mtime_nsec).unwrap_or_default());
+    let seconds = i64::from(stat.st_mtime);
+    match u64::try_from(seconds) {
+        Ok(after) => UNIX_EPOCH + Duration::from_secs(after) + nanos,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos,
     }
 }
 
@@ -702,13 +824,13 @@ fn trash_segments<'a>(dirs: &'a [&'a OsStr]) -> impl Iterator<Item = &'a OsStr> 
     iter::once(OsStr::new(TRASH_DIR)).chain(dirs.iter().copied())
 }
 
-fn open_subdir(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+fn open_subdir(parent: &impl AsFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rustix::fs::openat(parent.as_fd(), name, flags, Mode::empty())
 }
 
 /// The size of the file or link `name` in `parent`; `None` when there is none.
-fn file_size(parent: &OwnedFd, name: &OsStr, shown: &str) -> Result<Option<u64>, FileError> {
+fn file_size(parent: &impl AsFd, name: &OsStr, shown: &str) -> Result<Option<u64>, FileError> {
     match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
             Err(FileError::IsADirectory { path: shown.into() })
