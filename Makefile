@@ -5,7 +5,8 @@
 #   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
 #   make install         build the extension (release) and install it into $(PG_CONFIG)
 #   make lint            rustfmt and clippy, warnings are errors
-#   make bench-sql       the SQL surface at 1,000,000 files and references
+#   make bench           filegc against its baselines on generated data (PG=18 to keep off PostgreSQL 15)
+#   make bench-sql       only the SQL surface at 1,000,000 files and references
 
 PG ?= 15
 PG18_DIR ?= /opt/filegc/pg18
@@ -28,11 +29,16 @@ export FILEGC_PG18_DIR := $(PG18_DIR)
 
 PROFILE ?= release
 
+# Sizes of make bench; CASES picks among scan, sweep, orphans and trigger.
 FILES ?= 1000000
+SWEEP_FILES ?= 200000
 REFERENCES ?= 1000000
 RUNS ?= 3
+PGBENCH_SECONDS ?= 60
+CLIENTS ?= 4
+CASES ?= scan,sweep,orphans,trigger
 
-.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench-sql demo demo-menu soak
+.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench bench-sql demo demo-menu soak
 
 setup:
 	@scripts/setup.sh $(PG)
@@ -61,7 +67,7 @@ test-integration: install
 	cargo test -p filegc-tests --tests
 	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
-	cargo run -q -p filegc-tests --bin bench_sql_surface -- 300 300 1
+	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2
 
 demo: install
 	scripts/build-sweeper.sh
@@ -71,9 +77,17 @@ demo-menu:
 	scripts/build-sweeper.sh
 	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh menu
 
+# Generates its own volume and rows under /var/tmp, starts a private
+# PostgreSQL, and prints a Markdown table of medians against the targets.
+bench:
+	$(MAKE) install PROFILE=release
+	scripts/build-sweeper.sh
+	cargo run --release -p filegc-tests --bin bench -- --filegc "$${CARGO_TARGET_DIR:-target}/release/filegc" \
+		--files $(FILES) --sweep-files $(SWEEP_FILES) --references $(REFERENCES) --runs $(RUNS) \
+		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --cases $(CASES)
+
 bench-sql:
-	$(MAKE) install INSTALL_PROFILE=--release
-	cargo run --release -p filegc-tests --bin bench_sql_surface -- $(FILES) $(REFERENCES) $(RUNS)
+	$(MAKE) bench CASES=orphans
 
 lint:
 	cargo fmt --all -- --check

@@ -1,0 +1,88 @@
+//! Timing a program or a piece of work, and summing up repeated runs.
+
+use std::io::{Read, Seek};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one run of a program cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// From just before it started until it was reaped.
+    pub wall: Duration,
+    /// Its peak resident set size, in KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Runs `command` to the end with stdout discarded; panics, with its stderr, when it fails.
+pub fn run(command: &mut Command, what: &str) -> Measured {
+    // A file rather than a pipe: nothing reads the child's stderr while it
+    // runs, and a full pipe would stall it.
+    let mut stderr = tempfile::tempfile().expect("a temporary file for stderr");
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+        stderr
+            .try_clone()
+            .expect("a second handle on a temporary file"),
+    );
+    let start = Instant::now();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "wait4 below reaps it, which std's wait cannot do with the resource usage"
+    )]
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("bench: cannot run {what} ({command:?}): {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and usage are valid for writes, and pid is our unreaped child.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            panic!("bench: waiting for {what}: {error}");
+        }
+    }
+    let wall = start.elapsed();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut text = String::new();
+        let _ = stderr.rewind();
+        let _ = stderr.read_to_string(&mut text);
+        panic!("bench: {what} failed (wait status {status}): {command:?}\n{text}");
+    }
+    Measured {
+        wall,
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    }
+}
+
+/// How long `work` took.
+pub fn time(work: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    work();
+    start.elapsed()
+}
+
+/// The middle value (the upper middle one of an even count).
+pub fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable values"));
+    sorted[sorted.len() / 2]
+}
+
+/// Seconds as the tables show them.
+pub fn seconds(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+/// Each run's seconds, for the details.
+pub fn each_run(durations: &[Duration]) -> String {
+    durations
+        .iter()
+        .map(|d| format!("{:.2}", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

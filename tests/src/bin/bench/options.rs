@@ -1,0 +1,123 @@
+//! The benchmark's parameters, as `--name value` pairs on the command line.
+
+use std::path::PathBuf;
+
+/// What `bench --help` and a usage error print.
+pub const USAGE: &str = "\
+usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
+             [--pgbench-seconds N] [--clients N] [--cases scan,sweep,orphans,trigger]
+             [--filegc PATH]
+
+  --files N            files on the generated volume (default 1000000)
+  --sweep-files N      due deletions one sweep carries out (default 200000)
+  --references N       rows that reference a file (default 1000000)
+  --runs N             timed runs of each case; the table shows medians (default 3)
+  --pgbench-seconds N  length of one pgbench run (default 60)
+  --clients N          pgbench clients (default 4)
+  --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger)
+  --filegc PATH        the filegc binary to measure (default: a debug build made now)";
+
+/// One group of measurements that can be run on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    /// `filegc scan` against `find`, and its peak memory at two volume sizes.
+    Scan,
+    /// `filegc sweep`, with and without the trash, against `find -delete`.
+    Sweep,
+    /// `storage_stats` and the dry-run orphan cleanup at volume scale.
+    Orphans,
+    /// pgbench: untracked, tracked (extension), a PL/pgSQL peer, the portable engine.
+    Trigger,
+}
+
+impl Case {
+    const ALL: [Case; 4] = [Case::Scan, Case::Sweep, Case::Orphans, Case::Trigger];
+
+    fn name(self) -> &'static str {
+        match self {
+            Case::Scan => "scan",
+            Case::Sweep => "sweep",
+            Case::Orphans => "orphans",
+            Case::Trigger => "trigger",
+        }
+    }
+}
+
+/// The sizes and cases of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Files on the generated volume.
+    pub files: u64,
+    /// Due deletions one sweep carries out.
+    pub sweep_files: u64,
+    /// Rows that reference a file.
+    pub references: u64,
+    /// Timed runs of each case.
+    pub runs: usize,
+    /// Length of one pgbench run.
+    pub pgbench_seconds: u64,
+    /// pgbench clients.
+    pub clients: u64,
+    /// The cases to run, in the order given.
+    pub cases: Vec<Case>,
+    /// The filegc binary; `None` builds one.
+    pub filegc: Option<PathBuf>,
+}
+
+impl Options {
+    /// Reads the options; an error says which one is wrong and why.
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut options = Options {
+            files: 1_000_000,
+            sweep_files: 200_000,
+            references: 1_000_000,
+            runs: 3,
+            pgbench_seconds: 60,
+            clients: 4,
+            cases: Case::ALL.to_vec(),
+            filegc: None,
+        };
+        while let Some(name) = args.next() {
+            if name == "--help" || name == "-h" {
+                return Err(String::new());
+            }
+            let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+            match name.as_str() {
+                "--files" => options.files = count(&name, &value, 1)?,
+                "--sweep-files" => options.sweep_files = count(&name, &value, 1)?,
+                "--references" => options.references = count(&name, &value, 0)?,
+                "--runs" => options.runs = count(&name, &value, 1)? as usize,
+                "--pgbench-seconds" => options.pgbench_seconds = count(&name, &value, 1)?,
+                "--clients" => options.clients = count(&name, &value, 1)?,
+                "--cases" => options.cases = cases(&value)?,
+                "--filegc" => options.filegc = Some(PathBuf::from(value)),
+                _ => return Err(format!("unknown option {name}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn count(name: &str, value: &str, at_least: u64) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= at_least => Ok(n),
+        _ => Err(format!(
+            "{name} takes a whole number of at least {at_least}, not {value:?}"
+        )),
+    }
+}
+
+fn cases(list: &str) -> Result<Vec<Case>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Case::ALL
+                .into_iter()
+                .find(|case| case.name() == name)
+                .ok_or_else(|| {
+                    format!("--cases: no case {name:?} (there are scan, sweep, orphans, trigger)")
+                })
+        })
+        .collect()
+}
