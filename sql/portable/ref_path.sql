@@ -10,6 +10,7 @@ LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg
 DECLARE
     url text[];
     decoded bytea := '';
+    has_nul boolean := false;
     i integer;
     n integer;
     best_length integer := -1;
@@ -32,7 +33,14 @@ BEGIN
             n := length(path);
             WHILE i <= n LOOP
                 IF substr(path, i, 1) = '%' AND i + 2 <= n AND substr(path, i + 1, 2) ~ '^[0-9A-Fa-f]{2}$' THEN
-                    decoded := decoded || decode(substr(path, i + 1, 2), 'hex');
+                    -- text cannot hold NUL: a stand-in lets the UTF-8 check
+                    -- come first, as in Rust, and the NUL is reported after.
+                    IF substr(path, i + 1, 2) = '00' THEN
+                        has_nul := true;
+                        decoded := decoded || '\x01'::bytea;
+                    ELSE
+                        decoded := decoded || decode(substr(path, i + 1, 2), 'hex');
+                    END IF;
                     i := i + 3;
                 ELSE
                     decoded := decoded || convert_to(substr(path, i, 1), 'UTF8');
@@ -46,6 +54,11 @@ BEGIN
                 problem := 'percent-encoding does not decode to UTF-8';
                 RETURN;
             END;
+            IF has_nul THEN
+                path := NULL;
+                problem := 'contains a NUL byte';
+                RETURN;
+            END IF;
         END IF;
     END IF;
 
