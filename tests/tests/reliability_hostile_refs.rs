@@ -188,8 +188,9 @@ fn hostile_references_never_reach_outside_the_root() {
 #[test]
 fn the_sweeper_refuses_hostile_paths_even_when_the_database_holds_them() {
     let mut env = EnclosedVolume::new();
-    // A superuser can write tombstones past every check of the extension; the
-    // sweeper checks each path again before it touches the disk.
+    // The table refuses such paths, but a superuser can drop that check (or
+    // restore data from before it); the sweeper checks each path again before
+    // it touches the disk.
     let hostile: Vec<String> = [
         "../passwd",
         "../etc/passwd",
@@ -202,12 +203,22 @@ fn the_sweeper_refuses_hostile_paths_even_when_the_database_holds_them() {
     .into_iter()
     .chain(["passwd", "etc/passwd", "b"].map(|canary| env.outside(canary).display().to_string()))
     .collect();
+    let insert = "INSERT INTO filegc.tombstones (path, reason, due_at) SELECT p, 'manual', now() FROM unnest($1::text[]) p";
+    for path in &hostile {
+        let refused = env
+            .client
+            .execute(insert, &[&vec![path.clone()]])
+            .expect_err(path);
+        assert_eq!(
+            refused.as_db_error().and_then(|e| e.constraint()),
+            Some("tombstones_path_is_relative"),
+            "{path}: {refused}"
+        );
+    }
     env.client
-        .execute(
-            "INSERT INTO filegc.tombstones (path, reason, due_at) SELECT p, 'manual', now() FROM unnest($1::text[]) p",
-            &[&hostile],
-        )
+        .batch_execute("ALTER TABLE filegc.tombstones DROP CONSTRAINT tombstones_path_is_relative")
         .unwrap();
+    env.client.execute(insert, &[&hostile]).unwrap();
     let sweep = env.run(&["sweep", "--no-trash"]);
     let stderr = String::from_utf8_lossy(&sweep.stderr);
     assert_eq!(sweep.status.code(), Some(1), "{}", describe_output(&sweep));
