@@ -265,6 +265,42 @@ SELECT DISTINCT filegc.file_name(replace(value, '\', '/')) AS file_name
 COMMENT ON VIEW filegc.protected_names IS
     'File names that an invalid reference (filegc.invalid_refs) may mean; such files are never orphans';
 
+-- The probe is built on every path that leaves a row. As a SQL function
+-- with a SET clause it could not be inlined, so its query was parsed and
+-- planned at every call; PL/pgSQL keeps the plan for the session. A dropped
+-- table is left out by a lookup in pg_class's index, written as a scalar
+-- subquery: a join (or EXISTS, which becomes one) hashed all of pg_class at
+-- every call.
+CREATE OR REPLACE FUNCTION filegc.unreferenced_probe(excluded regclass DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (
+        SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
+            || coalesce(' WHERE ' || string_agg(
+                   format('NOT EXISTS (SELECT FROM %s WHERE %s %s)',
+                          t.table_name,
+                          filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
+                          CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),
+                   ' AND ' ORDER BY t.table_name::text, t.column_name), '')
+          FROM filegc.tracked t
+         WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+           AND (excluded IS NULL OR t.table_name <> excluded));
+END
+$$;
+
+-- The functions a row trigger calls run the same few statements for every
+-- row, with an array of one or two paths as the parameter. PostgreSQL plans
+-- such a statement anew for each call while it guesses that a plan made for
+-- the actual array beats a generic one, and planning cost more than the
+-- statements themselves; their generic plans are as good.
+ALTER FUNCTION filegc.apply_reference_changes(text[], text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.lock_entering_paths(text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.contested_leaving_paths(text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.reserve_path_locks(integer) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.schedule_unreferenced(text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.release_paths(text[], regclass) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.unreferenced_among(text[], regclass) SET plan_cache_mode = force_generic_plan;
+
 -- A stored value's path is computed once per row: a flattened subquery
 -- would repeat the expression in the select list and in the filter.
 CREATE OR REPLACE FUNCTION filegc.reference_rows_query(tbl regclass, columns filegc.tracked[]) RETURNS text

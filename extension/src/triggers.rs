@@ -2,9 +2,10 @@
 //!
 //! A row trigger works out, in Rust and without touching the database, which
 //! paths left the row and which entered it. Only when something changed does
-//! it make one SPI call to `filegc.apply_reference_changes`, which takes the
-//! locks of the protocol described in `sql/references.sql` and writes or
-//! cancels tombstones. An UPDATE that leaves the tracked values alone costs a
+//! it call the database, with prepared statements: paths entering go to
+//! `filegc.apply_reference_changes`, paths leaving go through the steps of
+//! `filegc.release_paths`, under the lock protocol described in
+//! `sql/references.sql`. An UPDATE that leaves the tracked values alone costs a
 //! comparison of strings.
 
 use crate::error::FilegcError;
@@ -14,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 use pgrx::{PgBuiltInOids, PgOid};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeSet;
 
 /// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
@@ -208,7 +209,12 @@ fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     if removed.is_empty() && added.is_empty() {
         return Ok(None);
     }
-    apply_reference_changes(removed, added)?;
+    if !added.is_empty() {
+        apply_reference_changes(Vec::new(), added)?;
+    }
+    if !removed.is_empty() {
+        release_paths(removed)?;
+    }
     Ok(None)
 }
 
@@ -235,6 +241,75 @@ fn apply_reference_changes(removed: Vec<String>, added: Vec<String>) -> Result<(
             }
             let statement = cell.get().expect("prepared above");
             client.update(statement, None, &[removed.into(), added.into()])?;
+            Ok(())
+        })
+    })
+}
+
+/// The statements that release the paths leaving a row, prepared once per
+/// backend.
+struct ReleasePlans {
+    /// The contested paths (point 4 of the lock protocol) and the text of
+    /// the probe of every tracked column, in one round trip.
+    contested_and_probe: OwnedPreparedStatement,
+    schedule: OwnedPreparedStatement,
+    /// The probe, prepared, with the text it was prepared from.
+    probe: Option<(String, OwnedPreparedStatement)>,
+}
+
+thread_local! {
+    static RELEASE_PLANS: RefCell<Option<ReleasePlans>> = const { RefCell::new(None) };
+}
+
+/// What `filegc.release_paths(paths)` does, with every statement prepared:
+/// the SQL function runs its probe with EXECUTE, which parses and plans it
+/// for every row. The probe's text still comes from the database each time,
+/// so a column tracked or untracked since is probed at once.
+fn release_paths(paths: Vec<String>) -> Result<(), FilegcError> {
+    let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+    RELEASE_PLANS.with(|cell| {
+        let mut plans = cell.borrow_mut();
+        Spi::connect_mut(|client| {
+            if plans.is_none() {
+                *plans = Some(ReleasePlans {
+                    contested_and_probe: client
+                        .prepare_mut(
+                            "SELECT filegc.contested_leaving_paths($1), filegc.unreferenced_probe(NULL)",
+                            &[text_array],
+                        )?
+                        .keep(),
+                    schedule: client
+                        .prepare_mut("SELECT filegc.schedule_unreferenced($1)", &[text_array])?
+                        .keep(),
+                    probe: None,
+                });
+            }
+            let plans = plans.as_mut().expect("prepared above");
+            let row = client
+                .update(&plans.contested_and_probe, None, &[paths.clone().into()])?
+                .first();
+            let mut doomed: Vec<String> = row.get(1)?.unwrap_or_default();
+            let probe_text: String = row.get(2)?.unwrap_or_default();
+            let uncontested: Vec<String> = paths
+                .into_iter()
+                .filter(|path| !doomed.contains(path))
+                .collect();
+            if !uncontested.is_empty() {
+                if plans.probe.as_ref().is_none_or(|(text, _)| *text != probe_text) {
+                    let prepared = client.prepare_mut(&probe_text, &[text_array])?.keep();
+                    plans.probe = Some((probe_text, prepared));
+                }
+                let (_, probe) = plans.probe.as_ref().expect("prepared above");
+                let unreferenced: Vec<String> = client
+                    .update(probe, None, &[uncontested.into()])?
+                    .first()
+                    .get(1)?
+                    .unwrap_or_default();
+                doomed.extend(unreferenced);
+            }
+            if !doomed.is_empty() {
+                client.update(&plans.schedule, None, &[doomed.into()])?;
+            }
             Ok(())
         })
     })
