@@ -889,6 +889,62 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY t.id
 $$;
 
+-- Sweeper protocol for the trash: which trashed copies may be unlinked for
+-- good. Between listing a copy and unlinking it, a row may reference its path
+-- again and ask it back; so, as check_before_delete does for the files, this
+-- tries each path's EXCLUSIVE lock (the sweeper holds them until it has
+-- unlinked the copies and recorded them with trash_done in the same
+-- transaction) and then, in a new snapshot, keeps every copy that is asked
+-- back or whose path a row references. It never waits: a row another
+-- transaction is changing, or a path a writer holds, is 'busy' and waits for
+-- the next pass. A referenced path's copy is asked back here, for the
+-- restore pass.
+CREATE FUNCTION filegc.check_before_purge(ids bigint[])
+RETURNS TABLE (id bigint, path text, verdict text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    locked_ids bigint[];
+    locked_paths text[];
+    free_paths text[];
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'filegc.check_before_purge needs READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING HINT = 'Its check must see rows committed after the transaction began.';
+    END IF;
+    IF pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0) THEN
+        SELECT coalesce(array_agg(t.id ORDER BY t.id), '{}'), coalesce(array_agg(t.path ORDER BY t.id), '{}')
+          INTO locked_ids, locked_paths
+          FROM (SELECT x.id, x.path FROM filegc.tombstones x
+                 WHERE x.id = ANY (ids) AND x.state = 'done' AND x.outcome = 'trashed'
+                   AND x.purged_at IS NULL AND x.restored_at IS NULL AND x.restore_requested_at IS NULL
+                 ORDER BY x.id FOR UPDATE SKIP LOCKED) AS t
+         WHERE pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(t.path));
+    ELSE
+        locked_ids := '{}';
+        locked_paths := '{}';
+    END IF;
+
+    -- A new statement, so a new snapshot, taken after the locks above.
+    free_paths := filegc.unreferenced_among(locked_paths);
+    UPDATE filegc.tombstones x SET restore_requested_at = now()
+     WHERE x.id = ANY (locked_ids) AND NOT (x.path = ANY (free_paths));
+    IF FOUND THEN
+        PERFORM pg_notify('filegc', 'restore');
+    END IF;
+
+    RETURN QUERY
+    SELECT x.id, x.path,
+           CASE WHEN NOT (x.id = ANY (locked_ids)) THEN 'busy'
+                WHEN x.path = ANY (free_paths) THEN 'purge'
+                ELSE 'referenced' END
+      FROM filegc.tombstones x
+     WHERE x.id = ANY (ids)
+     ORDER BY x.id;
+END
+$$;
+COMMENT ON FUNCTION filegc.check_before_purge(bigint[]) IS
+    'Sweeper protocol: under the path locks and with a fresh snapshot, says which trashed copies may be unlinked for good (purge), and asks back those a row references again';
+
 -- Records restores and purges the sweeper carried out, one call per batch.
 CREATE FUNCTION filegc.trash_done(restored_ids bigint[], purged_ids bigint[]) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -922,6 +978,7 @@ BEGIN
         'filegc.fail(text, bigint[], text[])',
         'filegc.restore_requests()',
         'filegc.purge_due(interval)',
+        'filegc.check_before_purge(bigint[])',
         'filegc.trash_done(bigint[], bigint[])']::regprocedure[]
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);

@@ -210,7 +210,7 @@ impl Context {
     }
     /// `empty-trash`: show what the trash holds, confirm, delete it all for good.
     pub async fn empty_trash(
-        &self,
+        &mut self,
         confirmation: Confirmation,
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
@@ -230,7 +230,7 @@ impl Context {
             writeln!(out, "The trash was left as it is.")?;
             return Ok(ExitCode::Success);
         }
-        let report = empty_trash(&self.volume, &self.db).await?;
+        let report = empty_trash(&self.volume, &mut self.db).await?;
         writeln!(
             out,
             "Emptied the trash: deleted {} files, freed {}",

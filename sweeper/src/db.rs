@@ -421,6 +421,46 @@ impl Db {
             .collect())
     }
 
+    /// Unlinks trashed copies for good, each only while nothing asks for it:
+    /// in one READ COMMITTED transaction, `filegc.check_before_purge` takes
+    /// the path locks and decides with a fresh snapshot, `unlink` removes
+    /// each copy it allows (true when the copy is gone), and
+    /// `filegc.trash_done` records them before the locks are let go. Returns
+    /// the ids recorded purged.
+    pub async fn purge_checked(
+        &mut self,
+        entries: &[TrashRequest],
+        mut unlink: impl FnMut(&TrashRequest) -> bool,
+    ) -> Result<Vec<i64>, DbError> {
+        let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
+        let transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await?;
+        let allowed = transaction
+            .query(
+                "SELECT id, path FROM filegc.check_before_purge($1) WHERE verdict = 'purge'",
+                &[&ids],
+            )
+            .await?;
+        let purged: Vec<i64> = allowed
+            .iter()
+            .map(|row| TrashRequest {
+                id: row.get(0),
+                path: row.get(1),
+            })
+            .filter(|request| unlink(request))
+            .map(|request| request.id)
+            .collect();
+        transaction
+            .execute("SELECT filegc.trash_done('{}', $1)", &[&purged])
+            .await?;
+        transaction.commit().await?;
+        Ok(purged)
+    }
+
     /// Records restored and purged trash entries.
     pub async fn trash_done(&self, restored: &[i64], purged: &[i64]) -> Result<(), DbError> {
         self.client

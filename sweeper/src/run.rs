@@ -28,9 +28,11 @@ use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
 use crate::maintenance::{self, LevelChange, Policies};
 use crate::progress::Progress;
 use crate::scan::{report_capacity, scan, ScanOptions};
-use crate::sweep::{sweep, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE};
+use crate::sweep::{
+    purge_trashed, sweep, PurgeReport, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE,
+};
 use crate::units::format_duration;
-use crate::volume::{RemoveOutcome, Volume};
+use crate::volume::Volume;
 use crate::webhook::{Alert, Notifier};
 
 /// The first wait before reconnecting to the database.
@@ -579,37 +581,13 @@ fn failed(db: &Db, error: DbError, step: &str) -> Result<(), Served> {
     Ok(())
 }
 
-/// What emptying the trash freed.
-#[derive(Debug, Default)]
-struct Purged {
-    files: u64,
-    bytes: u64,
-    problems: u64,
-}
-
 /// Deletes for good every trashed file the database knows of, whatever its
-/// age, except those asked back. Unlike `filegc empty-trash` it leaves what
-/// the database does not know of: a sweeper that died mid-batch may have
-/// left a file there that a row references again.
-async fn purge_trash(volume: &Volume, db: &Db) -> Result<Purged, DbError> {
-    let mut purged = Purged::default();
-    let mut ids = Vec::new();
-    for entry in db.trashed().await? {
-        match volume.purge_trashed(&entry.path) {
-            Ok(RemoveOutcome::Removed { bytes }) => {
-                purged.files += 1;
-                purged.bytes += bytes;
-                ids.push(entry.id);
-            }
-            Ok(RemoveOutcome::AlreadyGone) => ids.push(entry.id),
-            Err(error) => {
-                purged.problems += 1;
-                tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
-            }
-        }
-    }
-    db.trash_done(&[], &ids).await?;
-    Ok(purged)
+/// age, except those asked back or referenced again. Unlike `filegc
+/// empty-trash` it leaves what the database does not know of: a sweeper that
+/// died mid-batch may have left a file there that a row references again.
+async fn purge_trash(volume: &Volume, db: &mut Db) -> Result<PurgeReport, DbError> {
+    let trashed = db.trashed().await?;
+    Ok(purge_trashed(volume, db, &trashed).await?.0)
 }
 
 /// Waits until the run is asked to stop.

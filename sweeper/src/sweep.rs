@@ -1,5 +1,7 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
+use std::collections::HashSet;
+
 use tokio::sync::watch;
 
 use crate::config::Removal;
@@ -317,9 +319,9 @@ pub async fn restore_now(volume: &Volume, db: &Db, path: &str) -> Result<Restore
     Ok(result)
 }
 
-/// What `filegc empty-trash` removed.
+/// What purging trashed copies for good came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EmptyTrashReport {
+pub struct PurgeReport {
     /// Files deleted for good.
     pub files: u64,
     /// Their total size.
@@ -328,39 +330,68 @@ pub struct EmptyTrashReport {
     pub problems: u64,
 }
 
-/// Deletes every trashed file for good and records the database's trashed deletions as purged.
-pub async fn empty_trash(volume: &Volume, db: &Db) -> Result<EmptyTrashReport, DbError> {
-    let mut report = EmptyTrashReport::default();
+/// Unlinks trashed copies for good, in batches under the path locks
+/// ([`Db::purge_checked`]): the copy of a path that a row references again
+/// is asked back instead, and one a writer holds waits for the next pass.
+/// Returns what it freed and the ids it recorded purged.
+pub async fn purge_trashed(
+    volume: &Volume,
+    db: &mut Db,
+    entries: &[TrashRequest],
+) -> Result<(PurgeReport, Vec<i64>), DbError> {
+    let mut report = PurgeReport::default();
     let mut purged = Vec::new();
-    // First the files the database knows of, so each one's record is purged
-    // only when its file is gone; then whatever else the trash holds.
-    for entry in db.trashed().await? {
-        match volume.purge_trashed(&entry.path) {
-            Ok(outcome) => {
-                if let RemoveOutcome::Removed { bytes } = outcome {
+    let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
+    for batch in entries.chunks(batch_size) {
+        let ids = db
+            .purge_checked(batch, |entry| match volume.purge_trashed(&entry.path) {
+                Ok(RemoveOutcome::Removed { bytes }) => {
+                    tracing::debug!(path = %entry.path, bytes, "purged from the trash");
                     report.files += 1;
                     report.bytes += bytes;
+                    true
                 }
-                purged.push(entry.id);
-            }
-            Err(error) => {
-                report.problems += 1;
-                tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
-            }
-        }
+                Ok(RemoveOutcome::AlreadyGone) => true,
+                Err(error) => {
+                    report.problems += 1;
+                    tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
+                    false
+                }
+            })
+            .await?;
+        purged.extend(ids);
     }
-    let rest = volume.empty_trash();
+    Ok((report, purged))
+}
+
+/// Deletes the trash for good. Copies asked back go back first, the copies
+/// the database knows of go under the path locks ([`purge_trashed`]), and
+/// whatever else the trash holds (no tombstone names it, so no row can ask
+/// for it) goes last; a copy that must stay (asked back, busy, or its path
+/// referenced) stays.
+pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<PurgeReport, DbError> {
+    restore_requested(volume, db, &mut SweepReport::default()).await?;
+    let known = db.trashed().await?;
+    let (mut report, purged) = purge_trashed(volume, db, &known).await?;
+    let purged: HashSet<i64> = purged.into_iter().collect();
+    let kept: HashSet<String> = known
+        .into_iter()
+        .filter(|entry| !purged.contains(&entry.id))
+        .chain(db.restore_requests().await?)
+        .map(|entry| entry.path)
+        .collect();
+    let rest = volume.empty_trash(&kept);
     report.files += rest.files;
     report.bytes += rest.bytes;
     for problem in &rest.problems {
         report.problems += 1;
         tracing::warn!(path = %problem.path(), error = %problem, "cannot delete a trashed file");
     }
-    db.trash_done(&[], &purged).await?;
     tracing::info!(
         files = report.files,
         bytes = report.bytes,
         problems = report.problems,
+        kept = kept.len(),
         "trash emptied"
     );
     Ok(report)
@@ -404,28 +435,12 @@ impl TrashDone {
     }
 }
 
-async fn purge_due(volume: &Volume, db: &Db, report: &mut SweepReport) -> Result<(), DbError> {
+async fn purge_due(volume: &Volume, db: &mut Db, report: &mut SweepReport) -> Result<(), DbError> {
     let due = db.purge_due().await?;
-    if due.is_empty() {
-        return Ok(());
-    }
-    let mut purged = Vec::new();
-    for entry in due {
-        match volume.purge_trashed(&entry.path) {
-            Ok(outcome) => {
-                if let RemoveOutcome::Removed { bytes } = outcome {
-                    tracing::debug!(path = %entry.path, bytes, "purged from the trash");
-                    report.purged += 1;
-                }
-                purged.push(entry.id);
-            }
-            Err(error) => {
-                report.trash_errors += 1;
-                tracing::warn!(path = %entry.path, error = %error, "cannot purge a trashed file");
-            }
-        }
-    }
-    db.trash_done(&[], &purged).await
+    let (purged, _) = purge_trashed(volume, db, &due).await?;
+    report.purged += purged.files;
+    report.trash_errors += purged.problems;
+    Ok(())
 }
 
 #[cfg(test)]

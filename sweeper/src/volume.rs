@@ -14,6 +14,7 @@
 //! so a caller runs it on a blocking thread and forwards the items over a
 //! bounded channel.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
@@ -384,12 +385,13 @@ impl Volume {
     ///
     /// Subfolders of the trash left empty are removed; the trash folder itself stays.
     pub fn purge_trash(&self, older_than: SystemTime) -> PurgeSummary {
-        self.purge(|trashed_at| trashed_at < older_than)
+        self.purge(|_, trashed_at| trashed_at < older_than)
     }
 
-    /// Deletes everything in the trash, whatever its age.
-    pub fn empty_trash(&self) -> PurgeSummary {
-        self.purge(|_| true)
+    /// Deletes everything in the trash, whatever its age, except the copies
+    /// of the `kept` paths (relative to the volume root).
+    pub fn empty_trash(&self, kept: &HashSet<String>) -> PurgeSummary {
+        self.purge(|path, _| !kept.contains(path))
     }
 
     /// Counts the files in the trash and their size.
@@ -426,7 +428,9 @@ impl Volume {
         })
     }
 
-    fn purge(&self, is_due: impl Fn(SystemTime) -> bool) -> PurgeSummary {
+    /// `is_due` gets each trashed file's original path (relative to the
+    /// volume root) and the time it was trashed.
+    fn purge(&self, is_due: impl Fn(&str, SystemTime) -> bool) -> PurgeSummary {
         let mut summary = PurgeSummary::default();
         for item in self.trash_entries(true) {
             let (rel, metadata) = match item {
@@ -441,9 +445,13 @@ impl Volume {
                 continue;
             };
             let shown = rel.to_string_lossy();
+            let original = rel
+                .strip_prefix(TRASH_DIR)
+                .unwrap_or(&rel)
+                .to_string_lossy();
             let removed = if metadata.is_dir() {
                 self.remove_empty_dir(dirs, name, &shown)
-            } else if is_due(change_time(&metadata)) {
+            } else if is_due(&original, change_time(&metadata)) {
                 self.remove_trashed_file(dirs, name, &shown).map(|removed| {
                     if removed {
                         summary.files += 1;
@@ -1384,7 +1392,7 @@ mod tests {
         let canary = fixture.canary("canary.jpg");
         symlink(&canary, fixture.root.path().join("user_1_1.jpg")).unwrap();
         fixture.volume.trash("user_1_1.jpg").unwrap();
-        let summary = fixture.volume.empty_trash();
+        let summary = fixture.volume.empty_trash(&HashSet::new());
         assert_eq!(summary.files, 1);
         assert!(!fixture.exists(".filegc-trash/user_1_1.jpg"));
         assert_canary_intact(&canary);
@@ -1395,7 +1403,7 @@ mod tests {
         let fixture = Fixture::new();
         let canary = fixture.canary("user_1_1.jpg");
         symlink(fixture.outside.path(), fixture.root.path().join(TRASH_DIR)).unwrap();
-        let summary = fixture.volume.empty_trash();
+        let summary = fixture.volume.empty_trash(&HashSet::new());
         assert_eq!(summary.files, 0);
         assert_eq!(summary.problems.len(), 1);
         assert!(matches!(

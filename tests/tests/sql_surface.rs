@@ -809,3 +809,80 @@ fn completed_deletions_leave_the_inventory_at_once() {
         "the trashed file is no orphan on the volume any more"
     );
 }
+
+/// A trashed copy of `path`, as a sweep leaves it; returns its tombstone's id.
+fn trashed(client: &mut Client, path: &str) -> i64 {
+    client
+        .execute("SELECT filegc.schedule_delete(ARRAY[$1])", &[&path])
+        .unwrap();
+    let id: i64 = client
+        .query_one("SELECT id FROM filegc.claim('w', 10)", &[])
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "SELECT filegc.complete('w', ARRAY[$1::bigint], ARRAY['trashed'], ARRAY[10::bigint])",
+            &[&id],
+        )
+        .unwrap();
+    id
+}
+
+fn purge_verdict(client: &mut Client, id: i64) -> String {
+    let mut transaction = client.transaction().unwrap();
+    let verdict = transaction
+        .query_one(
+            "SELECT verdict FROM filegc.check_before_purge(ARRAY[$1::bigint])",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    transaction.rollback().unwrap();
+    verdict
+}
+
+#[test]
+fn a_trashed_copy_is_purged_only_while_nothing_wants_it() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let id = trashed(&mut client, "a.jpg");
+    assert_eq!(purge_verdict(&mut client, id), "purge");
+
+    // A writer that references the path again and has not committed holds
+    // the path: the purge must not go ahead under it, nor wait for it.
+    let mut writer = db.connect();
+    let mut open = writer.transaction().unwrap();
+    open.execute(
+        "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg')",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(purge_verdict(&mut client, id), "busy");
+    open.rollback().unwrap();
+    drop(writer);
+    assert_eq!(purge_verdict(&mut client, id), "purge");
+
+    // A row that references the path without its trigger having asked the
+    // copy back (restored from a dump, say) keeps the copy, and asks it back.
+    client
+        .batch_execute(
+            "SET session_replication_role = replica;
+             INSERT INTO facial_evaluations (user_id, image_path) VALUES (2, 'a.jpg');
+             RESET session_replication_role;",
+        )
+        .unwrap();
+    let mut transaction = client.transaction().unwrap();
+    let verdict: String = transaction
+        .query_one(
+            "SELECT verdict FROM filegc.check_before_purge(ARRAY[$1::bigint])",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    transaction.commit().unwrap();
+    assert_eq!(verdict, "referenced");
+    let requests: Vec<String> =
+        first_column(&mut client, "SELECT path FROM filegc.restore_requests()");
+    assert_eq!(requests, vec!["a.jpg"], "the referenced copy is asked back");
+    assert_ne!(purge_verdict(&mut client, id), "purge");
+}

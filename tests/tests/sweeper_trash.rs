@@ -50,6 +50,28 @@ fn empty_trash_with_yes_deletes_everything_and_records_the_purge() {
 }
 
 #[test]
+fn empty_trash_keeps_the_copies_rows_want_back() {
+    let mut env = trashed(&[
+        "user_1_1700000000.jpg",
+        "user_2_1700000000.jpg",
+        "user_3_1700000000.jpg",
+    ]);
+    // A row references user_1 again: its copy goes back to its path.
+    env.reference("user_1_1700000000.jpg");
+    // user_2 is asked back, but another file stands at its path: the copy waits.
+    env.write("user_2_1700000000.jpg", 7, 0);
+    assert_eq!(
+        env.query_i64("SELECT filegc.restore('user_2_1700000000.jpg')::int::bigint"),
+        1
+    );
+    let stdout = env.run_ok(&["empty-trash", "--yes"]);
+    assert!(stdout.contains("deleted 1 files"), "{stdout}");
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+    assert!(env.path(".filegc-trash/user_2_1700000000.jpg").is_file());
+    assert!(!env.path(".filegc-trash/user_3_1700000000.jpg").exists());
+}
+
+#[test]
 fn empty_trash_asks_on_a_terminal_with_the_count_and_size() {
     let env = trashed(&["user_1_1700000000.jpg"]);
     let output = env.run_on_terminal(&["empty-trash"], b"yes\n");
