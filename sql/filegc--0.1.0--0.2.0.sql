@@ -404,6 +404,19 @@ SELECT id, kind, worker, volume_path, started_at, finished_at, files_seen, files
   FROM filegc.runs;
 COMMENT ON VIEW filegc.sweeps IS 'The history of scans, sweeps, trash purges and scheduled cleanups (orphan_cleanup, retention_cleanup: files_seen counts the files scheduled)';
 
+-- The alert level of a volume that uses used_bytes of total_bytes. The
+-- sweeper needs it after every report, without the cost of the statistics.
+CREATE FUNCTION filegc.alert_level(used_bytes bigint, total_bytes bigint) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN total_bytes IS NULL OR total_bytes = 0 THEN 'unknown'
+                WHEN 100.0 * used_bytes / total_bytes >= filegc.setting('alert_emergency_pct')::numeric THEN 'emergency'
+                WHEN 100.0 * used_bytes / total_bytes >= filegc.setting('alert_critical_pct')::numeric THEN 'critical'
+                WHEN 100.0 * used_bytes / total_bytes >= filegc.setting('alert_warning_pct')::numeric THEN 'warning'
+                ELSE 'ok' END
+$$;
+COMMENT ON FUNCTION filegc.alert_level(bigint, bigint) IS
+    'The alert level (ok, warning, critical, emergency; unknown without a capacity) of a volume using used_bytes of total_bytes';
+
 CREATE VIEW filegc.storage_stats AS
 WITH latest_report AS (
     SELECT * FROM filegc.volume_reports ORDER BY id DESC LIMIT 1
@@ -424,10 +437,6 @@ WITH latest_report AS (
       FROM filegc.path_states
 ), pending_totals AS (
     SELECT count(*) AS pending_deletions, coalesce(sum(size_bytes), 0)::bigint AS pending_bytes FROM filegc.pending
-), thresholds AS (
-    SELECT filegc.setting('alert_warning_pct')::numeric AS warning,
-           filegc.setting('alert_critical_pct')::numeric AS critical,
-           filegc.setting('alert_emergency_pct')::numeric AS emergency
 )
 SELECT r.volume_path,
        f.total_files,
@@ -452,16 +461,11 @@ SELECT r.volume_path,
        r.total_bytes AS capacity_bytes,
        r.used_bytes,
        round(100.0 * r.used_bytes / nullif(r.total_bytes, 0), 1) AS used_pct,
-       CASE WHEN r.total_bytes IS NULL OR r.total_bytes = 0 THEN 'unknown'
-            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.emergency THEN 'emergency'
-            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.critical THEN 'critical'
-            WHEN 100.0 * r.used_bytes / r.total_bytes >= t.warning THEN 'warning'
-            ELSE 'ok' END AS alert_level,
+       filegc.alert_level(r.used_bytes, r.total_bytes) AS alert_level,
        (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'scan') AS last_scan_at,
        (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'sweep') AS last_sweep_at
   FROM file_totals f
  CROSS JOIN pending_totals p
- CROSS JOIN thresholds t
   LEFT JOIN latest_report r ON true;
 COMMENT ON VIEW filegc.storage_stats IS
     'One row: what is on the volume (managed images; unmanaged files apart), what is referenced, orphaned, missing, pending and in the trash, and how full the volume is';
@@ -704,7 +708,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO filegc.volume_reports (worker, volume_path, total_bytes, used_bytes, free_bytes, trash_files, trash_bytes)
     VALUES (worker, volume_path, total_bytes, used_bytes, free_bytes, trash_files, trash_bytes);
-    RETURN (SELECT alert_level FROM filegc.storage_stats);
+    RETURN filegc.alert_level(used_bytes, total_bytes);
 END
 $$;
 COMMENT ON FUNCTION filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint) IS
