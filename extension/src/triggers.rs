@@ -15,8 +15,9 @@ use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 use pgrx::{PgBuiltInOids, PgOid};
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeSet;
+use std::ffi::CString;
 
 /// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
 struct TrackedColumn {
@@ -249,34 +250,132 @@ fn apply_reference_changes(removed: Vec<String>, added: Vec<String>) -> Result<(
 /// The statements that release the paths leaving a row, prepared once per
 /// backend.
 struct ReleasePlans {
-    /// The contested paths (point 4 of the lock protocol) and the text of
-    /// the probe of every tracked column, in one round trip.
-    contested_and_probe: OwnedPreparedStatement,
+    /// The contested paths (point 4 of the lock protocol).
+    contested: OwnedPreparedStatement,
+    /// The text of the probe of every tracked column.
+    probe_text: OwnedPreparedStatement,
     schedule: OwnedPreparedStatement,
-    /// The probe, prepared, with the text it was prepared from.
-    probe: Option<(String, OwnedPreparedStatement)>,
+    probe: Option<GenericProbe>,
+}
+
+/// The probe of the tracked columns, kept with a generic plan. Its one
+/// parameter is an array of a path or two, and for such a parameter
+/// PostgreSQL would plan the probe anew at every call, which cost more than
+/// running it; pgrx's prepared statements cannot ask for a generic plan.
+struct GenericProbe {
+    /// The text the plan was made from.
+    text: String,
+    plan: pg_sys::SPIPlanPtr,
+}
+
+impl GenericProbe {
+    /// Prepares `text`; must run inside an SPI connection.
+    fn prepare(text: String) -> Result<GenericProbe, FilegcError> {
+        let query =
+            CString::new(text.as_str()).map_err(|_| FilegcError::Probe("NUL in its text"))?;
+        let mut argument_types = [pg_sys::TEXTARRAYOID];
+        // SAFETY: the caller holds an SPI connection; a malformed query raises
+        // a PostgreSQL error, which pgrx turns into a Rust panic.
+        let plan = unsafe {
+            pg_sys::SPI_prepare_cursor(
+                query.as_ptr(),
+                1,
+                argument_types.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            )
+        };
+        // SAFETY: a non-null plan from SPI_prepare_cursor; keeping it moves it
+        // out of the SPI procedure's memory, so it outlives this connection.
+        if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
+            return Err(FilegcError::Probe("it could not be prepared"));
+        }
+        Ok(GenericProbe { text, plan })
+    }
+
+    /// The paths among `paths` that no tracked column references; must run
+    /// inside an SPI connection.
+    fn unreferenced(&self, paths: Vec<String>) -> Result<Vec<String>, FilegcError> {
+        let mut values = [paths
+            .into_datum()
+            .ok_or(FilegcError::Probe("its argument was NULL"))?];
+        let nulls = [b' ' as std::ffi::c_char];
+        // SAFETY: a kept plan with one text[] parameter, given one non-null
+        // text[] datum; the caller holds an SPI connection.
+        let status = unsafe {
+            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 1)
+        };
+        // SAFETY: after a successful SELECT, SPI_tuptable holds its rows;
+        // the probe returns exactly one row of one text[] column.
+        unsafe {
+            if status != pg_sys::SPI_OK_SELECT as i32
+                || pg_sys::SPI_processed != 1
+                || pg_sys::SPI_tuptable.is_null()
+            {
+                return Err(FilegcError::Probe("it did not return one row"));
+            }
+            let table = &*pg_sys::SPI_tuptable;
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(*table.vals, table.tupdesc, 1, &mut is_null);
+            Ok(Vec::<String>::from_datum(datum, is_null).unwrap_or_default())
+        }
+    }
+}
+
+impl Drop for GenericProbe {
+    fn drop(&mut self) {
+        // SAFETY: the plan was kept by `prepare` and is freed once, here.
+        unsafe {
+            pg_sys::SPI_freeplan(self.plan);
+        }
+    }
 }
 
 thread_local! {
     static RELEASE_PLANS: RefCell<Option<ReleasePlans>> = const { RefCell::new(None) };
+    /// Whether the probe must be built again. Building it reads
+    /// filegc.tracked and formats each column's expression, which cost as
+    /// much as the rest of a row's release; it changes only when
+    /// filegc.track() or untrack() creates or drops a tracked table's index
+    /// and trigger, and that invalidates the table's relation cache entry in
+    /// every backend, which sets this flag.
+    static PROBE_MAY_BE_STALE: Cell<bool> = const { Cell::new(true) };
+    /// Whether this backend registered `probe_may_be_stale`: PostgreSQL
+    /// offers few callback slots, and they cannot be given back.
+    static WATCHING_RELATIONS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A relation cache callback: any invalidation may be a change of the tracked columns.
+unsafe extern "C-unwind" fn probe_may_be_stale(_argument: pg_sys::Datum, _relation: pg_sys::Oid) {
+    PROBE_MAY_BE_STALE.with(|stale| stale.set(true));
 }
 
 /// What `filegc.release_paths(paths)` does, with every statement prepared:
 /// the SQL function runs its probe with EXECUTE, which parses and plans it
-/// for every row. The probe's text still comes from the database each time,
-/// so a column tracked or untracked since is probed at once.
+/// for every row. The probe is built again whenever a tracked column may
+/// have changed (see `PROBE_MAY_BE_STALE`); the sweeper's final check
+/// builds its own, so a late change can cost a needless tombstone, never a
+/// file.
 fn release_paths(paths: Vec<String>) -> Result<(), FilegcError> {
     let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
     RELEASE_PLANS.with(|cell| {
         let mut plans = cell.borrow_mut();
         Spi::connect_mut(|client| {
+            if !WATCHING_RELATIONS.with(|watching| watching.replace(true)) {
+                // SAFETY: registers, once per backend, a callback that only sets a flag.
+                unsafe {
+                    pg_sys::CacheRegisterRelcacheCallback(
+                        Some(probe_may_be_stale),
+                        pg_sys::Datum::from(0),
+                    );
+                }
+            }
             if plans.is_none() {
                 *plans = Some(ReleasePlans {
-                    contested_and_probe: client
-                        .prepare_mut(
-                            "SELECT filegc.contested_leaving_paths($1), filegc.unreferenced_probe(NULL)",
-                            &[text_array],
-                        )?
+                    contested: client
+                        .prepare_mut("SELECT filegc.contested_leaving_paths($1)", &[text_array])?
+                        .keep(),
+                    probe_text: client
+                        .prepare_mut("SELECT filegc.unreferenced_probe(NULL)", &[])?
                         .keep(),
                     schedule: client
                         .prepare_mut("SELECT filegc.schedule_unreferenced($1)", &[text_array])?
@@ -285,27 +384,29 @@ fn release_paths(paths: Vec<String>) -> Result<(), FilegcError> {
                 });
             }
             let plans = plans.as_mut().expect("prepared above");
-            let row = client
-                .update(&plans.contested_and_probe, None, &[paths.clone().into()])?
-                .first();
-            let mut doomed: Vec<String> = row.get(1)?.unwrap_or_default();
-            let probe_text: String = row.get(2)?.unwrap_or_default();
+            let mut doomed: Vec<String> = client
+                .update(&plans.contested, None, &[paths.clone().into()])?
+                .first()
+                .get(1)?
+                .unwrap_or_default();
             let uncontested: Vec<String> = paths
                 .into_iter()
                 .filter(|path| !doomed.contains(path))
                 .collect();
             if !uncontested.is_empty() {
-                if plans.probe.as_ref().is_none_or(|(text, _)| *text != probe_text) {
-                    let prepared = client.prepare_mut(&probe_text, &[text_array])?.keep();
-                    plans.probe = Some((probe_text, prepared));
+                let stale = PROBE_MAY_BE_STALE.with(|stale| stale.replace(false));
+                if stale || plans.probe.is_none() {
+                    let text: String = client
+                        .update(&plans.probe_text, None, &[])?
+                        .first()
+                        .get(1)?
+                        .unwrap_or_default();
+                    if plans.probe.as_ref().is_none_or(|probe| probe.text != text) {
+                        plans.probe = Some(GenericProbe::prepare(text)?);
+                    }
                 }
-                let (_, probe) = plans.probe.as_ref().expect("prepared above");
-                let unreferenced: Vec<String> = client
-                    .update(probe, None, &[uncontested.into()])?
-                    .first()
-                    .get(1)?
-                    .unwrap_or_default();
-                doomed.extend(unreferenced);
+                let probe = plans.probe.as_ref().expect("prepared above");
+                doomed.extend(probe.unreferenced(uncontested)?);
             }
             if !doomed.is_empty() {
                 client.update(&plans.schedule, None, &[doomed.into()])?;

@@ -328,3 +328,41 @@ fn concurrent_writers_never_fool_the_sweeper_at_read_committed() {
 fn concurrent_writers_never_fool_the_sweeper_at_repeatable_read() {
     concurrent_writers_never_fool_the_sweeper(IsolationLevel::RepeatableRead, 41);
 }
+
+#[test]
+fn a_column_tracked_by_another_connection_counts_at_once() {
+    let db = cluster().create_database();
+    let mut app = db.tracked_app();
+    app.batch_execute("UPDATE filegc.settings SET value = '0' WHERE name = 'unreferenced_delay'")
+        .unwrap();
+    app.batch_execute(
+        "CREATE TABLE avatars (id int, picture text);
+         INSERT INTO avatars VALUES (1, 'user_9_1700000000.jpg');",
+    )
+    .unwrap();
+    // This connection releases a path first, so it holds whatever it keeps
+    // between rows for releasing paths.
+    app.batch_execute(&format!(
+        "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, '{PREFIX}user_1_1700000000.jpg');
+         DELETE FROM facial_evaluations;"
+    ))
+    .unwrap();
+    assert_eq!(open_tombstones(&mut app, "user_1_1700000000.jpg"), 1);
+
+    // Another connection tracks a column that references a path already.
+    db.connect()
+        .batch_execute("SELECT filegc.track('avatars', 'picture')")
+        .unwrap();
+
+    // The first connection must now see that reference when the path leaves one of its rows.
+    app.batch_execute(
+        "INSERT INTO facial_evaluations (user_id, image_path) VALUES (9, 'user_9_1700000000.jpg');
+         DELETE FROM facial_evaluations;",
+    )
+    .unwrap();
+    assert_eq!(
+        open_tombstones(&mut app, "user_9_1700000000.jpg"),
+        0,
+        "avatars.picture references it"
+    );
+}
