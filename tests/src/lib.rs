@@ -275,3 +275,15 @@ fn describe(error: &postgres::Error) -> String {
     }
     text
 }
+
+/// Polls `condition` every 20 ms until it holds; `false` when `within` passed first.
+pub fn eventually(within: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    condition()
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use postgres::Client;
 use tempfile::TempDir;
@@ -169,17 +169,7 @@ pub fn soak() -> bool {
     std::env::var("FILEGC_SOAK").is_ok_and(|value| value == "1")
 }
 
-/// Polls `condition` every 20 ms until it holds; `false` when `within` passed first.
-pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    condition()
-}
+pub use crate::eventually;
 
 /// A small pseudo-random generator (xorshift64*): random enough for
 /// choosing operations and kill points, and replayable from its seed.

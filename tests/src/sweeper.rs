@@ -4,11 +4,11 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use crate::{cluster, fixtures, Cluster, TestDb};
+use crate::{cluster, eventually, fixtures, Cluster, TestDb};
 use postgres::Client;
 use tempfile::TempDir;
 
@@ -205,5 +205,99 @@ impl SweeperEnv {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+/// How long a running sweeper gets to show what a test waits for, or to exit;
+/// only a failing test waits that long.
+const RUN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `filegc` process in the background (`filegc run`, mostly), logging to a
+/// temporary file; killed if a test ends without it having exited.
+pub struct Running {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Running {
+    /// Starts `filegc ARGS` on the environment, as its superuser.
+    pub fn start(env: &SweeperEnv, args: &[&str]) -> Running {
+        Running::spawn(env.command(args))
+    }
+
+    /// Starts `filegc ARGS` on the environment's volume with another database URL and worker name.
+    pub fn start_as(env: &SweeperEnv, database_url: &str, worker: &str, args: &[&str]) -> Running {
+        let mut command = Command::new(filegc_bin());
+        command
+            .arg("--volume")
+            .arg(env.volume.path())
+            .args(["--database-url", database_url, "--worker", worker])
+            .env_remove("DATABASE_URL")
+            .env_remove("FILEGC_VOLUME")
+            .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
+            .args(args)
+            .stdin(Stdio::null());
+        Running::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Running {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log.path()).unwrap())
+            .spawn()
+            .expect("starting filegc");
+        Running { child, log }
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill only sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for the exit, which must come within `within`.
+    pub fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let mut status = None;
+        let exited = eventually(within, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "filegc did not exit:\n{}", self.log());
+        status.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.exit_status(RUN_DEADLINE)
+    }
+
+    /// Waits until the log holds `line`, failing the test if the process exits or the deadline passes.
+    pub fn wait_for_log(&mut self, line: &str) {
+        let seen = eventually(RUN_DEADLINE, || {
+            assert!(self.is_running(), "filegc exited:\n{}", self.log());
+            self.log().contains(line)
+        });
+        assert!(seen, "the log never said {line:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -2,21 +2,16 @@
 //! cleanups, the maintenance window, the alert webhook and the emergency
 //! cleanup, against a real database and a real volume.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
+use filegc_tests::eventually;
+use filegc_tests::sweeper::{Running, SweeperEnv};
 
 /// How long anything the run does may take before a test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// How often a test looks again.
-const POLL: Duration = Duration::from_millis(20);
 
 /// Timed sweeps (and so policy checks) this often, scans this often: quick enough to watch.
 const QUICK: [&str; 5] = [
@@ -36,96 +31,6 @@ const QUICK_VERBOSE: [&str; 6] = [
     "--scan-interval",
     "200ms",
 ];
-
-/// Polls `condition` until it holds; `false` when `within` passed first.
-fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if condition() {
-            return true;
-        }
-        sleep(POLL);
-    }
-    condition()
-}
-
-/// A `filegc run` process, killed if a test ends without it having exited.
-struct Running {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Running {
-    /// Starts `filegc ARGS` as the environment's superuser, logging to a temporary file.
-    fn start(env: &SweeperEnv, args: &[&str]) -> Running {
-        Running::spawn(env.command(args))
-    }
-
-    /// Starts `filegc ARGS` with another database URL and worker name.
-    fn start_as(env: &SweeperEnv, database_url: &str, worker: &str, args: &[&str]) -> Running {
-        let mut command = Command::new(filegc_bin());
-        command
-            .arg("--volume")
-            .arg(env.volume.path())
-            .args(["--database-url", database_url, "--worker", worker])
-            .env_remove("DATABASE_URL")
-            .env_remove("FILEGC_VOLUME")
-            .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
-            .args(args)
-            .stdin(Stdio::null());
-        Running::spawn(command)
-    }
-
-    fn spawn(mut command: Command) -> Running {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(File::create(log.path()).unwrap())
-            .spawn()
-            .expect("starting filegc run");
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits until the log holds `line`, failing the test if the run exits or the deadline passes.
-    fn wait_for_log(&mut self, line: &str) {
-        let seen = eventually(DEADLINE, || {
-            assert!(self.is_running(), "filegc run exited:\n{}", self.log());
-            self.log().contains(line)
-        });
-        assert!(seen, "the log never said {line:?}:\n{}", self.log());
-    }
-
-    /// Sends SIGTERM and waits for the exit.
-    fn stop(&mut self) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill only sends a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let mut status = None;
-        let exited = eventually(DEADLINE, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(exited, "filegc run did not exit:\n{}", self.log());
-        status.unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.is_running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Changes a setting.
 fn set(env: &mut SweeperEnv, name: &str, value: &str) {

@@ -1,87 +1,15 @@
 //! `filegc run`, the long-running mode: notifications, the supervised
 //! application's signals and exit status, and a database that restarts.
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus, Stdio};
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::eventually;
+use filegc_tests::sweeper::{Running, SweeperEnv};
 use filegc_tests::Cluster;
 
 /// How long anything the run does may take before a test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// How often a test looks again.
-const POLL: Duration = Duration::from_millis(20);
-
-/// Polls `condition` until it holds; `false` when `within` passed first.
-fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if condition() {
-            return true;
-        }
-        sleep(POLL);
-    }
-    condition()
-}
-
-/// A `filegc run` process, killed if a test ends without it having exited.
-struct Running {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Running {
-    /// Starts `filegc run ARGS` with its log going to a temporary file.
-    fn start(env: &SweeperEnv, args: &[&str]) -> Running {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = env
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(File::create(log.path()).unwrap())
-            .spawn()
-            .expect("starting filegc run");
-        Running { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Sends a signal to the filegc process.
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill only sends a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    /// Waits for the exit, which must come within `within`.
-    fn exit_status(&mut self, within: Duration) -> ExitStatus {
-        let mut status = None;
-        let exited = eventually(within, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(exited, "filegc run did not exit:\n{}", self.log());
-        status.unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.is_running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Waits until the run has finished its first scan: it listens from then on.
 fn wait_until_listening(env: &SweeperEnv, running: &mut Running) {
