@@ -67,7 +67,7 @@ test-integration: install
 	cargo test -p filegc-tests --tests
 	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
-	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2
+	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --quiet-wait 0
 
 demo: install
 	scripts/build-sweeper.sh

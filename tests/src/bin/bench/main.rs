@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             Case::Trigger => trigger::run(&mut bench),
         }
     }
+    bench.report_busy_starts();
     bench.report.print(started.elapsed());
     ExitCode::SUCCESS
 }

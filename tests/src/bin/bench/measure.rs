@@ -1,8 +1,13 @@
 //! Timing a program or a piece of work, and summing up repeated runs.
 
+use std::fs;
 use std::io::{Read, Seek};
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
+
+/// The share of CPU time others may take while the machine counts as quiet.
+const QUIET_BUSY: f64 = 0.25;
 
 /// What one run of a program cost.
 #[derive(Debug, Clone, Copy)]
@@ -85,4 +90,43 @@ pub fn each_run(durations: &[Duration]) -> String {
         .map(|d| format!("{:.2}", d.as_secs_f64()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Waits, at most `longest`, until the CPUs stay mostly idle for a second;
+/// false when they never did. The benchmark shares its machine, and a build
+/// running next to a timed run can halve what it measures.
+pub fn wait_for_quiet(longest: Duration) -> bool {
+    let deadline = Instant::now() + longest;
+    loop {
+        match busy_share(Duration::from_secs(1)) {
+            None => return true,
+            Some(share) if share < QUIET_BUSY => return true,
+            Some(_) if Instant::now() >= deadline => return false,
+            Some(_) => {}
+        }
+    }
+}
+
+/// The share of all CPUs' time spent busy over `window`; `None` without /proc/stat.
+fn busy_share(window: Duration) -> Option<f64> {
+    let (total_before, idle_before) = cpu_times()?;
+    thread::sleep(window);
+    let (total_after, idle_after) = cpu_times()?;
+    let total = total_after.saturating_sub(total_before);
+    let idle = idle_after.saturating_sub(idle_before);
+    (total > 0).then(|| 1.0 - idle as f64 / total as f64)
+}
+
+/// All CPUs' time so far and the idle part of it, in clock ticks.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal: guests are counted in user.
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((fields.iter().sum(), idle))
 }

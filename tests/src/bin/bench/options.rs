@@ -1,6 +1,7 @@
 //! The benchmark's parameters, as `--name value` pairs on the command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What `bench --help` and a usage error print.
 pub const USAGE: &str = "\
@@ -15,6 +16,8 @@ usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
   --pgbench-seconds N  length of one pgbench run (default 60)
   --clients N          pgbench clients (default 4)
   --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger)
+  --quiet-wait N       seconds each timed run waits for other processes to leave
+                       the CPUs idle (default 10; 0 neither waits nor counts)
   --filegc PATH        the filegc binary to measure (default: a debug build made now)";
 
 /// One group of measurements that can be run on its own.
@@ -62,6 +65,8 @@ pub struct Options {
     pub cases: Vec<Case>,
     /// The filegc binary; `None` builds one.
     pub filegc: Option<PathBuf>,
+    /// How long each timed run waits for a quiet machine.
+    pub quiet_wait: Duration,
 }
 
 impl Options {
@@ -76,6 +81,7 @@ impl Options {
             clients: 4,
             cases: Case::ALL.to_vec(),
             filegc: None,
+            quiet_wait: Duration::from_secs(10),
         };
         while let Some(name) = args.next() {
             if name == "--help" || name == "-h" {
@@ -91,6 +97,9 @@ impl Options {
                 "--clients" => options.clients = count(&name, &value, 1)?,
                 "--cases" => options.cases = cases(&value)?,
                 "--filegc" => options.filegc = Some(PathBuf::from(value)),
+                "--quiet-wait" => {
+                    options.quiet_wait = Duration::from_secs(count(&name, &value, 0)?)
+                }
                 _ => return Err(format!("unknown option {name}")),
             }
         }

@@ -24,11 +24,13 @@ pub fn run(bench: &mut Bench) {
 
     let (mut stats, mut cleanups) = (Vec::new(), Vec::new());
     for _ in 0..bench.options.runs {
+        bench.quiet();
         stats.push(measure::time(|| {
             client
                 .query_one("SELECT * FROM filegc.storage_stats", &[])
                 .expect("storage_stats");
         }));
+        bench.quiet();
         cleanups.push(measure::time(|| {
             let listed = client
                 .query("SELECT * FROM filegc.cleanup_orphans(dry_run => true)", &[])

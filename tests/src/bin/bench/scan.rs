@@ -38,11 +38,15 @@ pub fn run(bench: &mut Bench) {
     let (mut scans, mut finds, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     let (mut small_scans, mut small_finds, mut small_rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..bench.options.runs {
+        bench.quiet();
         finds.push(find(&volume).wall);
+        bench.quiet();
         let large = scan(bench, &volume, &url);
         scans.push(large.wall);
         rss.push(large.max_rss_kib);
+        bench.quiet();
         small_finds.push(find(&small_volume).wall);
+        bench.quiet();
         let small = scan(bench, &small_volume, &small_db.url());
         small_scans.push(small.wall);
         small_rss.push(small.max_rss_kib);

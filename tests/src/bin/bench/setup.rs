@@ -34,6 +34,8 @@ pub struct Bench {
     volume: Option<PathBuf>,
     db: Option<TestDb>,
     scanned: bool,
+    timed_runs: u32,
+    busy_starts: u32,
 }
 
 impl Bench {
@@ -55,6 +57,8 @@ impl Bench {
             volume: None,
             db: None,
             scanned: false,
+            timed_runs: 0,
+            busy_starts: 0,
         }
     }
 
@@ -66,6 +70,32 @@ impl Bench {
     /// The time the generated files' ages count from.
     pub fn now(&self) -> SystemTime {
         self.now
+    }
+
+    /// Before a timed run: waits for the machine to be quiet, and counts the
+    /// runs that had to start while it was not.
+    pub fn quiet(&mut self) {
+        if self.options.quiet_wait.is_zero() {
+            return;
+        }
+        self.timed_runs += 1;
+        if !measure::wait_for_quiet(self.options.quiet_wait) {
+            self.busy_starts += 1;
+        }
+    }
+
+    /// Adds how many timed runs started on a busy machine to the details.
+    pub fn report_busy_starts(&mut self) {
+        if self.timed_runs == 0 {
+            return;
+        }
+        self.report.detail(format!(
+            "{} of {} timed runs started while other processes kept the CPUs busy \
+             (each waited up to {} s for a quiet second first)",
+            self.busy_starts,
+            self.timed_runs,
+            self.options.quiet_wait.as_secs()
+        ));
     }
 
     /// The volume of `--files` files, generated on first use.

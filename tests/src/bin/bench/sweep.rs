@@ -93,6 +93,7 @@ pub fn run(bench: &mut Bench) {
             let dir = folder(run, mode.folder);
             let after = schedule(&mut client, numbers.clone(), now);
             reset_function_times(&mut client);
+            bench.quiet();
             let swept = measure::run(
                 &mut bench.filegc_command(&dir, &url, mode.args),
                 "filegc sweep",
@@ -109,6 +110,7 @@ pub fn run(bench: &mut Bench) {
         let dir = folder(run, "find");
         let mut find = Command::new("find");
         find.arg(&dir).args(["-type", "f", "-delete"]);
+        bench.quiet();
         finds.push(measure::run(&mut find, "find -delete").wall);
         assert_eq!(
             fs::read_dir(&dir).expect("the sweep folder").count(),

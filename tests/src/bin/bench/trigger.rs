@@ -5,8 +5,9 @@
 //!
 //! The harness's cluster runs with fsync, full_page_writes and
 //! synchronous_commit off, so that the triggers' CPU cost shows rather than
-//! the disk's. Every run gets a fresh database, and the variants take turns
-//! within each run, so that a slower moment of the machine hits them alike.
+//! the disk's. Every run gets a fresh database whose table of deletions
+//! already holds earlier ones, and the variants take turns within each run,
+//! so that a slower moment of the machine hits them alike.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +20,9 @@ use crate::setup::Bench;
 
 /// How many transactions earlier the row each transaction deletes was inserted.
 const LAG: u64 = 400;
+
+/// Earlier deletions in the table that records them when a run starts.
+const BACKLOG: i64 = 100_000;
 
 /// The issue's targets.
 const MIN_RATIO_TO_UNTRACKED: f64 = 0.6;
@@ -56,6 +60,25 @@ impl Variant {
             Variant::Extension | Variant::Portable => Some("filegc.tombstones"),
             Variant::Peer => Some("peer_tombstones"),
         }
+    }
+
+    /// Fills the table of deletions with `BACKLOG` earlier ones, of other files.
+    fn add_backlog(self, client: &mut postgres::Client) {
+        let sql = match self {
+            Variant::Untracked => return,
+            Variant::Extension | Variant::Portable => {
+                "INSERT INTO filegc.tombstones (path, reason, state, outcome, bytes_freed, due_at, finished_at)
+                 SELECT format('user_%s_%s.jpg', n / 20 + 1, 1600000000 + n), 'unreferenced', 'done', 'deleted',
+                        0, now() - interval '1 day', now() - interval '1 day'
+                   FROM generate_series(1, $1::bigint) AS n"
+            }
+            Variant::Peer => {
+                "INSERT INTO peer_tombstones (path, created_at, due_at)
+                 SELECT format('user_%s_%s.jpg', n / 20 + 1, 1600000000 + n), now() - interval '1 day', now()
+                   FROM generate_series(1, $1::bigint) AS n"
+            }
+        };
+        client.execute(sql, &[&BACKLOG]).expect("the backlog");
     }
 
     /// A new database with the application's tables, set up for this variant.
@@ -109,8 +132,14 @@ pub fn run(bench: &mut Bench) {
                     &[&(lag as i64)],
                 )
                 .expect("the first rows");
+            // A database in use, not a new one: with an empty table of
+            // deletions the planner picks sequential scans for the
+            // triggers' statements and keeps them until autovacuum analyzes
+            // the table, at a moment that differs from run to run.
+            variant.add_backlog(&mut client);
             client.batch_execute("VACUUM ANALYZE").expect("VACUUM");
             client.batch_execute("CHECKPOINT").expect("CHECKPOINT");
+            bench.quiet();
             let result = pgbench(&db, bench.options.pgbench_seconds, clients, lag);
             eprintln!(
                 "bench: pgbench, {}: {:.0} tps ({} transactions)",
@@ -269,7 +298,7 @@ fn check(client: &mut postgres::Client, variant: Variant, clients: u64, lag: u64
             .expect("count")
             .get(0);
         assert_eq!(
-            scheduled,
+            scheduled - BACKLOG,
             2 * committed,
             "bench: {}: not every deleted image was scheduled",
             variant.label()
