@@ -16,8 +16,8 @@ use filegc_tests::sweeper::SweeperEnv;
 /// Referenced files with a tombstone forced on them.
 const CANARIES: usize = 20;
 
-/// The longest a killed sweeper is left to work before the kill.
-const MAX_KILL_DELAY_MS: usize = 400;
+/// The longest a killed sweeper is left to work once a batch is claimed.
+const MAX_KILL_DELAY_MS: usize = 100;
 
 fn scheduled_name(i: usize) -> String {
     format!("c_{i:05}.jpg")
@@ -79,8 +79,23 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
 
     let started = Instant::now();
     let mut killed_while_working = 0;
+    let mut watcher = env.db.connect();
     for _ in 0..kills {
         let mut sweep = Background::spawn(env.command(&["sweep"]));
+        // A kill lands once the sweeper holds a batch, at a random point of
+        // its work: waiting a fixed time instead let a fast sweeper finish
+        // before any kill.
+        eventually(Duration::from_secs(10), || {
+            !sweep.is_running()
+                || watcher
+                    .query_one(
+                        "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until > now()",
+                        &[],
+                    )
+                    .unwrap()
+                    .get::<_, i64>(0)
+                    > 0
+        });
         std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
         if sweep.is_running() {
             sweep.signal(libc::SIGKILL);
