@@ -112,7 +112,7 @@ pub fn run(bench: &mut Bench) {
         })
         .collect();
     bench.report.detail(format!(
-        "in each scan of {} files, the database's share: {} (report_volume reads `storage_stats` for the alert level)",
+        "in each scan of {} files, the database's share: {}",
         thousands(files),
         shown.join(", ")
     ));
