@@ -369,14 +369,20 @@ impl Db {
             .collect())
     }
 
-    /// Begins the READ COMMITTED transaction that checks and settles one batch.
-    pub async fn begin_batch<'a>(&'a mut self, worker: &'a str) -> Result<Batch<'a>, DbError> {
-        let transaction = self
+    /// Begins a READ COMMITTED transaction: the sweeper's final checks must
+    /// see rows committed after it began.
+    async fn read_committed(&mut self) -> Result<tokio_postgres::Transaction<'_>, DbError> {
+        Ok(self
             .client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
-            .await?;
+            .await?)
+    }
+
+    /// Begins the READ COMMITTED transaction that checks and settles one batch.
+    pub async fn begin_batch<'a>(&'a mut self, worker: &'a str) -> Result<Batch<'a>, DbError> {
+        let transaction = self.read_committed().await?;
         Ok(Batch {
             transaction,
             worker,
@@ -433,12 +439,7 @@ impl Db {
         mut unlink: impl FnMut(&TrashRequest) -> bool,
     ) -> Result<Vec<i64>, DbError> {
         let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
-        let transaction = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
+        let transaction = self.read_committed().await?;
         let allowed = transaction
             .query(
                 "SELECT id, path FROM filegc.check_before_purge($1) WHERE verdict = 'purge'",

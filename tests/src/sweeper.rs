@@ -301,3 +301,21 @@ impl Drop for Running {
         }
     }
 }
+
+/// Runs `filegc ARGS` against `db` (no volume), which must succeed; returns its standard output.
+pub fn filegc_on(db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(filegc_bin())
+        .args(args)
+        .args(["--database-url", &db.url()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("running filegc");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "filegc {args:?}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

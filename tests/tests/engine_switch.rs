@@ -2,28 +2,10 @@
 //! the tombstones, settings, history and tracked columns, and the triggers go
 //! on working.
 
+use filegc_tests::cluster;
 use filegc_tests::fixtures::{APP_COLUMNS, PREFIX};
-use filegc_tests::sweeper::filegc_bin;
-use filegc_tests::{cluster, TestDb};
+use filegc_tests::sweeper::filegc_on;
 use postgres::Client;
-use std::process::Command;
-
-fn filegc(db: &TestDb, args: &[&str]) -> String {
-    let output = Command::new(filegc_bin())
-        .args(args)
-        .args(["--database-url", &db.url()])
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("running filegc");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "filegc {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 /// What must survive a change of engine.
 #[derive(Debug, PartialEq)]
@@ -78,7 +60,7 @@ fn kept(client: &mut Client) -> Kept {
 #[test]
 fn moving_between_the_engines_keeps_the_data_both_ways() {
     let db = cluster().create_plain_database();
-    assert!(filegc(&db, &["install-sql", "--apply"]).contains("installed filegc"));
+    assert!(filegc_on(&db, &["install-sql", "--apply"]).contains("installed filegc"));
     db.create_app_schema();
     let mut client = db.connect();
     for (table, column) in APP_COLUMNS {
@@ -101,7 +83,7 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
     assert_eq!(before.engine, "portable");
     assert_eq!(before.tombstones.len(), 1);
 
-    filegc(&db, &["switch-engine", "--to", "extension", "--apply"]);
+    filegc_on(&db, &["switch-engine", "--to", "extension", "--apply"]);
     let mut client = db.connect();
     let on_extension = kept(&mut client);
     assert_eq!(
@@ -130,7 +112,7 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
     );
 
     let on_extension = kept(&mut client);
-    filegc(&db, &["switch-engine", "--to", "portable", "--apply"]);
+    filegc_on(&db, &["switch-engine", "--to", "portable", "--apply"]);
     let mut client = db.connect();
     assert_eq!(
         kept(&mut client),

@@ -5,7 +5,7 @@
 
 use filegc_sweeper::portable;
 use filegc_tests::cluster;
-use filegc_tests::sweeper::filegc_bin;
+use filegc_tests::sweeper::filegc_on;
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -163,22 +163,6 @@ fn assert_operator_data_kept(client: &mut Client) {
     assert_eq!(pending, 1, "the triggers keep working after the update");
 }
 
-fn run_filegc(args: &[&str]) -> String {
-    let output = std::process::Command::new(filegc_bin())
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("running filegc");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "filegc {args:?}: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn install_sql_upgrades_an_older_portable_install_in_place() {
     let fresh_db = cluster().create_plain_database();
@@ -195,7 +179,7 @@ fn install_sql_upgrades_an_older_portable_install_in_place() {
         .unwrap();
     client.batch_execute(OPERATOR_DATA).unwrap();
 
-    let said = run_filegc(&["install-sql", "--apply", "--database-url", &old_db.url()]);
+    let said = filegc_on(&old_db, &["install-sql", "--apply"]);
     assert!(
         said.contains(&format!("from {FIRST_RELEASE} to {}", portable::VERSION)),
         "{said}"
@@ -220,7 +204,7 @@ fn install_sql_upgrades_an_older_portable_install_in_place() {
     );
     assert_operator_data_kept(&mut client);
 
-    let again = run_filegc(&["install-sql", "--apply", "--database-url", &old_db.url()]);
+    let again = filegc_on(&old_db, &["install-sql", "--apply"]);
     assert!(again.contains("nothing to do"), "{again}");
 }
 
