@@ -828,7 +828,9 @@ fn trashed(client: &mut Client, path: &str) -> i64 {
     id
 }
 
-fn purge_verdict(client: &mut Client, id: i64) -> String {
+/// What filegc.check_before_purge says of one trashed copy; its transaction
+/// is rolled back unless `keep`, so that what it asks back is recorded.
+fn purge_verdict_kept(client: &mut Client, id: i64, keep: bool) -> String {
     let mut transaction = client.transaction().unwrap();
     let verdict = transaction
         .query_one(
@@ -837,8 +839,16 @@ fn purge_verdict(client: &mut Client, id: i64) -> String {
         )
         .unwrap()
         .get(0);
-    transaction.rollback().unwrap();
+    if keep {
+        transaction.commit().unwrap();
+    } else {
+        transaction.rollback().unwrap();
+    }
     verdict
+}
+
+fn purge_verdict(client: &mut Client, id: i64) -> String {
+    purge_verdict_kept(client, id, false)
 }
 
 #[test]
@@ -871,15 +881,7 @@ fn a_trashed_copy_is_purged_only_while_nothing_wants_it() {
              RESET session_replication_role;",
         )
         .unwrap();
-    let mut transaction = client.transaction().unwrap();
-    let verdict: String = transaction
-        .query_one(
-            "SELECT verdict FROM filegc.check_before_purge(ARRAY[$1::bigint])",
-            &[&id],
-        )
-        .unwrap()
-        .get(0);
-    transaction.commit().unwrap();
+    let verdict = purge_verdict_kept(&mut client, id, true);
     assert_eq!(verdict, "referenced");
     let requests: Vec<String> =
         first_column(&mut client, "SELECT path FROM filegc.restore_requests()");
