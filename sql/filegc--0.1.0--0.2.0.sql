@@ -276,13 +276,19 @@ COMMENT ON VIEW filegc.protected_names IS
 -- table is left out by a lookup in pg_class's index, written as a scalar
 -- subquery: a join (or EXISTS, which becomes one) hashed all of pg_class at
 -- every call.
+-- The probe asks each column with a scalar subquery too, for the same
+-- reason: the row trigger keeps a generic plan of it, which guesses ten
+-- candidate paths, and NOT EXISTS let the planner turn that into a hash
+-- anti join against a sequential scan of a small table, computing the
+-- reference of every row, dead ones included, for every deleted row. A
+-- scalar subquery is planned on its own, per candidate: an index probe.
 CREATE OR REPLACE FUNCTION filegc.unreferenced_probe(excluded regclass DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN (
         SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
             || coalesce(' WHERE ' || string_agg(
-                   format('NOT EXISTS (SELECT FROM %s WHERE %s %s)',
+                   format('(SELECT true FROM %s WHERE %s %s LIMIT 1) IS NULL',
                           t.table_name,
                           filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
                           CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),

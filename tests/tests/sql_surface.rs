@@ -888,3 +888,49 @@ fn a_trashed_copy_is_purged_only_while_nothing_wants_it() {
     assert_eq!(requests, vec!["a.jpg"], "the referenced copy is asked back");
     assert_ne!(purge_verdict(&mut client, id), "purge");
 }
+
+/// The row trigger keeps a generic plan of the probe, which guesses ten
+/// candidate paths. Written as NOT EXISTS, the planner turned that into a
+/// hash anti join against a sequential scan of a small table, computing
+/// the reference of every row for every deleted row.
+#[test]
+fn the_generic_plan_of_the_probe_looks_each_candidate_up_in_the_index() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .execute(
+            "INSERT INTO facial_evaluations (user_id, image_path, secondary_image_path)
+             SELECT n, format('%suser_%s_1.jpg', $1::text, n), format('%suser_%s_1_2.jpg', $1::text, n)
+               FROM generate_series(1, 400) AS n",
+            &[&PREFIX],
+        )
+        .unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE facial_evaluations")
+        .unwrap();
+    let probe: String = client
+        .query_one("SELECT filegc.unreferenced_probe(NULL)", &[])
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan; PREPARE probe(text[]) AS {probe}"
+        ))
+        .unwrap();
+    let plan = first_column::<String>(
+        &mut client,
+        "EXPLAIN EXECUTE probe('{user_1_1.jpg,user_2_1_2.jpg}')",
+    )
+    .join("\n");
+    assert!(
+        !plan.contains("Seq Scan on facial_evaluations"),
+        "the probe scans the whole table:\n{plan}"
+    );
+    assert_eq!(
+        first_column::<Vec<String>>(
+            &mut client,
+            "EXECUTE probe('{user_1_1.jpg,user_2_1_2.jpg,user_9_9.jpg}')"
+        ),
+        vec![vec!["user_9_9.jpg".to_string()]]
+    );
+}
