@@ -195,6 +195,19 @@ CREATE UNLOGGED TABLE filegc.inventory_staging (
 );
 COMMENT ON TABLE filegc.inventory_staging IS 'Where a running scan COPYs the files it finds, before filegc.finish_scan';
 
+-- What a finishing scan changes in the inventory: the files that appeared,
+-- vanished or changed. filegc.finish_scan fills it from one join of the
+-- scan with the inventory and then touches only these rows; in a rescan
+-- they are a few among millions. Only finish_scan uses it, one at a time.
+CREATE UNLOGGED TABLE filegc.scan_changes (
+    path text NOT NULL,
+    vanished boolean NOT NULL,
+    appeared boolean NOT NULL,
+    size_bytes bigint,
+    modified_at timestamptz
+);
+COMMENT ON TABLE filegc.scan_changes IS 'Work table of filegc.finish_scan: the files a scan found new, changed or gone';
+
 CREATE TABLE filegc.volume_reports (
     id bigserial PRIMARY KEY,
     reported_at timestamptz NOT NULL DEFAULT now(),
@@ -706,9 +719,15 @@ $$;
 
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
+-- A rescan of a million files changes a handful: one hash join of the scan
+-- with the inventory finds them, and only they are written. An upsert of
+-- every scanned file locked and rewrote each existing row and took most of
+-- a scan's time. The work memory holds that hash of a million paths
+-- (about 90 MB) instead of spilling it to disk in batches; the statistics
+-- of the staging table tell the planner how large the scan is.
 CREATE FUNCTION filegc.finish_scan(scan_id bigint, errors bigint DEFAULT 0)
 RETURNS TABLE (files bigint, bytes bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET work_mem = '64MB' AS $$
 DECLARE
     scanned_files bigint;
     scanned_bytes bigint;
@@ -718,15 +737,27 @@ BEGIN
     END IF;
     -- Two scans finishing at once would each delete the other's new files.
     PERFORM pg_advisory_xact_lock(filegc.escalation_lock_class(), 1);
+    ANALYZE filegc.inventory_staging;
+    TRUNCATE filegc.scan_changes;
+    INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at)
+    SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at
+      FROM (SELECT * FROM filegc.inventory_staging st WHERE st.scan_id = finish_scan.scan_id) AS s
+      FULL JOIN filegc.inventory i ON i.path = s.path
+     WHERE s.path IS NULL OR i.path IS NULL
+        OR (i.size_bytes, i.modified_at) IS DISTINCT FROM (s.size_bytes, s.modified_at);
+    ANALYZE filegc.scan_changes;
     DELETE FROM filegc.inventory i
-     WHERE NOT EXISTS (SELECT FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id AND s.path = i.path);
-    INSERT INTO filegc.inventory AS i (path, size_bytes, modified_at, first_seen_at, scan_id)
-    SELECT s.path, s.size_bytes, s.modified_at, now(), s.scan_id
-      FROM filegc.inventory_staging s
-     WHERE s.scan_id = finish_scan.scan_id
-        ON CONFLICT (path) DO UPDATE
-       SET size_bytes = EXCLUDED.size_bytes, modified_at = EXCLUDED.modified_at, scan_id = EXCLUDED.scan_id
-     WHERE (i.size_bytes, i.modified_at) IS DISTINCT FROM (EXCLUDED.size_bytes, EXCLUDED.modified_at);
+     USING filegc.scan_changes c
+     WHERE c.vanished AND i.path = c.path;
+    UPDATE filegc.inventory i
+       SET size_bytes = c.size_bytes, modified_at = c.modified_at, scan_id = finish_scan.scan_id
+      FROM filegc.scan_changes c
+     WHERE NOT c.vanished AND NOT c.appeared AND i.path = c.path;
+    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id)
+    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id
+      FROM filegc.scan_changes c
+     WHERE c.appeared;
+    TRUNCATE filegc.scan_changes;
     DELETE FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id;
     SELECT count(*), coalesce(sum(size_bytes), 0)::bigint INTO scanned_files, scanned_bytes FROM filegc.inventory;
     PERFORM filegc.finish_run(scan_id, scanned_files, 0, 0, errors);
