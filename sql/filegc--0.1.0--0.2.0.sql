@@ -364,9 +364,11 @@ $$;
 -- Every path on the volume or in a row, in one pass: the inventory and the
 -- references meet in one full join, so that the statistics count the files
 -- and the references to files that are not there without computing the
--- references twice. The inner query computes each flag once (OFFSET 0 keeps
+-- references twice. The inner queries compute each flag once (OFFSET 0 keeps
 -- the planner from copying the expressions into every aggregate that uses
--- them).
+-- them); the managed patterns, a regular expression that costs about a
+-- second per million files, are matched once per file and the orphan flag
+-- reuses the result.
 CREATE VIEW filegc.path_states AS
 SELECT f.path,
        f.on_volume,
@@ -378,20 +380,22 @@ SELECT f.path,
        f.managed,
        f.orphan,
        (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
-  FROM (SELECT coalesce(i.path, r.path) AS path,
-               (i.path IS NOT NULL) AS on_volume,
-               i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
-               (r.path IS NOT NULL) AS referenced,
-               coalesce(r.refcount, 0) AS refcount,
-               coalesce(i.path ~* cfg.managed, false) AS managed,
-               coalesce(r.path IS NULL
-                        AND i.path ~* cfg.managed
-                        AND filegc.file_name(i.path) NOT IN (SELECT file_name FROM filegc.protected_names), false) AS orphan
-          FROM (SELECT filegc.managed_regex() AS managed,
-                       filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
-         CROSS JOIN (filegc.inventory i
-                     FULL JOIN (SELECT rr.path, count(*) AS refcount FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
-                       ON r.path = i.path)
+  FROM (SELECT s.*,
+               (s.managed AND NOT s.referenced
+                AND filegc.file_name(s.path) NOT IN (SELECT file_name FROM filegc.protected_names)) AS orphan
+          FROM (SELECT coalesce(i.path, r.path) AS path,
+                       (i.path IS NOT NULL) AS on_volume,
+                       i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
+                       (r.path IS NOT NULL) AS referenced,
+                       coalesce(r.refcount, 0) AS refcount,
+                       coalesce(i.path ~* cfg.managed, false) AS managed
+                  FROM (SELECT filegc.managed_regex() AS managed,
+                               filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
+                 CROSS JOIN (filegc.inventory i
+                             FULL JOIN (SELECT rr.path, count(*) AS refcount
+                                          FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
+                               ON r.path = i.path)
+                OFFSET 0) AS s
         OFFSET 0) AS f;
 COMMENT ON VIEW filegc.path_states IS
     'Every path on the volume (on_volume) or referenced by a row, with the flags filegc.files shows; read filegc.files and filegc.missing instead';
@@ -602,9 +606,14 @@ BEGIN
 END
 $$;
 
+-- The cleanups read filegc.files, which hashes every referenced path to
+-- join it with the inventory: a million paths spill to disk in batches
+-- under the default work_mem of 4 MB, and fit in 64 MB (times the hash
+-- memory multiplier) for the length of the call.
 CREATE FUNCTION filegc.cleanup_orphans(dry_run boolean DEFAULT true, force boolean DEFAULT false)
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB' AS $$
 BEGIN
     PERFORM filegc.require_scan();
     RETURN QUERY
@@ -619,7 +628,8 @@ COMMENT ON FUNCTION filegc.cleanup_orphans(boolean, boolean) IS
 CREATE FUNCTION filegc.cleanup_older_than(days integer, include_referenced boolean DEFAULT false,
                                           dry_run boolean DEFAULT true, force boolean DEFAULT false)
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET work_mem = '64MB' AS $$
 BEGIN
     IF days IS NULL OR days < 0 THEN
         RAISE EXCEPTION 'filegc.cleanup_older_than: days must be 0 or more, not %', days;
