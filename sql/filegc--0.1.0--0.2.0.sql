@@ -467,10 +467,17 @@ $$;
 COMMENT ON FUNCTION filegc.alert_level(bigint, bigint) IS
     'The alert level (ok, warning, critical, emergency; unknown without a capacity) of a volume using used_bytes of total_bytes';
 
-CREATE VIEW filegc.storage_stats AS
-WITH latest_report AS (
-    SELECT * FROM filegc.volume_reports ORDER BY id DESC LIMIT 1
-), file_totals AS (
+-- The totals over every path, for filegc.storage_stats. A view cannot set
+-- work_mem, and at a million files and references the default 4 MB spilled
+-- the hash of the references and their grouping to disk in batches; as a
+-- function the query gets its own setting. SECURITY DEFINER, as the view
+-- reads the inventory and the application's tables as their owner.
+CREATE FUNCTION filegc.file_totals(
+    OUT total_files bigint, OUT total_bytes bigint, OUT referenced_files bigint, OUT referenced_bytes bigint,
+    OUT orphaned_files bigint, OUT orphaned_bytes bigint, OUT eligible_orphan_files bigint,
+    OUT protected_files bigint, OUT unmanaged_files bigint, OUT unmanaged_bytes bigint,
+    OUT oldest_modified_at timestamptz, OUT newest_modified_at timestamptz, OUT references_not_on_volume bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET work_mem = '64MB' AS $$
     SELECT count(*) FILTER (WHERE managed) AS total_files,
            coalesce(sum(size_bytes) FILTER (WHERE managed), 0)::bigint AS total_bytes,
            count(*) FILTER (WHERE managed AND referenced) AS referenced_files,
@@ -485,6 +492,12 @@ WITH latest_report AS (
            max(modified_at) FILTER (WHERE managed) AS newest_modified_at,
            count(*) FILTER (WHERE NOT on_volume) AS references_not_on_volume
       FROM filegc.path_states
+$$;
+COMMENT ON FUNCTION filegc.file_totals() IS 'The file counts and sizes of filegc.storage_stats; read the view';
+
+CREATE VIEW filegc.storage_stats AS
+WITH latest_report AS (
+    SELECT * FROM filegc.volume_reports ORDER BY id DESC LIMIT 1
 ), pending_totals AS (
     SELECT count(*) AS pending_deletions, coalesce(sum(size_bytes), 0)::bigint AS pending_bytes FROM filegc.pending
 )
@@ -514,7 +527,7 @@ SELECT r.volume_path,
        filegc.alert_level(r.used_bytes, r.total_bytes) AS alert_level,
        (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'scan') AS last_scan_at,
        (SELECT max(finished_at) FROM filegc.runs WHERE kind = 'sweep') AS last_sweep_at
-  FROM file_totals f
+  FROM filegc.file_totals() f
  CROSS JOIN pending_totals p
   LEFT JOIN latest_report r ON true;
 COMMENT ON VIEW filegc.storage_stats IS
@@ -1076,7 +1089,7 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION filegc.schedule_now(text[], text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION filegc.reference_rows() TO filegc_sweeper;
+GRANT EXECUTE ON FUNCTION filegc.reference_rows(), filegc.file_totals() TO filegc_sweeper;
 
 GRANT SELECT ON filegc.settings, filegc.files, filegc.orphans, filegc.missing, filegc.pending, filegc.deletions,
                 filegc.sweeps, filegc.storage_stats, filegc.references, filegc.tracked_columns
