@@ -175,15 +175,31 @@ CREATE TABLE filegc.runs (
 COMMENT ON TABLE filegc.runs IS 'Every scan, sweep, trash purge and scheduled cleanup a sweeper ran; read filegc.sweeps';
 CREATE INDEX runs_kind_finished ON filegc.runs (kind, finished_at);
 
--- The files of the latest complete scan.
+-- The files of the latest complete scan. `managed` is whether the file
+-- matched managed_patterns when filegc.finish_scan recorded it: matching the
+-- patterns' regular expression costs about a second per million files,
+-- which every report paid. It holds only while the patterns are those of
+-- filegc.inventory_managed_by; NULL, or other patterns, and the reports
+-- match the path themselves (see filegc.path_states).
 CREATE TABLE filegc.inventory (
     path text PRIMARY KEY,
     size_bytes bigint NOT NULL,
     modified_at timestamptz NOT NULL,
     first_seen_at timestamptz NOT NULL,
-    scan_id bigint NOT NULL
+    scan_id bigint NOT NULL,
+    managed boolean
 );
 COMMENT ON TABLE filegc.inventory IS 'The files of the latest complete scan; read filegc.files';
+
+-- The managed_patterns the inventory's managed flags were computed with. Not
+-- kept in dumps: after a restore the reports match paths themselves until
+-- the next scan computes the flags again.
+CREATE TABLE filegc.inventory_managed_by (
+    patterns text NOT NULL
+);
+CREATE UNIQUE INDEX inventory_managed_by_one_row ON filegc.inventory_managed_by ((true));
+COMMENT ON TABLE filegc.inventory_managed_by IS
+    'The managed_patterns setting the managed flags of filegc.inventory were computed with';
 
 -- A scan in progress COPYs its files here; filegc.finish_scan merges them
 -- into the inventory in one transaction, so readers never see half a scan.
@@ -366,9 +382,9 @@ $$;
 -- and the references to files that are not there without computing the
 -- references twice. The inner queries compute each flag once (OFFSET 0 keeps
 -- the planner from copying the expressions into every aggregate that uses
--- them); the managed patterns, a regular expression that costs about a
--- second per million files, are matched once per file and the orphan flag
--- reuses the result.
+-- them). Whether a file is managed comes from the flag the scan stored,
+-- while the patterns are the ones it used; otherwise the path is matched
+-- here, once, and the orphan flag reuses the result.
 CREATE VIEW filegc.path_states AS
 SELECT f.path,
        f.on_volume,
@@ -388,9 +404,13 @@ SELECT f.path,
                        i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
                        (r.path IS NOT NULL) AS referenced,
                        coalesce(r.refcount, 0) AS refcount,
-                       coalesce(i.path ~* cfg.managed, false) AS managed
+                       CASE WHEN cfg.flags_hold AND i.managed IS NOT NULL THEN i.managed
+                            ELSE coalesce(i.path ~* cfg.managed, false) END AS managed
                   FROM (SELECT filegc.managed_regex() AS managed,
-                               filegc.setting('orphan_min_age')::interval AS min_age OFFSET 0) AS cfg
+                               filegc.setting('orphan_min_age')::interval AS min_age,
+                               (SELECT m.patterns FROM filegc.inventory_managed_by m)
+                                   IS NOT DISTINCT FROM filegc.setting('managed_patterns') AS flags_hold
+                        OFFSET 0) AS cfg
                  CROSS JOIN (filegc.inventory i
                              FULL JOIN (SELECT rr.path, count(*) AS refcount
                                           FROM filegc.reference_rows() AS rr GROUP BY rr.path) AS r
@@ -754,12 +774,21 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET work
 DECLARE
     scanned_files bigint;
     scanned_bytes bigint;
+    patterns text := filegc.setting('managed_patterns');
+    managed_regex text := filegc.managed_regex();
 BEGIN
     IF NOT EXISTS (SELECT FROM filegc.runs r WHERE r.id = scan_id AND r.kind = 'scan' AND r.finished_at IS NULL) THEN
         RAISE EXCEPTION 'filegc.finish_scan: no scan % in progress', scan_id;
     END IF;
     -- Two scans finishing at once would each delete the other's new files.
     PERFORM pg_advisory_xact_lock(filegc.escalation_lock_class(), 1);
+    -- Flags computed with other patterns, or by no one, are computed again.
+    IF patterns IS DISTINCT FROM (SELECT m.patterns FROM filegc.inventory_managed_by m) THEN
+        UPDATE filegc.inventory i SET managed = i.path ~* managed_regex
+         WHERE i.managed IS DISTINCT FROM (i.path ~* managed_regex);
+        DELETE FROM filegc.inventory_managed_by;
+        INSERT INTO filegc.inventory_managed_by (patterns) VALUES (patterns);
+    END IF;
     ANALYZE filegc.inventory_staging;
     TRUNCATE filegc.scan_changes;
     INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at)
@@ -776,8 +805,8 @@ BEGIN
        SET size_bytes = c.size_bytes, modified_at = c.modified_at, scan_id = finish_scan.scan_id
       FROM filegc.scan_changes c
      WHERE NOT c.vanished AND NOT c.appeared AND i.path = c.path;
-    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id)
-    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id
+    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id, managed)
+    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex
       FROM filegc.scan_changes c
      WHERE c.appeared;
     TRUNCATE filegc.scan_changes;

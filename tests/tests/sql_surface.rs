@@ -749,14 +749,12 @@ fn the_sweeper_role_runs_the_protocol_but_cannot_touch_application_tables() {
 fn managed_patterns_decide_which_files_cleanups_consider() {
     let db = cluster().create_database();
     let mut client = db.tracked_app();
-    report_scan(
-        &mut client,
-        &[
-            ScannedFile::aged("a.jpg", 1, DAY),
-            ScannedFile::aged("b.gif", 1, DAY),
-            ScannedFile::aged("c.PNG", 1, DAY),
-        ],
-    );
+    let volume = [
+        ScannedFile::aged("a.jpg", 1, DAY),
+        ScannedFile::aged("b.gif", 1, DAY),
+        ScannedFile::aged("c.PNG", 1, DAY),
+    ];
+    report_scan(&mut client, &volume);
     assert_eq!(
         i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
         2
@@ -766,11 +764,27 @@ fn managed_patterns_decide_which_files_cleanups_consider() {
             "UPDATE filegc.settings SET value = '*.gif, *.jp?g' WHERE name = 'managed_patterns'",
         )
         .unwrap();
-    let managed: Vec<String> = first_column(
-        &mut client,
-        "SELECT path FROM filegc.files WHERE managed ORDER BY path",
+    let managed_files = "SELECT path FROM filegc.files WHERE managed ORDER BY path";
+    assert_eq!(
+        first_column::<String>(&mut client, managed_files),
+        vec!["b.gif"],
+        "the flags the scan stored were for the old patterns"
     );
-    assert_eq!(managed, vec!["b.gif"]);
+    report_scan(&mut client, &volume);
+    assert_eq!(
+        first_column::<String>(
+            &mut client,
+            "SELECT path FROM filegc.inventory WHERE managed ORDER BY path"
+        ),
+        vec!["b.gif"],
+        "a scan stores the flags of the patterns in force"
+    );
+    // While the patterns stay, the reports read the stored flag instead
+    // of matching every path again.
+    client
+        .batch_execute("UPDATE filegc.inventory SET managed = false WHERE path = 'b.gif'")
+        .unwrap();
+    assert!(first_column::<String>(&mut client, managed_files).is_empty());
     let error = error_of(
         &mut client,
         "UPDATE filegc.settings SET value = 'a/b, ,' WHERE name = 'managed_patterns'",
