@@ -776,6 +776,7 @@ DECLARE
     scanned_bytes bigint;
     patterns text := filegc.setting('managed_patterns');
     managed_regex text := filegc.managed_regex();
+    staging_is_ours boolean;
 BEGIN
     IF NOT EXISTS (SELECT FROM filegc.runs r WHERE r.id = scan_id AND r.kind = 'scan' AND r.finished_at IS NULL) THEN
         RAISE EXCEPTION 'filegc.finish_scan: no scan % in progress', scan_id;
@@ -810,7 +811,21 @@ BEGIN
       FROM filegc.scan_changes c
      WHERE c.appeared;
     TRUNCATE filegc.scan_changes;
-    DELETE FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id;
+    -- Deleting a million staged rows writes every one of them; emptying the
+    -- table is instant, but only right when it holds this scan alone. A scan
+    -- in the middle of its COPY holds a lock on it, so the lock is only
+    -- tried; one that has committed rows shows them, so they are looked for.
+    BEGIN
+        LOCK TABLE filegc.inventory_staging IN ACCESS EXCLUSIVE MODE NOWAIT;
+        staging_is_ours := NOT EXISTS (SELECT FROM filegc.inventory_staging s WHERE s.scan_id <> finish_scan.scan_id);
+    EXCEPTION WHEN lock_not_available THEN
+        staging_is_ours := false;
+    END;
+    IF staging_is_ours THEN
+        TRUNCATE filegc.inventory_staging;
+    ELSE
+        DELETE FROM filegc.inventory_staging s WHERE s.scan_id = finish_scan.scan_id;
+    END IF;
     SELECT count(*), coalesce(sum(size_bytes), 0)::bigint INTO scanned_files, scanned_bytes FROM filegc.inventory;
     PERFORM filegc.finish_run(scan_id, scanned_files, 0, 0, errors);
     RETURN QUERY SELECT scanned_files, scanned_bytes;

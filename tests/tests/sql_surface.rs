@@ -692,6 +692,54 @@ fn a_scan_replaces_the_inventory_and_keeps_first_sightings() {
     );
 }
 
+/// finish_scan empties the staging table at once when it holds only its own
+/// scan; another scan's rows, committed or still being copied, must stay.
+#[test]
+fn finishing_a_scan_leaves_the_files_another_scan_staged() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let start = |client: &mut Client| -> i64 {
+        client
+            .query_one("SELECT filegc.start_run('scan', 'w', '/volume')", &[])
+            .unwrap()
+            .get(0)
+    };
+    let stage = "INSERT INTO filegc.inventory_staging VALUES ($1, $2, 1, now())";
+    let (committed, copying, finishing) =
+        (start(&mut client), start(&mut client), start(&mut client));
+    client.execute(stage, &[&committed, &"a.jpg"]).unwrap();
+    let mut other = db.connect();
+    let mut in_copy = other.transaction().unwrap();
+    in_copy.execute(stage, &[&copying, &"b.jpg"]).unwrap();
+    client.execute(stage, &[&finishing, &"c.jpg"]).unwrap();
+
+    client
+        .execute("SELECT filegc.finish_scan($1)", &[&finishing])
+        .unwrap();
+    in_copy.commit().unwrap();
+    let staged: Vec<String> = first_column(
+        &mut client,
+        "SELECT path FROM filegc.inventory_staging ORDER BY path",
+    );
+    assert_eq!(staged, vec!["a.jpg", "b.jpg"]);
+
+    client
+        .execute("SELECT filegc.finish_scan($1)", &[&committed])
+        .unwrap();
+    client
+        .execute("SELECT filegc.finish_scan($1)", &[&copying])
+        .unwrap();
+    assert_eq!(
+        first_column::<String>(&mut client, "SELECT path FROM filegc.inventory"),
+        vec!["b.jpg"]
+    );
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.inventory_staging"),
+        0,
+        "the last scan, alone in the staging table, empties it"
+    );
+}
+
 #[test]
 fn the_sweeper_role_runs_the_protocol_but_cannot_touch_application_tables() {
     let db = cluster().create_database();
