@@ -791,7 +791,6 @@ BEGIN
         INSERT INTO filegc.inventory_managed_by (patterns) VALUES (patterns);
     END IF;
     ANALYZE filegc.inventory_staging;
-    TRUNCATE filegc.scan_changes;
     INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at)
     SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at
       FROM (SELECT * FROM filegc.inventory_staging st WHERE st.scan_id = finish_scan.scan_id) AS s
@@ -810,6 +809,7 @@ BEGIN
     SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex
       FROM filegc.scan_changes c
      WHERE c.appeared;
+    -- Empty whenever a call commits: a failed call's rows roll back with it.
     TRUNCATE filegc.scan_changes;
     -- Deleting a million staged rows writes every one of them; emptying the
     -- table is instant, but only right when it holds this scan alone. A scan
