@@ -13,6 +13,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::Severity;
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, Client, Connection, GenericClient, IsolationLevel, NoTls, Row};
 
@@ -729,7 +730,7 @@ impl Batch<'_> {
     }
 
     /// Records the batch's outcomes and failures and commits, releasing the locks.
-    pub async fn settle(self, results: &[BatchResult]) -> Result<(), DbError> {
+    pub async fn settle(self, results: &[BatchResult]) -> Result<(), SettleError> {
         let (mut ids, mut outcomes, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
         let (mut failed_ids, mut errors) = (Vec::new(), Vec::new());
         for result in results {
@@ -755,7 +756,8 @@ impl Batch<'_> {
                     "SELECT filegc.complete($1, $2, $3, $4)",
                     &[&self.worker, &ids, &outcomes, &bytes],
                 )
-                .await?;
+                .await
+                .map_err(SettleError::rolled_back)?;
         }
         if !failed_ids.is_empty() {
             self.transaction
@@ -763,10 +765,39 @@ impl Batch<'_> {
                     "SELECT filegc.fail($1, $2, $3)",
                     &[&self.worker, &failed_ids, &errors],
                 )
-                .await?;
+                .await
+                .map_err(SettleError::rolled_back)?;
         }
-        self.transaction.commit().await?;
-        Ok(())
+        self.transaction.commit().await.map_err(|error| {
+            // An ERROR answers the COMMIT with a rollback. Anything else (the
+            // connection closing, a FATAL from a server shutting down) may
+            // come after the commit record is already durable.
+            let refused = error
+                .as_db_error()
+                .is_some_and(|db| db.parsed_severity() == Some(Severity::Error));
+            if refused {
+                SettleError::rolled_back(error)
+            } else {
+                SettleError::Unknown(error.into())
+            }
+        })
+    }
+}
+
+/// Why a batch was not settled, and whether the database kept any of it.
+#[derive(Debug, Error)]
+pub enum SettleError {
+    /// The transaction rolled back: the database recorded nothing of the batch.
+    #[error("{0}")]
+    RolledBack(DbError),
+    /// The connection failed during COMMIT: the batch may or may not be recorded.
+    #[error("{0}")]
+    Unknown(DbError),
+}
+
+impl SettleError {
+    fn rolled_back(error: tokio_postgres::Error) -> SettleError {
+        SettleError::RolledBack(error.into())
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tokio::sync::watch;
 
 use crate::config::Removal;
-use crate::db::{BatchResult, Db, DbError, TrashRequest, Verdict};
+use crate::db::{BatchResult, Claimed, Db, DbError, SettleError, TrashRequest, Verdict};
 use crate::progress::Progress;
 use crate::units::format_size;
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
@@ -123,7 +123,7 @@ pub async fn sweep(
                     }
                     FileOutcome::Referenced
                 }
-                Verdict::Delete => remove(volume, options.removal, &item.path),
+                Verdict::Delete => remove(volume, options.removal, &item),
             };
             settled_any = true;
             let result = match &outcome {
@@ -160,12 +160,29 @@ pub async fn sweep(
             bar.set_message(format!("{} freed", format_size(report.bytes_freed)));
             results.push(result);
         }
-        if let Err(error) = batch.settle(&results).await {
-            // The database forgot this batch (its transaction rolled back, and
-            // the path locks with it): files it trashed must not stay there
-            // unrecorded, or a row that references them again cannot get them back.
-            undo_trashing(volume, &trashed);
-            return Err(error);
+        match batch.settle(&results).await {
+            Ok(()) => {}
+            Err(SettleError::RolledBack(error)) => {
+                // The database forgot this batch (its transaction rolled back, and
+                // the path locks with it): files it trashed must not stay there
+                // unrecorded, or a row that references them again cannot get them back.
+                undo_trashing(volume, &trashed);
+                return Err(error);
+            }
+            Err(SettleError::Unknown(error)) => {
+                // Moving the files back would undo deletions the database may
+                // have recorded. Left in the trash, they are settled by the
+                // next claim of their deletions if it was not recorded: the
+                // trashed copy is recorded then, or brought back to a path
+                // that a row references again.
+                if !trashed.is_empty() {
+                    tracing::warn!(
+                        files = trashed.len(),
+                        "the connection failed while the batch committed; its trashed files stay in the trash until the database says what became of them"
+                    );
+                }
+                return Err(error);
+            }
         }
         // Every deletion was busy or another sweeper's: claiming again would find them again.
         if !settled_any {
@@ -241,7 +258,8 @@ fn done(id: i64, outcome: &'static str, bytes: u64) -> BatchResult {
     }
 }
 
-fn remove(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
+fn remove(volume: &Volume, removal: Removal, item: &Claimed) -> FileOutcome {
+    let path = &item.path;
     let result = match removal {
         Removal::Trash => volume.trash(path),
         Removal::Unlink => volume.unlink(path),
@@ -249,8 +267,35 @@ fn remove(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
     match (result, removal) {
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Trash) => FileOutcome::Trashed { bytes },
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Unlink) => FileOutcome::Deleted { bytes },
+        (Ok(RemoveOutcome::AlreadyGone), _) if item.attempts > 1 => {
+            finish_unrecorded_trashing(volume, removal, path)
+        }
         (Ok(RemoveOutcome::AlreadyGone), _) => FileOutcome::AlreadyGone,
         (Err(error), _) => FileOutcome::Failed(error.to_string()),
+    }
+}
+
+/// An earlier attempt at this deletion may have moved the file into the
+/// trash and lost its batch (a sweeper killed, or a connection failing
+/// during COMMIT): the copy there is this deletion's, and is recorded so
+/// that the trash's retention purges it and a restore finds it.
+fn finish_unrecorded_trashing(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
+    let found = match removal {
+        Removal::Trash => volume
+            .trashed_size(path)
+            .map(|size| size.map(|bytes| FileOutcome::Trashed { bytes })),
+        Removal::Unlink => volume.purge_trashed(path).map(|purged| match purged {
+            RemoveOutcome::Removed { bytes } => Some(FileOutcome::Deleted { bytes }),
+            RemoveOutcome::AlreadyGone => None,
+        }),
+    };
+    match found {
+        Ok(Some(outcome)) => {
+            tracing::info!(path = %path, "an earlier attempt moved it into the trash without recording it: recorded now");
+            outcome
+        }
+        Ok(None) => FileOutcome::AlreadyGone,
+        Err(error) => FileOutcome::Failed(error.to_string()),
     }
 }
 

@@ -362,18 +362,22 @@ impl Volume {
         }
     }
 
+    /// The size of the trashed copy of `rel`; `None` when the trash holds none.
+    pub fn trashed_size(&self, rel: &str) -> Result<Option<u64>, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        match self.find_dirs(trash_segments(&dirs), rel)? {
+            Some(trash_parent) => file_size(&trash_parent, name, rel),
+            None => Ok(None),
+        }
+    }
+
     /// Deletes the trashed copy of `rel` for good; `AlreadyGone` when the trash holds none.
     pub fn purge_trashed(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
-        let (dirs, name) = split_checked(rel)?;
-        let trash_dirs: Vec<&OsStr> = trash_segments(&dirs).collect();
-        let Some(bytes) = self
-            .find_dirs(trash_dirs.iter().copied(), rel)?
-            .map(|parent| file_size(&parent, name, rel))
-            .transpose()?
-            .flatten()
-        else {
+        let Some(bytes) = self.trashed_size(rel)? else {
             return Ok(RemoveOutcome::AlreadyGone);
         };
+        let (dirs, name) = split_checked(rel)?;
+        let trash_dirs: Vec<&OsStr> = trash_segments(&dirs).collect();
         if self.remove_trashed_file(&trash_dirs, name, rel)? {
             Ok(RemoveOutcome::Removed { bytes })
         } else {

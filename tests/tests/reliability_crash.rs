@@ -148,7 +148,6 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
 
     let on_disk = files_in(env.volume.path());
     let trashed = files_in(&env.path(".filegc-trash"));
-    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     let mut reclaimed = 0;
     for i in 0..files {
         let name = scheduled_name(i);
@@ -156,14 +155,15 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
             panic!("{name} has more than one tombstone: {:?}", by_path[&name]);
         };
         assert_eq!(tombstone.state, "done", "{tombstone:?}");
-        let outcome = tombstone.outcome.clone().unwrap();
-        assert!(
-            outcome == "trashed" || outcome == "already_gone",
+        // A kill between trashing and recording leaves the copy in the trash;
+        // the deletion's next attempt records it there.
+        assert_eq!(
+            tombstone.outcome.as_deref(),
+            Some("trashed"),
             "{tombstone:?}"
         );
         assert!(!on_disk.contains(&name), "{name} is still on the volume");
         assert!(trashed.contains(&name), "{name} is not in the trash: lost");
-        *outcomes.entry(outcome).or_default() += 1;
         if tombstone.attempts > 1 {
             reclaimed += 1;
         }
@@ -191,7 +191,7 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
     eprintln!(
         "reliability_crash: {files} tombstones + {CANARIES} canaries, {kills} kills \
          ({killed_while_working} while the sweeper ran), {done_before_final} done before the final sweep, \
-         {reclaimed} claimed more than once, outcomes {outcomes:?}, {:.1} s",
+         {reclaimed} claimed more than once, {:.1} s",
         took.as_secs_f64()
     );
 }
