@@ -729,6 +729,22 @@ impl Batch<'_> {
             .collect()
     }
 
+    /// Whether another deletion of the claimed path recorded a copy in the
+    /// trash that is still there; `true` when the question fails, which
+    /// leaves the copy alone (the failed statement then fails the batch).
+    pub async fn trash_copy_is_recorded(&self, claimed: &Claimed) -> bool {
+        let recorded = self
+            .transaction
+            .query_one(
+                "SELECT EXISTS (SELECT FROM filegc.deletions d
+                                 WHERE d.path = $1 AND d.id <> $2 AND d.outcome = 'trashed'
+                                   AND d.restored_at IS NULL AND d.purged_at IS NULL)",
+                &[&claimed.path, &claimed.id],
+            )
+            .await;
+        recorded.map_or(true, |row| row.get(0))
+    }
+
     /// Records the batch's outcomes and failures and commits, releasing the locks.
     pub async fn settle(self, results: &[BatchResult]) -> Result<(), SettleError> {
         let (mut ids, mut outcomes, mut bytes) = (Vec::new(), Vec::new(), Vec::new());

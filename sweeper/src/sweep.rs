@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tokio::sync::watch;
 
 use crate::config::Removal;
-use crate::db::{BatchResult, Claimed, Db, DbError, SettleError, TrashRequest, Verdict};
+use crate::db::{BatchResult, Db, DbError, SettleError, TrashRequest, Verdict};
 use crate::progress::Progress;
 use crate::units::format_size;
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
@@ -123,7 +123,16 @@ pub async fn sweep(
                     }
                     FileOutcome::Referenced
                 }
-                Verdict::Delete => remove(volume, options.removal, &item),
+                Verdict::Delete => match remove(volume, options.removal, &item.path) {
+                    // The trash holds one copy per path; a copy that another
+                    // deletion of the path recorded is that deletion's.
+                    FileOutcome::AlreadyGone
+                        if item.attempts > 1 && !batch.trash_copy_is_recorded(&item).await =>
+                    {
+                        finish_unrecorded_trashing(volume, options.removal, &item.path)
+                    }
+                    outcome => outcome,
+                },
             };
             settled_any = true;
             let result = match &outcome {
@@ -258,8 +267,7 @@ fn done(id: i64, outcome: &'static str, bytes: u64) -> BatchResult {
     }
 }
 
-fn remove(volume: &Volume, removal: Removal, item: &Claimed) -> FileOutcome {
-    let path = &item.path;
+fn remove(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
     let result = match removal {
         Removal::Trash => volume.trash(path),
         Removal::Unlink => volume.unlink(path),
@@ -267,9 +275,6 @@ fn remove(volume: &Volume, removal: Removal, item: &Claimed) -> FileOutcome {
     match (result, removal) {
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Trash) => FileOutcome::Trashed { bytes },
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Unlink) => FileOutcome::Deleted { bytes },
-        (Ok(RemoveOutcome::AlreadyGone), _) if item.attempts > 1 => {
-            finish_unrecorded_trashing(volume, removal, path)
-        }
         (Ok(RemoveOutcome::AlreadyGone), _) => FileOutcome::AlreadyGone,
         (Err(error), _) => FileOutcome::Failed(error.to_string()),
     }

@@ -252,3 +252,41 @@ fn a_retried_deletion_without_trash_deletes_the_copy_a_lost_batch_left_in_the_tr
     assert!(!env.path(&format!(".filegc-trash/{IMAGE}")).exists());
     assert!(!env.path(IMAGE).exists());
 }
+
+#[test]
+fn a_retried_deletion_leaves_alone_the_copy_another_deletion_of_the_path_recorded() {
+    let mut env = scheduled_on(filegc_tests::cluster());
+    env.run_ok(&["sweep"]);
+    assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"));
+    // A second deletion of the same path, claimed once by a sweeper that
+    // lost its batch; the file is still gone, its copy in the trash is the
+    // first deletion's.
+    assert_eq!(
+        env.query_i64(&format!(
+            "SELECT filegc.schedule_delete(ARRAY['{IMAGE}'])::bigint"
+        )),
+        1
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.claim('a_sweeper_that_lost_its_batch', 10)"),
+        1
+    );
+    env.client
+        .batch_execute("UPDATE filegc.tombstones SET lease_until = now() - interval '1 second'")
+        .unwrap();
+    env.run_ok(&["sweep", "--no-trash"]);
+    assert_eq!(env.outcome(IMAGE).as_deref(), Some("already_gone"));
+    assert!(
+        env.path(&format!(".filegc-trash/{IMAGE}")).is_file(),
+        "the retry purged the copy another deletion recorded"
+    );
+    assert_eq!(
+        env.query_i64(&format!("SELECT filegc.restore('{IMAGE}')::int::bigint")),
+        1
+    );
+    env.run_ok(&["sweep"]);
+    assert!(
+        env.path(IMAGE).is_file(),
+        "the first deletion's copy was not restored"
+    );
+}
