@@ -887,8 +887,12 @@ COMMENT ON FUNCTION filegc.claim(text, integer) IS
 -- `busy` (back to pending: a writer holds the path), `lost` (the lease went
 -- to another sweeper). The tombstone rows stay locked until the sweeper's
 -- transaction ends, so no other sweeper can reclaim them meanwhile.
+-- A deletion claimed again may find its file in the trash, moved there by an
+-- attempt whose batch was lost; the trash holds one copy per path, so
+-- trash_copy_recorded says when that copy is another deletion's instead
+-- (recorded trashed, neither restored nor purged).
 CREATE FUNCTION filegc.check_before_delete(worker text, ids bigint[])
-RETURNS TABLE (id bigint, path text, verdict text, attempts integer)
+RETURNS TABLE (id bigint, path text, verdict text, attempts integer, trash_copy_recorded boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     mine bigint[];
@@ -949,11 +953,17 @@ BEGIN
            AND t.state = 'done' AND t.outcome = 'trashed'
            AND t.restored_at IS NULL AND t.purged_at IS NULL AND t.restore_requested_at IS NULL
     )
-    SELECT s.i, s.p, s.v, s.a FROM settled s ORDER BY s.i;
+    SELECT s.i, s.p, s.v, s.a,
+           CASE WHEN s.v = 'delete' AND s.a > 1 THEN EXISTS (
+               SELECT FROM filegc.tombstones o
+                WHERE o.path = s.p AND o.id <> s.i AND o.state = 'done' AND o.outcome = 'trashed'
+                  AND o.restored_at IS NULL AND o.purged_at IS NULL)
+           ELSE false END
+      FROM settled s ORDER BY s.i;
 END
 $$;
 COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
-    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead (and how many times each was claimed)';
+    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead (how many times each was claimed, and whether another deletion recorded the trashed copy of its path)';
 
 -- Records what the sweeper did, one call per batch.
 CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer

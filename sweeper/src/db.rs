@@ -94,7 +94,11 @@ pub struct Claimed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Nothing references the path: delete it.
-    Delete,
+    Delete {
+        /// The trash holds a copy of the path that another deletion recorded:
+        /// not this deletion's, even when its file is gone.
+        trash_copy_recorded: bool,
+    },
     /// A row references it again; the database recorded `skipped_referenced`.
     Referenced,
     /// A writer holds the path; the database put it back in the queue.
@@ -699,7 +703,7 @@ impl Batch<'_> {
         let rows = self
             .transaction
             .query(
-                "SELECT id, path, verdict, attempts FROM filegc.check_before_delete($1, $2)",
+                "SELECT id, path, verdict, attempts, trash_copy_recorded FROM filegc.check_before_delete($1, $2)",
                 &[&self.worker, &ids],
             )
             .await?;
@@ -707,7 +711,9 @@ impl Batch<'_> {
             .map(|row| {
                 let verdict: String = row.get(2);
                 let verdict = match verdict.as_str() {
-                    "delete" => Verdict::Delete,
+                    "delete" => Verdict::Delete {
+                        trash_copy_recorded: row.get(4),
+                    },
                     "referenced" => Verdict::Referenced,
                     "busy" => Verdict::Busy,
                     "lost" => Verdict::Lost,
@@ -727,22 +733,6 @@ impl Batch<'_> {
                 ))
             })
             .collect()
-    }
-
-    /// Whether another deletion of the claimed path recorded a copy in the
-    /// trash that is still there; `true` when the question fails, which
-    /// leaves the copy alone (the failed statement then fails the batch).
-    pub async fn trash_copy_is_recorded(&self, claimed: &Claimed) -> bool {
-        let recorded = self
-            .transaction
-            .query_one(
-                "SELECT EXISTS (SELECT FROM filegc.deletions d
-                                 WHERE d.path = $1 AND d.id <> $2 AND d.outcome = 'trashed'
-                                   AND d.restored_at IS NULL AND d.purged_at IS NULL)",
-                &[&claimed.path, &claimed.id],
-            )
-            .await;
-        recorded.map_or(true, |row| row.get(0))
     }
 
     /// Records the batch's outcomes and failures and commits, releasing the locks.

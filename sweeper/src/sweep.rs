@@ -123,12 +123,10 @@ pub async fn sweep(
                     }
                     FileOutcome::Referenced
                 }
-                Verdict::Delete => match remove(volume, options.removal, &item.path) {
-                    // The trash holds one copy per path; a copy that another
-                    // deletion of the path recorded is that deletion's.
-                    FileOutcome::AlreadyGone
-                        if item.attempts > 1 && !batch.trash_copy_is_recorded(&item).await =>
-                    {
+                Verdict::Delete {
+                    trash_copy_recorded,
+                } => match remove(volume, options.removal, &item.path) {
+                    FileOutcome::AlreadyGone if item.attempts > 1 && !trash_copy_recorded => {
                         finish_unrecorded_trashing(volume, options.removal, &item.path)
                     }
                     outcome => outcome,
