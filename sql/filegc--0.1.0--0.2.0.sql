@@ -33,12 +33,17 @@ INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VAL
     ('emergency_cleanup', 'true', 'boolean',
      'When the alert level reaches emergency, filegc run empties the trash, then deletes the eligible orphans (never a referenced file)');
 
+-- Every setting has a range that keeps each computation that uses it valid
+-- (a date a delay away, a lease, an attempt count); a value outside it is
+-- refused with the range.
 CREATE OR REPLACE FUNCTION filegc.validate_setting(setting_name text, proposed text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     setting_kind text;
     as_number numeric;
     as_interval interval;
+    lowest interval := CASE setting_name WHEN 'lease' THEN interval '1 second' ELSE interval '0' END;
+    highest interval := CASE setting_name WHEN 'lease' THEN interval '1 day' ELSE interval '10 years' END;
 BEGIN
     SELECT kind INTO setting_kind FROM filegc.setting_defaults WHERE name = setting_name;
     IF NOT FOUND THEN
@@ -54,11 +59,11 @@ BEGIN
         BEGIN
             as_interval := proposed::interval;
         EXCEPTION WHEN others THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes an interval, not "%"', setting_name, proposed
+            RAISE EXCEPTION 'filegc: setting "%" takes an interval from % to %, not "%"', setting_name, lowest, highest, proposed
                 USING HINT = 'For example ''10 minutes'', ''1 hour'' or ''0''.';
         END;
-        IF as_interval < interval '0' THEN
-            RAISE EXCEPTION 'filegc: setting "%" cannot be negative ("%")', setting_name, proposed;
+        IF as_interval < lowest OR as_interval > highest THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes an interval from % to %, not "%"', setting_name, lowest, highest, proposed;
         END IF;
     WHEN 'fraction', 'percent', 'integer' THEN
         BEGIN
@@ -67,12 +72,12 @@ BEGIN
             RAISE EXCEPTION 'filegc: setting "%" takes a number, not "%"', setting_name, proposed;
         END;
         IF setting_kind = 'fraction' AND NOT (as_number > 0 AND as_number <= 1) THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a fraction greater than 0 and at most 1, not %', setting_name, proposed
+            RAISE EXCEPTION 'filegc: setting "%" takes a fraction from just above 0 to 1, not %', setting_name, proposed
                 USING HINT = 'For example 0.25 lets one cleanup schedule at most a quarter of the volume.';
         ELSIF setting_kind = 'percent' AND NOT (as_number >= 0 AND as_number <= 100) THEN
             RAISE EXCEPTION 'filegc: setting "%" takes a percentage from 0 to 100, not %', setting_name, proposed;
-        ELSIF setting_kind = 'integer' AND NOT (as_number >= 1 AND as_number = trunc(as_number)) THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of at least 1, not %', setting_name, proposed;
+        ELSIF setting_kind = 'integer' AND NOT (as_number >= 1 AND as_number <= 1000 AND as_number = trunc(as_number)) THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a whole number from 1 to 1000, not %', setting_name, proposed;
         END IF;
     WHEN 'patterns' THEN
         IF proposed !~ '^\s*[^,\s/]+(\s*,\s*[^,\s/]+)*\s*$' THEN
@@ -85,9 +90,9 @@ BEGIN
                 USING HINT = 'on and off are accepted too.';
         END IF;
     WHEN 'integer_or_off' THEN
-        -- At most nine digits: the value becomes an integer.
-        IF lower(trim(proposed)) <> 'off' AND trim(proposed) !~ '^0*[1-9][0-9]{0,8}$' THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of at least 1, or off, not "%"', setting_name, proposed
+        IF lower(trim(proposed)) <> 'off'
+           AND NOT (trim(proposed) ~ '^0*[1-9][0-9]{0,4}$' AND trim(proposed)::integer <= 36500) THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of days from 1 to 36500, or off, not "%"', setting_name, proposed
                 USING HINT = 'For example ''90'', or ''off'' to turn it off.';
         END IF;
     WHEN 'window' THEN
@@ -111,6 +116,70 @@ BEGIN
     END CASE;
 END
 $$;
+
+-- A value stored past the checks (by a superuser with filegc's triggers
+-- disabled, or from a dump of an older version that took more) is read as
+-- the default, with a warning, so that no report, cleanup or sweep fails on
+-- it. The application's writes read no setting at all.
+CREATE OR REPLACE FUNCTION filegc.setting(setting_name text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stored text;
+    fallback text;
+BEGIN
+    SELECT o.value, d.default_value INTO stored, fallback
+      FROM filegc.setting_defaults d
+      LEFT JOIN filegc.setting_overrides o USING (name)
+     WHERE d.name = setting_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'filegc: unknown setting "%"', setting_name
+            USING HINT = 'SELECT name, value, description FROM filegc.settings lists them.';
+    END IF;
+    IF stored IS NULL THEN
+        RETURN fallback;
+    END IF;
+    BEGIN
+        PERFORM filegc.validate_setting(setting_name, stored);
+    EXCEPTION WHEN others THEN
+        RAISE WARNING 'filegc: setting "%" holds "%", which it does not take; its default "%" applies', setting_name, stored, fallback
+            USING HINT = format('DELETE FROM filegc.settings WHERE name = %L, or set a value it takes.', setting_name);
+        RETURN fallback;
+    END;
+    RETURN stored;
+END
+$$;
+
+-- Overrides an older version accepted and this one does not go back to their
+-- default; from now on every write of the table is checked, whichever way it
+-- comes (the view, an INSERT of its own, a restored dump, replica mode).
+DO $$
+DECLARE
+    override record;
+BEGIN
+    FOR override IN SELECT name, value FROM filegc.setting_overrides LOOP
+        BEGIN
+            PERFORM filegc.validate_setting(override.name, override.value);
+        EXCEPTION WHEN others THEN
+            RAISE WARNING 'filegc: setting "%" held "%", which filegc 0.2.0 does not take (%); it is back to its default',
+                override.name, override.value, SQLERRM;
+            DELETE FROM filegc.setting_overrides WHERE name = override.name;
+        END;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION filegc.check_setting_override() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM filegc.validate_setting(NEW.name, NEW.value);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION filegc.check_setting_override() IS
+    'Internal: refuses a setting override outside the setting''s range, whichever way it is written';
+CREATE TRIGGER check_setting_override BEFORE INSERT OR UPDATE ON filegc.setting_overrides
+    FOR EACH ROW EXECUTE FUNCTION filegc.check_setting_override();
+ALTER TABLE filegc.setting_overrides ENABLE ALWAYS TRIGGER check_setting_override;
 
 -- Views that read settings run it as the caller: settings are no secret, and
 -- the sweeper's role reads them without a grant on the tables.
@@ -143,17 +212,29 @@ $$;
 -- Tombstone paths
 ------------------------------------------------------------------------------
 
+-- Whether a path is short enough to be a reference: no segment over 255
+-- bytes (a file name's limit) and at most 2,048 bytes in all (an index
+-- entry's), the limits of path_rules::validate_relative.
+CREATE FUNCTION filegc.path_fits(path text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT octet_length(path) <= 2048
+       AND NOT EXISTS (SELECT FROM unnest(string_to_array(path, '/')) AS s WHERE octet_length(s) > 255)
+$$;
+COMMENT ON FUNCTION filegc.path_fits(text) IS
+    'Internal: whether a path is short enough to be a reference (segments of at most 255 bytes, 2048 in all)';
+
 -- Every function that writes a tombstone validates its path, but a superuser
 -- can INSERT one directly; a path the sweeper must refuse would then be
 -- claimed and failed again and again. The rules are those of
 -- path_rules::validate_relative (not empty, no backslash, not absolute, no
--- empty, . or .. segment; text cannot hold NUL). NOT VALID: tombstones an
--- older version wrote stay readable history.
+-- empty, . or .. segment, not too long; text cannot hold NUL). NOT VALID:
+-- tombstones an older version wrote stay readable history.
 ALTER TABLE filegc.tombstones ADD CONSTRAINT tombstones_path_is_relative CHECK (
     path <> ''
     AND strpos(path, '\') = 0
     AND left(path, 1) <> '/'
     AND ('/' || path || '/') !~ '/\.{0,2}/'
+    AND filegc.path_fits(path)
 ) NOT VALID;
 
 ------------------------------------------------------------------------------
@@ -246,30 +327,939 @@ ALTER TABLE filegc.tombstones
 -- of a 200,000-file sweep's time). Few tombstones are claimed at a time.
 CREATE INDEX tombstones_claimed_lease ON filegc.tombstones (lease_until) WHERE state = 'claimed';
 
--- A trashed file comes back only while it is still in the trash.
-CREATE OR REPLACE FUNCTION filegc.apply_reference_changes(removed text[], added text[]) RETURNS void
+-- What a deletion can come to. A file is also kept when an invalid
+-- reference may name it (skipped_protected) and when filegc no longer
+-- manages it (skipped_unmanaged), whatever the patterns were when its
+-- deletion was scheduled.
+ALTER TABLE filegc.tombstones DROP CONSTRAINT tombstones_outcome_check;
+ALTER TABLE filegc.tombstones ADD CONSTRAINT tombstones_outcome_check
+    CHECK (outcome IN ('deleted', 'trashed', 'already_gone', 'skipped_referenced', 'skipped_protected', 'skipped_unmanaged'));
+
+------------------------------------------------------------------------------
+-- The writers' side: notes
+--
+-- Whatever the application's transaction does with tracked values, filegc
+-- writes only into filegc.notes: a table without a unique index or a row
+-- that anyone updates, so the application's writes never wait for one
+-- another because of filegc, never deadlock through it, and never fail with
+-- a serialization error at REPEATABLE READ or SERIALIZABLE. The sweeper
+-- turns the notes into deletions, cancellations, restore requests and
+-- recorded invalid values (filegc.process_notes) before it claims anything.
+------------------------------------------------------------------------------
+
+CREATE TABLE filegc.notes (
+    -- 'r': the path left its last row; 'e': the path entered a row while a
+    -- deletion of it was open, a copy of it in the trash, or the writer could
+    -- not tell; 'i': a stored value that is no reference.
+    kind "char" NOT NULL,
+    path text,
+    -- For 'i': the file name the value may mean (filegc.protected_name).
+    name text,
+    table_name regclass,
+    column_name name,
+    value text,
+    problem text,
+    noted_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE filegc.notes IS
+    'Internal: what the triggers saw in the application''s transactions, until the sweeper processes it (filegc.process_notes)';
+-- A path entering a row asks whether one left just before (its note is the
+-- only trace of that deletion until the notes are processed).
+CREATE INDEX notes_released_path ON filegc.notes (path) WHERE kind = 'r';
+
+-- Keeps filegc.tracked in step when a tracked table or column is dropped
+-- (replaced here, before anything below drops an object and fires it, as it
+-- now reads filegc.invalid_values). The files that only the dropped rows
+-- referenced become orphans: the orphan cleanup finds them (the rows are
+-- gone before this runs, so they cannot be listed here).
+CREATE OR REPLACE FUNCTION filegc.forget_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    affected regclass;
+BEGIN
+    FOR affected IN
+        DELETE FROM filegc.tracked t
+         USING pg_event_trigger_dropped_objects() d
+         WHERE d.objid = t.table_name
+           AND (d.object_type = 'table'
+                OR (d.object_type = 'table column' AND d.address_names[3] = t.column_name))
+        RETURNING t.table_name
+    LOOP
+        IF EXISTS (SELECT FROM pg_class WHERE oid = affected) THEN
+            PERFORM filegc.install_triggers(affected);
+        END IF;
+    END LOOP;
+    DELETE FROM filegc.invalid_values i
+     WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = i.table_name);
+END
+$$;
+
+-- Stored values that cannot be references, once processed. The table
+-- holds what filegc.invalid_refs showed in 0.1.0; the view of that name now
+-- adds the values noted since. A value of any length is recorded: rows are
+-- told apart by a digest of it, as an index on the value itself would refuse
+-- long ones.
+ALTER TABLE filegc.invalid_refs RENAME TO invalid_values;
+ALTER TABLE filegc.invalid_values DROP CONSTRAINT invalid_refs_pkey;
+ALTER TABLE filegc.invalid_values
+    ADD COLUMN value_key text,
+    ADD COLUMN name text;
+COMMENT ON TABLE filegc.invalid_values IS
+    'Internal: stored values that cannot be references, as processed from the notes; read filegc.invalid_refs';
+COMMENT ON COLUMN filegc.invalid_values.name IS 'The file name the value may mean: such files are never deleted';
+
+
+-- The file name a stored value may mean, whatever is wrong with it: what
+-- its path would be with the query, fragment, URL parts and percent-encoding
+-- handled as for a reference, or else its raw text up to a query or
+-- fragment; NULL when that cannot be a file name. A file with this name is
+-- kept by every deletion route (protection by name): a wrong prefix or a
+-- mistyped URL must not turn the files rows mean into deletable ones.
+CREATE FUNCTION filegc.protected_name(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN n IN ('', '.', '..') OR octet_length(n) > 255 THEN NULL ELSE n END
+      FROM (SELECT filegc.file_name(coalesce(
+                       filegc.ref_path(value, '{/}'),
+                       replace(split_part(split_part(value, '?', 1), '#', 1), '\', '/'))) AS n) AS named
+$$;
+COMMENT ON FUNCTION filegc.protected_name(text) IS
+    'The file name a stored value that is no reference may mean; files with that name are never deleted';
+
+UPDATE filegc.invalid_values SET value_key = md5(value), name = filegc.protected_name(value);
+ALTER TABLE filegc.invalid_values ALTER COLUMN value_key SET NOT NULL;
+CREATE UNIQUE INDEX invalid_values_key ON filegc.invalid_values (table_name, column_name, value_key);
+CREATE INDEX invalid_values_name ON filegc.invalid_values (name);
+
+-- What filegc.track() finds in a column it starts tracking (the triggers
+-- write notes instead).
+CREATE OR REPLACE FUNCTION filegc.record_invalid_refs(tbl regclass, columns name[], stored_values text[], problems text[])
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO filegc.invalid_values AS i (table_name, column_name, value, problem, value_key, name)
+    SELECT DISTINCT ON (c, md5(v)) tbl, c, v, p, md5(v), filegc.protected_name(v)
+      FROM unnest(columns, stored_values, problems) AS u(c, v, p)
+        ON CONFLICT (table_name, column_name, value_key)
+        DO UPDATE SET last_seen_at = now(), problem = EXCLUDED.problem
+$$;
+
+CREATE VIEW filegc.invalid_refs AS
+SELECT v.table_name, v.column_name, v.value, v.problem, v.first_seen_at, v.last_seen_at
+  FROM filegc.invalid_values v
+UNION ALL
+SELECT n.table_name, n.column_name, n.value, min(n.problem), min(n.noted_at), max(n.noted_at)
+  FROM filegc.notes n
+ WHERE n.kind = 'i'
+   AND NOT EXISTS (SELECT FROM filegc.invalid_values v
+                    WHERE v.table_name = n.table_name AND v.column_name = n.column_name AND v.value_key = md5(n.value))
+ GROUP BY n.table_name, n.column_name, n.value;
+COMMENT ON VIEW filegc.invalid_refs IS
+    'Values in tracked columns that cannot name a file under the volume root: never references, and the file names they may mean are never deleted';
+
+-- Every file name an invalid reference may mean, processed or not.
+CREATE VIEW filegc.protected_names AS
+SELECT v.name FROM filegc.invalid_values v WHERE v.name IS NOT NULL
+UNION
+SELECT n.name FROM filegc.notes n WHERE n.kind = 'i' AND n.name IS NOT NULL;
+COMMENT ON VIEW filegc.protected_names IS
+    'Internal: file names that an invalid reference (filegc.invalid_refs) may mean; no route deletes a file with such a name';
+
+-- The advisory-lock class of the locks on the file names invalid references
+-- may mean ('fgc4'): a writer holds SHARED on each name it stores, and the
+-- final check tries EXCLUSIVE on the name of each file it deletes, as for
+-- paths (points 1 to 3 of the lock protocol).
+CREATE FUNCTION filegc.name_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052660 $$;
+COMMENT ON FUNCTION filegc.name_lock_class() IS
+    'Internal: the advisory-lock class of file names that invalid references may mean';
+
+-- The count of a transaction's path locks lives in a setting, which any role
+-- can change: only a count this function could have written is trusted, and
+-- anything else counts as escalated (the escalation lock is taken, again),
+-- so no value makes a writer skip its locks.
+CREATE OR REPLACE FUNCTION filegc.reserve_path_locks(wanted integer) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    counted text := current_setting('filegc.path_locks_taken', true);
+    taken integer := CASE WHEN coalesce(counted, '') = '' THEN 0
+                          WHEN counted ~ '^[0-9]{1,9}$' THEN counted::integer
+                          ELSE -1 END;
+BEGIN
+    IF taken < 0 OR taken + wanted > filegc.max_path_locks() THEN
+        PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
+        PERFORM set_config('filegc.path_locks_taken', '-1', true);
+        RETURN false;
+    END IF;
+    PERFORM set_config('filegc.path_locks_taken', (taken + wanted)::text, true);
+    RETURN true;
+END
+$$;
+
+-- Wakes a sweeper that listens (filegc run). A transaction that sent a
+-- NOTIFY cannot PREPARE TRANSACTION; where prepared transactions are
+-- enabled, the sweeper finds the notes at its next interval instead.
+CREATE FUNCTION filegc.wake_sweeper() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF coalesce(cardinality(added), 0) > 0 THEN
-        PERFORM filegc.lock_entering_paths(added);
-        UPDATE filegc.tombstones
-           SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
-               finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
-               restore_requested_at = CASE WHEN state = 'done' THEN now() ELSE restore_requested_at END
-         WHERE path = ANY (added)
-           AND (state = 'pending'
-                OR (state = 'done' AND outcome = 'trashed' AND restore_requested_at IS NULL
-                    AND restored_at IS NULL AND purged_at IS NULL));
+    IF current_setting('max_prepared_transactions') = '0' THEN
+        PERFORM pg_notify('filegc', 'notes');
+    END IF;
+END
+$$;
+
+-- Point 1 of the lock protocol, and the notes of what entered a row: the
+-- SHARED lock of every path entering a row and of every file name an
+-- invalid value entering it may mean. At READ COMMITTED a path is noted only
+-- when a deletion of it may be open or its file in the trash (the sweeper
+-- then cancels the deletion or brings the file back); at REPEATABLE READ and
+-- SERIALIZABLE the writer reads nothing that other transactions write, so it
+-- notes every path and lets the sweeper sort them out.
+CREATE FUNCTION filegc.note_entered(tbl regclass, paths text[], invalid_columns name[], invalid_values text[],
+                                    invalid_problems text[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    names text[] := ARRAY(SELECT DISTINCT n FROM unnest(invalid_values) AS v, filegc.protected_name(v) AS n
+                           WHERE n IS NOT NULL);
+    wanted integer := coalesce(cardinality(paths), 0) + cardinality(names);
+    noted text[];
+BEGIN
+    IF wanted > 0 AND filegc.reserve_path_locks(wanted) THEN
+        PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p)) FROM unnest(paths) AS p;
+        PERFORM pg_advisory_xact_lock_shared(filegc.name_lock_class(), hashtext(n)) FROM unnest(names) AS n;
+    END IF;
+    IF coalesce(cardinality(paths), 0) > 0 THEN
+        IF current_setting('transaction_isolation') = 'read committed' THEN
+            noted := ARRAY(
+                SELECT p FROM unnest(paths) AS p
+                 WHERE EXISTS (SELECT FROM filegc.tombstones t
+                                WHERE t.path = p
+                                  AND (t.state IN ('pending', 'claimed')
+                                       OR (t.state = 'done' AND t.outcome = 'trashed'
+                                           AND t.restored_at IS NULL AND t.purged_at IS NULL)))
+                    OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'r' AND n.path = p));
+        ELSE
+            noted := paths;
+        END IF;
+        IF cardinality(noted) > 0 THEN
+            INSERT INTO filegc.notes (kind, path) SELECT 'e', p FROM unnest(noted) AS p;
+            PERFORM filegc.wake_sweeper();
+        END IF;
+    END IF;
+    IF coalesce(cardinality(invalid_values), 0) > 0 THEN
+        INSERT INTO filegc.notes (kind, table_name, column_name, value, problem, name)
+        SELECT 'i', tbl, c, v, p, filegc.protected_name(v)
+          FROM unnest(invalid_columns, invalid_values, invalid_problems) AS u(c, v, p);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.note_entered(regclass, text[], name[], text[], text[]) IS
+    'Internal, for the triggers: locks and notes the paths and invalid values that entered a row';
+
+-- A stored value as a warning shows it: a value can be megabytes long.
+CREATE FUNCTION filegc.shown_value(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(value) <= 200 THEN value
+                ELSE left(value, 200) || format('... (%s characters)', length(value)) END
+$$;
+COMMENT ON FUNCTION filegc.shown_value(text) IS 'Internal: a stored value as a warning shows it, at most 200 characters';
+
+-- Notes paths that left their last row; the sweeper schedules them.
+CREATE FUNCTION filegc.note_released(paths text[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    noted integer;
+BEGIN
+    INSERT INTO filegc.notes (kind, path) SELECT DISTINCT 'r', p FROM unnest(paths) AS p WHERE p IS NOT NULL;
+    GET DIAGNOSTICS noted = ROW_COUNT;
+    IF noted > 0 THEN
+        PERFORM filegc.wake_sweeper();
+    END IF;
+    RETURN noted;
+END
+$$;
+COMMENT ON FUNCTION filegc.note_released(text[]) IS
+    'Internal, for the triggers: notes paths that left their last row';
+
+-- Points 4 and 5 of the lock protocol: of the paths that left rows, notes
+-- those no tracked column outside `excluded` references, and those another
+-- open transaction is removing too. Above READ COMMITTED the probe could
+-- read rows other transactions write (and tie them together in a
+-- serialization failure), so every path is noted and the final check
+-- decides. Returns how many it noted.
+CREATE OR REPLACE FUNCTION filegc.release_paths(paths text[], excluded regclass DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    contested text[];
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN filegc.note_released(paths);
+    END IF;
+    contested := filegc.contested_leaving_paths(paths);
+    RETURN filegc.note_released(
+        contested || filegc.unreferenced_among(ARRAY(SELECT p FROM unnest(paths) AS p WHERE p <> ALL (contested)), excluded));
+END
+$$;
+
+-- When a trigger cannot read a tracked column (renamed without the event
+-- trigger that follows renames), it cannot tell which paths its row holds:
+-- it holds every path instead, until its transaction ends, so the final
+-- check waits for it, and warns. The application's write goes on.
+CREATE FUNCTION filegc.hold_every_path(tbl regclass, col name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
+    RAISE WARNING 'filegc: % has no column "%" any more, which filegc tracks; this transaction holds off every deletion until it ends',
+        tbl, col
+        USING HINT = 'SELECT filegc.sync_tracking() follows a renamed column; filegc.untrack() forgets a dropped one.';
+END
+$$;
+COMMENT ON FUNCTION filegc.hold_every_path(regclass, name) IS
+    'Internal, for the triggers: holds off every deletion while a tracked column cannot be read';
+
+DROP FUNCTION filegc.apply_reference_changes(text[], text[]);
+DROP FUNCTION filegc.lock_entering_paths(text[]);
+DROP FUNCTION filegc.schedule_unreferenced(text[]);
+
+-- The notes become what they mean, in a READ COMMITTED transaction:
+-- invalid values are recorded, released paths scheduled after
+-- unreferenced_delay (counted from when they left their rows), and paths
+-- that entered rows and are referenced now cancel their pending deletion
+-- and ask their trashed copy back. Two processors at once (two sweepers)
+-- take different notes and never wait for each other's: each writes in path
+-- order, so neither can hold what the other waits for. Processed in either
+-- order, a release and a later entry of the same path can at worst leave a
+-- deletion open that the final check then skips.
+CREATE FUNCTION filegc.process_notes() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    released text[];
+    released_at timestamptz[];
+    entered text[];
+    delay interval;
+    wanted text[];
+BEGIN
+    WITH taken AS (
+        DELETE FROM filegc.notes n
+         WHERE n.ctid = ANY (ARRAY(SELECT x.ctid FROM filegc.notes x FOR UPDATE SKIP LOCKED))
+        RETURNING n.*
+    ), recorded AS (
+        INSERT INTO filegc.invalid_values AS v (table_name, column_name, value, problem, first_seen_at, last_seen_at,
+                                                value_key, name)
+        SELECT DISTINCT ON (t.table_name, t.column_name, md5(t.value))
+               t.table_name, t.column_name, t.value, t.problem, t.noted_at, t.noted_at, md5(t.value), t.name
+          FROM taken t
+         WHERE t.kind = 'i' AND (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+         ORDER BY t.table_name, t.column_name, md5(t.value), t.noted_at DESC
+            ON CONFLICT (table_name, column_name, value_key)
+            DO UPDATE SET last_seen_at = greatest(v.last_seen_at, EXCLUDED.last_seen_at), problem = EXCLUDED.problem
+    )
+    SELECT array_agg(t.path) FILTER (WHERE t.kind = 'r'),
+           array_agg(t.noted_at) FILTER (WHERE t.kind = 'r'),
+           array_agg(DISTINCT t.path) FILTER (WHERE t.kind = 'e')
+      INTO released, released_at, entered
+      FROM taken t;
+
+    IF released IS NOT NULL THEN
+        delay := filegc.setting('unreferenced_delay')::interval;
+        INSERT INTO filegc.tombstones (path, reason, created_at, due_at)
+        SELECT r.path, 'unreferenced', min(r.noted_at), min(r.noted_at) + delay
+          FROM unnest(released, released_at) AS r(path, noted_at)
+         GROUP BY r.path
+         ORDER BY r.path
+            ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
+    END IF;
+
+    IF entered IS NOT NULL THEN
+        wanted := ARRAY(SELECT p FROM unnest(entered) AS p
+                         WHERE p <> ALL (filegc.unreferenced_among(entered)));
+        UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
+          FROM (SELECT x.id FROM filegc.tombstones x
+                 WHERE x.path = ANY (wanted) AND x.state = 'pending'
+                 ORDER BY x.path, x.id FOR UPDATE SKIP LOCKED) AS l
+         WHERE t.id = l.id;
+        UPDATE filegc.tombstones t SET restore_requested_at = now()
+          FROM (SELECT x.id FROM filegc.tombstones x
+                 WHERE x.path = ANY (wanted) AND x.state = 'done' AND x.outcome = 'trashed'
+                   AND x.restore_requested_at IS NULL AND x.restored_at IS NULL AND x.purged_at IS NULL
+                 ORDER BY x.path, x.id FOR UPDATE SKIP LOCKED) AS l
+         WHERE t.id = l.id;
         IF FOUND THEN
             PERFORM pg_notify('filegc', 'restore');
         END IF;
     END IF;
-    -- An INSERT removes nothing: skip three function calls on the hot path.
-    IF coalesce(cardinality(removed), 0) > 0 THEN
-        PERFORM filegc.release_paths(removed);
-    END IF;
 END
 $$;
+COMMENT ON FUNCTION filegc.process_notes() IS
+    'Sweeper protocol: turns the triggers'' notes into deletions, cancellations, restore requests and recorded invalid values';
+
+------------------------------------------------------------------------------
+-- Tracking columns
+------------------------------------------------------------------------------
+
+-- The column's number, to follow a rename: its name is what every query and
+-- every dump uses, its number what a rename keeps.
+ALTER TABLE filegc.tracked ADD COLUMN attnum smallint;
+COMMENT ON COLUMN filegc.tracked.attnum IS 'The column''s number, by which filegc.sync_tracking() follows a rename';
+UPDATE filegc.tracked t SET attnum = a.attnum
+  FROM pg_attribute a
+ WHERE a.attrelid = t.table_name AND a.attname = t.column_name AND NOT a.attisdropped;
+
+-- (Re)creates the triggers of a table from its tracked columns: one for
+-- INSERT and DELETE; one for UPDATE whenever the row changed, however it
+-- changed (an UPDATE OF its columns missed what a BEFORE trigger of the
+-- application changed), which then compares the tracked values itself; one
+-- BEFORE TRUNCATE. The UPDATE trigger's condition names no column (a
+-- comparison of the whole rows' images, which any column type allows), so
+-- that the application can still change a tracked column's type or drop it.
+-- All fire always, in replica-mode sessions too (logical replication, some
+-- bulk loads). Their names carry the table's number, so that a tracked
+-- table attached as a partition of another tracked table keeps its own next
+-- to the ones the partition inherits.
+CREATE OR REPLACE FUNCTION filegc.install_triggers(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    own name;
+    arguments text;
+    names text[] := ARRAY[format('filegc_references_%s', tbl::oid), format('filegc_updates_%s', tbl::oid),
+                          format('filegc_truncate_%s', tbl::oid)];
+    trigger_name text;
+    -- The statements below fire the event trigger that follows schema
+    -- changes (filegc.sync_tracking), which would re-create these very
+    -- triggers halfway through: it stands aside while filegc itself changes
+    -- the schema.
+    outer_change text := current_setting('filegc.changing_schema', true);
+BEGIN
+    PERFORM set_config('filegc.changing_schema', 'on', true);
+    FOR own IN SELECT g.tgname FROM pg_trigger g
+                WHERE g.tgrelid = tbl AND g.tgparentid = 0
+                  AND g.tgfoid IN ('filegc.references_trigger()'::regprocedure, 'filegc.truncate_trigger()'::regprocedure)
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', own, tbl);
+    END LOOP;
+    -- Trigger arguments, per column: name, 'array' or 'scalar', the number of
+    -- prefixes, then the prefixes.
+    SELECT string_agg(concat_ws(', ',
+                          quote_literal(t.column_name),
+                          quote_literal(CASE WHEN t.is_array THEN 'array' ELSE 'scalar' END),
+                          quote_literal(cardinality(t.prefixes)),
+                          (SELECT string_agg(quote_literal(p), ', ') FROM unnest(t.prefixes) AS p)),
+                      ', ' ORDER BY t.column_name)
+      INTO arguments
+      FROM filegc.tracked t
+     WHERE t.table_name = tbl;
+    IF arguments IS NULL THEN
+        PERFORM set_config('filegc.changing_schema', coalesce(outer_change, ''), true);
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION filegc.references_trigger(%s)', names[1], tbl, arguments);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s '
+                   'FOR EACH ROW WHEN (OLD *<> NEW) EXECUTE FUNCTION filegc.references_trigger(%s)', names[2], tbl, arguments);
+    EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION filegc.truncate_trigger()', names[3], tbl);
+    FOREACH trigger_name IN ARRAY names LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trigger_name);
+    END LOOP;
+    PERFORM set_config('filegc.changing_schema', coalesce(outer_change, ''), true);
+END
+$$;
+
+-- Stops tracking one column of one table: its triggers and the index filegc
+-- made go, and the paths that lost their last reference are noted for
+-- deletion, which the circuit breaker refuses past max_delete_fraction of
+-- the column's paths unless `force`. Returns how many it noted.
+CREATE FUNCTION filegc.forget_column(tbl regclass, col name, force boolean) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    removed filegc.tracked;
+    candidates text[] := '{}';
+    doomed text[];
+    fraction numeric;
+BEGIN
+    DELETE FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col RETURNING * INTO removed;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    PERFORM filegc.install_triggers(tbl);
+    IF EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped) THEN
+        candidates := filegc.paths_in(tbl, ARRAY[removed]);
+    END IF;
+    IF NOT force AND cardinality(candidates) > 0 THEN
+        doomed := filegc.unreferenced_among(candidates);
+        fraction := filegc.setting('max_delete_fraction')::numeric;
+        IF cardinality(doomed) > fraction * cardinality(candidates) THEN
+            RAISE EXCEPTION 'filegc: circuit breaker: no longer tracking %.% would schedule % of its % paths for deletion, more than max_delete_fraction (%)',
+                tbl, col, cardinality(doomed), cardinality(candidates), fraction
+                USING HINT = 'If their files should go, call again with force => true.';
+        END IF;
+    END IF;
+    IF removed.index_created_by_filegc THEN
+        EXECUTE format('DROP INDEX IF EXISTS %I.%I',
+                       (SELECT nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                       removed.index_name);
+    END IF;
+    RETURN filegc.release_paths(candidates);
+END
+$$;
+COMMENT ON FUNCTION filegc.forget_column(regclass, name, boolean) IS
+    'Internal: what filegc.untrack() does for one table';
+
+DROP FUNCTION filegc.track(regclass, name, text[]);
+CREATE FUNCTION filegc.track(tbl regclass, col name, prefixes text[] DEFAULT '{}', force boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    relation_kind "char";
+    column_type regtype;
+    column_number smallint;
+    column_is_array boolean;
+    previous filegc.tracked;
+    index_found name;
+    index_created boolean := false;
+    expression text;
+    stored_values text;
+    reference_count bigint;
+    references_before bigint;
+    changed bigint;
+    invalidated bigint;
+    child regclass;
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'filegc.track: table and column are required';
+    END IF;
+    prefixes := coalesce(prefixes, '{}');
+    IF array_position(prefixes, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'filegc.track: prefixes cannot contain NULL';
+    END IF;
+    prefixes := ARRAY(SELECT DISTINCT p FROM unnest(prefixes) AS p WHERE p <> '' ORDER BY p);
+
+    SELECT relkind INTO relation_kind FROM pg_class WHERE oid = tbl;
+    IF relation_kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'filegc.track: % is not a table', tbl
+            USING HINT = 'Track the columns of the table that stores the references, not of a view.';
+    END IF;
+    -- One track() or untrack() of a table at a time, and no write meanwhile
+    -- (CREATE INDEX and CREATE TRIGGER below would lock as much): two calls
+    -- with other prefixes must not leave one's prefixes with the other's index.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    IF filegc.hides_rows_from_filegc(tbl) THEN
+        RAISE EXCEPTION 'filegc.track: row-level security on % hides rows from %, the role filegc''s functions run as, so filegc could delete files that rows it cannot see reference',
+            tbl, (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'filegc')
+            USING HINT = format('As a superuser: ALTER ROLE %I BYPASSRLS. Or take the row-level security off %s.',
+                                (SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'filegc'),
+                                tbl);
+    END IF;
+    SELECT atttypid::regtype, attnum INTO column_type, column_number
+      FROM pg_attribute
+     WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'filegc.track: table % has no column "%"', tbl, col;
+    END IF;
+    IF column_type IN ('text'::regtype, 'character varying'::regtype) THEN
+        column_is_array := false;
+    ELSIF column_type IN ('text[]'::regtype, 'character varying[]'::regtype) THEN
+        column_is_array := true;
+    ELSE
+        RAISE EXCEPTION 'filegc.track: column %.% is of type %', tbl, col, column_type
+            USING HINT = 'filegc tracks columns of type text, varchar or text[] that hold file names, paths or URLs.';
+    END IF;
+    stored_values := CASE WHEN column_is_array THEN format('%I::text[]', col) ELSE format('ARRAY[%I::text]', col) END;
+
+    SELECT * INTO previous FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col;
+    IF FOUND AND previous.prefixes IS DISTINCT FROM prefixes THEN
+        -- New prefixes change what the stored values reference. Every value
+        -- whose reference becomes another path or an invalid one takes its
+        -- file's reference away: a typo in a prefix would do that to all of
+        -- them, so past the circuit breaker's fraction it takes force.
+        EXECUTE format('SELECT count(*) FILTER (WHERE o IS NOT NULL), count(*) FILTER (WHERE o IS NOT NULL AND o IS DISTINCT FROM n),'
+                       ' count(*) FILTER (WHERE o IS NOT NULL AND n IS NULL)'
+                       ' FROM (SELECT filegc.ref_path(v, $1) AS o, filegc.ref_path(v, $2) AS n'
+                       ' FROM %s, LATERAL unnest(%s) AS v) AS s', filegc.rows_of(tbl), stored_values)
+           INTO references_before, changed, invalidated
+          USING previous.prefixes, prefixes;
+        IF changed > 0 THEN
+            IF NOT force AND changed > filegc.setting('max_delete_fraction')::numeric * references_before THEN
+                RAISE EXCEPTION 'filegc.track: the new prefixes change what % of the % references in %.% name (% become invalid references), so their files would lose their references',
+                    changed, references_before, tbl, col, invalidated
+                    USING HINT = 'Compare the prefixes with the stored values (SELECT ' || quote_ident(col) || ' FROM '
+                                 || tbl::text || ' LIMIT 5). If they are right, call filegc.track(..., force => true).';
+            END IF;
+            RAISE WARNING 'filegc.track: the new prefixes change what % of the % references in %.% name: % become invalid references, % name other paths',
+                changed, references_before, tbl, col, invalidated, changed - invalidated;
+        END IF;
+        PERFORM filegc.forget_column(tbl, col, true);
+        previous := NULL;
+    END IF;
+
+    expression := filegc.reference_expression(col, column_is_array, prefixes);
+    index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
+    IF previous.index_name IS NOT NULL AND index_found IS NOT NULL THEN
+        index_created := previous.index_created_by_filegc;
+    ELSIF index_found IS NULL THEN
+        EXECUTE format('CREATE INDEX ON %s USING %s ((%s))',
+                       tbl, CASE WHEN column_is_array THEN 'gin' ELSE 'btree' END, expression);
+        index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
+        index_created := true;
+    END IF;
+
+    INSERT INTO filegc.tracked (table_name, column_name, is_array, prefixes, index_name, index_created_by_filegc, attnum)
+    VALUES (tbl, col, column_is_array, prefixes, index_found, index_created, column_number)
+        ON CONFLICT (table_name, column_name)
+        DO UPDATE SET index_name = EXCLUDED.index_name, is_array = EXCLUDED.is_array, attnum = EXCLUDED.attnum;
+    PERFORM filegc.install_triggers(tbl);
+
+    -- Values already in the table that cannot be references.
+    EXECUTE format(
+        'SELECT filegc.record_invalid_refs($1, array_agg($2::name), array_agg(v), array_agg(filegc.ref_path_problem(v, $3))) '
+        'FROM (SELECT DISTINCT v FROM %s, LATERAL unnest(%s) AS v) AS s WHERE filegc.ref_path_problem(v, $3) IS NOT NULL',
+        filegc.rows_of(tbl), stored_values)
+        USING tbl, col, prefixes;
+
+    -- An inheritance child holds rows of the table that the table's triggers
+    -- never see: it is tracked too, with the same prefixes.
+    FOR child IN SELECT i.inhrelid::regclass FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = tbl AND NOT c.relispartition
+    LOOP
+        PERFORM filegc.track(child, col, prefixes, force);
+    END LOOP;
+
+    EXECUTE format(CASE WHEN column_is_array
+                        THEN 'SELECT coalesce(sum(cardinality(%1$s)), 0) FROM %2$s'
+                        ELSE 'SELECT count(*) FROM %2$s WHERE %1$s IS NOT NULL' END,
+                   expression, tbl)
+       INTO reference_count;
+    RETURN reference_count;
+END
+$$;
+COMMENT ON FUNCTION filegc.track(regclass, name, text[], boolean) IS
+    'Registers a column that holds file references (text, varchar or text[]), and the same column of the table''s inheritance children: creates or reuses its index, installs the triggers, returns how many references it holds; new prefixes that take references away from more than max_delete_fraction of them need force';
+
+DROP FUNCTION filegc.untrack(regclass, name);
+CREATE FUNCTION filegc.untrack(tbl regclass, col name, force boolean DEFAULT false) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    noted integer;
+    child regclass;
+BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    IF NOT EXISTS (SELECT FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col) THEN
+        RAISE NOTICE 'filegc.untrack: %.% is not tracked', tbl, col;
+        RETURN 0;
+    END IF;
+    noted := filegc.forget_column(tbl, col, force);
+    FOR child IN SELECT i.inhrelid::regclass FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = tbl AND NOT c.relispartition
+                    AND EXISTS (SELECT FROM filegc.tracked t WHERE t.table_name = i.inhrelid AND t.column_name = col)
+    LOOP
+        noted := noted + filegc.untrack(child, col, force);
+    END LOOP;
+    RETURN noted;
+END
+$$;
+COMMENT ON FUNCTION filegc.untrack(regclass, name, boolean) IS
+    'Stops tracking a column (and the same column of the table''s inheritance children): removes its triggers and the index filegc created; returns how many paths lost their last reference and were scheduled, which past max_delete_fraction of the column''s paths takes force';
+
+REVOKE EXECUTE ON FUNCTION filegc.track(regclass, name, text[], boolean), filegc.untrack(regclass, name, boolean),
+                           filegc.forget_column(regclass, name, boolean) FROM PUBLIC;
+
+-- Brings filegc in step with schema changes that would otherwise leave rows
+-- or writes out of its sight; the event trigger filegc_sync_tracking runs it
+-- after every ALTER TABLE, CREATE TABLE and DROP TRIGGER, and without event
+-- triggers (a portable install without a superuser) an operator does, as
+-- the final check asks. It follows a renamed column, tracks the inheritance
+-- children of tracked tables and a partition detached from one (what holds
+-- filegc's index and is not tracked is tracked like the table whose index
+-- it copies), makes filegc's triggers fire always again after ENABLE
+-- TRIGGER (pg_restore runs it), and re-creates triggers that were dropped.
+-- Disabled triggers stay disabled: the final check names them.
+CREATE FUNCTION filegc.sync_tracking() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    item record;
+BEGIN
+    -- What this does fires the event trigger again, and filegc's own
+    -- changes need no following.
+    IF current_setting('filegc.changing_schema', true) = 'on' THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('filegc.changing_schema', 'on', true);
+
+    FOR item IN
+        SELECT t.table_name, t.column_name, a.attname AS new_name
+          FROM filegc.tracked t
+          JOIN pg_attribute a ON a.attrelid = t.table_name AND a.attnum = t.attnum AND NOT a.attisdropped
+         WHERE NOT EXISTS (SELECT FROM pg_attribute x
+                            WHERE x.attrelid = t.table_name AND x.attname = t.column_name AND NOT x.attisdropped)
+           AND NOT EXISTS (SELECT FROM filegc.tracked y WHERE y.table_name = t.table_name AND y.column_name = a.attname)
+    LOOP
+        UPDATE filegc.tracked t SET column_name = item.new_name
+         WHERE t.table_name = item.table_name AND t.column_name = item.column_name;
+        PERFORM filegc.install_triggers(item.table_name);
+    END LOOP;
+    UPDATE filegc.tracked t SET attnum = a.attnum
+      FROM pg_attribute a
+     WHERE a.attrelid = t.table_name AND a.attname = t.column_name AND NOT a.attisdropped
+       AND t.attnum IS DISTINCT FROM a.attnum;
+
+    FOR item IN
+        SELECT DISTINCT i.inhrelid::regclass AS tbl, t.column_name, t.prefixes
+          FROM filegc.tracked t
+          JOIN pg_inherits i ON i.inhparent = t.table_name
+          JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE NOT c.relispartition
+           AND NOT EXISTS (SELECT FROM filegc.tracked x WHERE x.table_name = i.inhrelid AND x.column_name = t.column_name)
+    LOOP
+        PERFORM filegc.track(item.tbl, item.column_name, item.prefixes, true);
+    END LOOP;
+
+    FOR item IN
+        WITH RECURSIVE holding (relid) AS (
+            SELECT t.table_name::oid FROM filegc.tracked t
+            UNION
+            SELECT i.inhrelid FROM holding h JOIN pg_inherits i ON i.inhparent = h.relid
+        )
+        SELECT DISTINCT i.indrelid::regclass AS tbl, t.column_name, t.prefixes
+          FROM pg_depend d
+          JOIN pg_index i ON i.indexrelid = d.objid
+          JOIN filegc.tracked t
+            ON filegc.find_reference_index(i.indrelid, t.column_name, t.is_array, t.prefixes)
+               = (SELECT c.relname FROM pg_class c WHERE c.oid = i.indexrelid)
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass
+           AND d.refobjid IN ('filegc.ref_path(text, text[])'::regprocedure, 'filegc.ref_paths(text[], text[])'::regprocedure)
+           AND i.indrelid NOT IN (SELECT h.relid FROM holding h)
+    LOOP
+        PERFORM filegc.track(item.tbl, item.column_name, item.prefixes, true);
+    END LOOP;
+
+    FOR item IN
+        SELECT g.tgrelid::regclass AS tbl, g.tgname
+          FROM pg_trigger g
+         WHERE g.tgfoid IN ('filegc.references_trigger()'::regprocedure, 'filegc.truncate_trigger()'::regprocedure)
+           AND g.tgenabled IN ('O', 'R')
+    LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', item.tbl, item.tgname);
+    END LOOP;
+
+    FOR item IN
+        SELECT DISTINCT t.table_name AS tbl
+          FROM filegc.tracked t
+         WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+           AND (SELECT count(*) FROM pg_trigger g
+                 WHERE g.tgrelid = t.table_name AND g.tgparentid = 0
+                   AND g.tgfoid IN ('filegc.references_trigger()'::regprocedure, 'filegc.truncate_trigger()'::regprocedure)) < 3
+    LOOP
+        PERFORM filegc.install_triggers(item.tbl);
+    END LOOP;
+    PERFORM set_config('filegc.changing_schema', 'off', true);
+END
+$$;
+COMMENT ON FUNCTION filegc.sync_tracking() IS
+    'Brings filegc in step with schema changes: follows renamed columns, tracks inheritance children and detached partitions, makes its triggers fire always again and re-creates dropped ones';
+REVOKE EXECUTE ON FUNCTION filegc.sync_tracking() FROM PUBLIC;
+
+-- The event trigger's side: a failure here must not fail the application's
+-- DDL; the final check names whatever is left.
+CREATE FUNCTION filegc.sync_tracking_after_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM filegc.sync_tracking();
+EXCEPTION WHEN others THEN
+    RAISE WARNING 'filegc: could not bring filegc in step with this schema change: %', SQLERRM
+        USING HINT = 'SELECT * FROM filegc.tracking_problems() says what is left to do.';
+END
+$$;
+COMMENT ON FUNCTION filegc.sync_tracking_after_ddl() IS 'Internal: the event trigger filegc_sync_tracking';
+
+------------------------------------------------------------------------------
+-- The final check
+--
+-- Every route that removes a file from the volume or from the trash (a
+-- deletion the triggers, a cleanup, schedule_delete or a CLI filter
+-- scheduled; the trash purge; empty-trash; the emergency cleanup) decides
+-- here, under the locks of point 2 of the lock protocol and with a fresh
+-- snapshot, and only while filegc sees every row and every write of the
+-- tracked tables.
+------------------------------------------------------------------------------
+
+-- Whether row-level security hides rows of `tbl` from the role filegc's
+-- functions run as (the owner of schema filegc): its probes would then see
+-- only what the policies show.
+CREATE FUNCTION filegc.hides_rows_from_filegc(tbl regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls)
+           AND (c.relforcerowsecurity OR NOT pg_has_role(r.oid, c.relowner, 'USAGE'))
+      FROM pg_class c, pg_namespace n, pg_roles r
+     WHERE c.oid = tbl AND n.nspname = 'filegc' AND r.oid = n.nspowner
+$$;
+COMMENT ON FUNCTION filegc.hides_rows_from_filegc(regclass) IS
+    'Internal: whether row-level security hides rows of a table from the role filegc''s functions run as';
+
+-- What keeps filegc from seeing every row and every write of the tracked
+-- tables, one line each with its fix: a tracked column that is gone, a
+-- table holding rows of a tracked table (a partition, an inheritance child)
+-- whose writes would not take the path locks, a table with filegc's index
+-- that filegc does not track (a partition detached from a tracked table),
+-- and row-level security that hides rows from filegc.
+CREATE FUNCTION filegc.tracking_problems() RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE holding (relid, root) AS (
+        SELECT DISTINCT t.table_name::oid, t.table_name::oid
+          FROM filegc.tracked t
+         WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+        UNION
+        SELECT i.inhrelid, h.root FROM holding h JOIN pg_inherits i ON i.inhparent = h.relid
+    ), filegc_triggers AS (
+        SELECT g.tgrelid, g.tgname, g.tgenabled, g.tgtype
+          FROM pg_trigger g
+         WHERE g.tgfoid = 'filegc.references_trigger()'::regprocedure
+    )
+    SELECT format('%s has no column %I, which filegc tracks (renamed or dropped?): SELECT filegc.sync_tracking() follows a rename, SELECT filegc.untrack(%L, %L) forgets the column',
+                  t.table_name, t.column_name, t.table_name::text, t.column_name)
+      FROM filegc.tracked t
+     WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+       AND NOT EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = t.table_name AND a.attname = t.column_name AND NOT a.attisdropped)
+    UNION ALL
+    SELECT format('filegc''s trigger %I on %s is %s, so writes to it would not hold their paths: ALTER TABLE %s ENABLE ALWAYS TRIGGER %I',
+                  g.tgname, h.relid::regclass,
+                  CASE g.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'enabled for replicas only'
+                                   ELSE 'enabled for origin sessions only (replica-mode writes skip it)' END,
+                  h.relid::regclass, g.tgname)
+      FROM holding h JOIN filegc_triggers g ON g.tgrelid = h.relid
+     WHERE g.tgenabled <> 'A'
+    UNION ALL
+    SELECT format('%s holds rows of the tracked table %s but has no filegc trigger for %s, so writes to it would not hold their paths: SELECT filegc.sync_tracking() installs it',
+                  h.relid::regclass, h.root::regclass, missing.what)
+      FROM holding h,
+           LATERAL (SELECT 'INSERT and DELETE' AS what, 12 AS bits UNION ALL SELECT 'UPDATE', 16) AS missing
+     WHERE NOT EXISTS (SELECT FROM filegc_triggers g WHERE g.tgrelid = h.relid AND g.tgtype & missing.bits = missing.bits)
+    UNION ALL
+    SELECT format('%s inherits from %s, whose column %I filegc tracks, but filegc does not track it there: SELECT filegc.sync_tracking() does',
+                  h.relid::regclass, t.table_name, t.column_name)
+      FROM holding h
+      JOIN filegc.tracked t ON t.table_name::oid = h.root
+      JOIN pg_class c ON c.oid = h.relid
+     WHERE h.relid <> h.root AND NOT c.relispartition
+       AND NOT EXISTS (SELECT FROM filegc.tracked x WHERE x.table_name::oid = h.relid AND x.column_name = t.column_name)
+    UNION ALL
+    SELECT DISTINCT format('%s has an index on filegc''s reference of a column (%s) but filegc does not track it (a partition detached from a tracked table?): SELECT filegc.sync_tracking() tracks it, or drop the index',
+                           i.indrelid::regclass, i.indexrelid::regclass)
+      FROM pg_depend d
+      JOIN pg_index i ON i.indexrelid = d.objid
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass
+       AND d.refobjid IN ('filegc.ref_path(text, text[])'::regprocedure, 'filegc.ref_paths(text[], text[])'::regprocedure)
+       AND i.indrelid NOT IN (SELECT h.relid FROM holding h)
+    UNION ALL
+    SELECT format('row-level security on %s hides rows from %s, the role filegc''s functions run as: ALTER ROLE %I BYPASSRLS (as a superuser), or take the policies off the table',
+                  t.table_name, r.rolname, r.rolname)
+      FROM (SELECT DISTINCT x.table_name FROM filegc.tracked x
+             WHERE (SELECT true FROM pg_class c WHERE c.oid = x.table_name)) AS t,
+           pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = 'filegc' AND filegc.hides_rows_from_filegc(t.table_name)
+$$;
+COMMENT ON FUNCTION filegc.tracking_problems() IS
+    'What keeps filegc from seeing every row and every write of the tracked tables, each with its fix; deletions and cleanups wait while there is any';
+
+-- Raises an error that lists the problems, while there are any.
+CREATE FUNCTION filegc.require_sound_tracking() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    problems text;
+BEGIN
+    SELECT string_agg(p, E'\n') INTO problems FROM filegc.tracking_problems() AS p;
+    IF problems IS NOT NULL THEN
+        RAISE EXCEPTION E'filegc: deletions and cleanups wait until filegc sees every row and every write of the tracked tables:\n%', problems
+            USING HINT = 'SELECT * FROM filegc.tracking_problems() lists what is left to fix.';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION filegc.require_sound_tracking() IS
+    'Internal: raises an error listing filegc.tracking_problems(), while there are any';
+
+-- Which of `paths` no route may delete, and why: 'referenced' when a
+-- committed row references the path (a path with a ? or # in it is also
+-- kept when what it names as a reference is referenced: a row storing
+-- "photo#1.jpg" means the file of that name), 'protected' when an invalid
+-- reference may name the file, 'unmanaged' when it does not match
+-- managed_patterns now.
+CREATE FUNCTION filegc.kept_among(paths text[]) RETURNS TABLE (path text, reason text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    managed text := filegc.managed_regex();
+    free text[];
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 THEN
+        RETURN;
+    END IF;
+    free := filegc.unreferenced_among(ARRAY(
+        SELECT p FROM unnest(paths) AS p WHERE p IS NOT NULL
+        UNION
+        SELECT r FROM unnest(paths) AS p, filegc.ref_path(p, '{}') AS r WHERE p ~ '[?#]' AND r IS NOT NULL));
+    RETURN QUERY
+    SELECT k.p, k.why
+      FROM (SELECT u.p,
+                   CASE WHEN NOT (u.p = ANY (free))
+                          OR (u.p ~ '[?#]' AND coalesce(NOT (filegc.ref_path(u.p, '{}') = ANY (free)), false))
+                        THEN 'referenced'
+                        WHEN filegc.file_name(u.p) IN (SELECT n.name FROM filegc.protected_names n) THEN 'protected'
+                        WHEN u.p !~* managed THEN 'unmanaged'
+                   END AS why
+              FROM (SELECT DISTINCT x AS p FROM unnest(paths) AS x WHERE x IS NOT NULL) AS u) AS k
+     WHERE k.why IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION filegc.kept_among(text[]) IS
+    'Internal: which of the paths no route may delete, and why (referenced, protected, unmanaged)';
+
+-- Point 2 of the lock protocol: tries, without waiting, the EXCLUSIVE locks
+-- a deletion of `path` needs: the path's, its file name's (invalid
+-- references), and for a path with a ? or # the path it names as a
+-- reference.
+CREATE FUNCTION filegc.lock_for_deletion(path text) RETURNS boolean
+LANGUAGE sql STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(path))
+       AND pg_try_advisory_xact_lock(filegc.name_lock_class(), hashtext(filegc.file_name(path)))
+       AND coalesce(path !~ '[?#]' OR filegc.ref_path(path, '{}') IS NULL
+                    OR pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(filegc.ref_path(path, '{}'))),
+                    false)
+$$;
+COMMENT ON FUNCTION filegc.lock_for_deletion(text) IS
+    'Internal: tries the exclusive locks a deletion of the path needs; false when a writer holds one';
+
+-- For the sweeper, after each scan: asks back every trashed copy that must
+-- be kept now (a committed row references its path, or an invalid reference
+-- may name it), whichever route made the reference: a row written at
+-- REPEATABLE READ after the deletion, with the triggers disabled, restored
+-- from a dump. `trash_paths` are the copies the trash holds; returns those
+-- no finished deletion recorded, which the sweeper brings back itself.
+CREATE FUNCTION filegc.request_restores(trash_paths text[]) RETURNS text[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    recorded text[] := ARRAY(SELECT DISTINCT t.path FROM filegc.tombstones t
+                              WHERE t.state = 'done' AND t.outcome = 'trashed'
+                                AND t.restored_at IS NULL AND t.purged_at IS NULL);
+    wanted text[];
+BEGIN
+    wanted := ARRAY(SELECT k.path FROM filegc.kept_among(recorded || coalesce(trash_paths, '{}')) AS k
+                     WHERE k.reason IN ('referenced', 'protected'));
+    UPDATE filegc.tombstones t SET restore_requested_at = now()
+     WHERE t.id IN (SELECT max(l.id) FROM filegc.tombstones l
+                     WHERE l.path = ANY (wanted) AND l.state = 'done' AND l.outcome = 'trashed'
+                       AND l.restored_at IS NULL AND l.purged_at IS NULL
+                     GROUP BY l.path)
+       AND t.restore_requested_at IS NULL;
+    IF FOUND THEN
+        PERFORM pg_notify('filegc', 'restore');
+    END IF;
+    RETURN ARRAY(SELECT p FROM unnest(trash_paths) AS p WHERE p = ANY (wanted) AND p <> ALL (recorded));
+END
+$$;
+COMMENT ON FUNCTION filegc.request_restores(text[]) IS
+    'Sweeper protocol: asks back every trashed copy that must be kept now; returns those no deletion recorded';
 
 ------------------------------------------------------------------------------
 -- File names
@@ -291,13 +1281,15 @@ COMMENT ON FUNCTION filegc.user_id_of(text) IS 'The user id of a file named user
 -- makes it loop over one side for every row of the other: say it is large.
 ALTER FUNCTION filegc.reference_rows() ROWS 100000;
 
--- File names that an invalid reference may mean: a value that failed to
--- normalize still names its file in its last segment.
-CREATE VIEW filegc.protected_names AS
-SELECT DISTINCT filegc.file_name(replace(value, '\', '/')) AS file_name
-  FROM filegc.invalid_refs;
-COMMENT ON VIEW filegc.protected_names IS
-    'File names that an invalid reference (filegc.invalid_refs) may mean; such files are never orphans';
+-- The rows of a tracked table, as a FROM item: a partitioned table with its
+-- partitions, any other without its inheritance children, which filegc
+-- tracks as tables of their own (filegc.track() and filegc.sync_tracking()
+-- see to it, and the final check refuses to go on while one is not).
+CREATE FUNCTION filegc.rows_of(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN c.relkind = 'p' THEN tbl::text ELSE 'ONLY ' || tbl::text END FROM pg_class c WHERE c.oid = tbl
+$$;
+COMMENT ON FUNCTION filegc.rows_of(regclass) IS 'Internal: a tracked table''s rows as a FROM item';
 
 -- The probe is built on every path that leaves a row. As a SQL function
 -- with a SET clause it could not be inlined, so its query was parsed and
@@ -318,7 +1310,7 @@ BEGIN
         SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
             || coalesce(' WHERE ' || string_agg(
                    format('(SELECT true FROM %s WHERE %s %s LIMIT 1) IS NULL',
-                          t.table_name,
+                          filegc.rows_of(t.table_name),
                           filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
                           CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),
                    ' AND ' ORDER BY t.table_name::text, t.column_name), '')
@@ -333,33 +1325,10 @@ $$;
 -- such a statement anew for each call while it guesses that a plan made for
 -- the actual array beats a generic one, and planning cost more than the
 -- statements themselves; their generic plans are as good.
--- The delay is read once, not once per path.
-CREATE OR REPLACE FUNCTION filegc.schedule_unreferenced(paths text[]) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    scheduled integer;
-    delay interval := filegc.setting('unreferenced_delay')::interval;
-BEGIN
-    IF coalesce(cardinality(paths), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO filegc.tombstones (path, reason, due_at)
-    SELECT p, 'unreferenced', now() + delay
-      FROM unnest(paths) AS p
-        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
-    GET DIAGNOSTICS scheduled = ROW_COUNT;
-    IF scheduled > 0 THEN
-        PERFORM pg_notify('filegc', 'scheduled');
-    END IF;
-    RETURN scheduled;
-END
-$$;
-
-ALTER FUNCTION filegc.apply_reference_changes(text[], text[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION filegc.lock_entering_paths(text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.note_entered(regclass, text[], name[], text[], text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.note_released(text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.contested_leaving_paths(text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.reserve_path_locks(integer) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION filegc.schedule_unreferenced(text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.release_paths(text[], regclass) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.unreferenced_among(text[], regclass) SET plan_cache_mode = force_generic_plan;
 
@@ -372,7 +1341,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                            THEN 'SELECT unnest(%s), %L FROM %s'
                            ELSE 'SELECT p, %2$L FROM (SELECT %1$s AS p FROM %3$s OFFSET 0) AS s WHERE p IS NOT NULL' END,
                       filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
-                      format('%s.%I', tbl, t.column_name), tbl),
+                      format('%s.%I', tbl, t.column_name), filegc.rows_of(tbl)),
                ' UNION ALL ')
       FROM unnest(columns) AS t
 $$;
@@ -384,7 +1353,12 @@ $$;
 -- the planner from copying the expressions into every aggregate that uses
 -- them). Whether a file is managed comes from the flag the scan stored,
 -- while the patterns are the ones it used; otherwise the path is matched
--- here, once, and the orphan flag reuses the result.
+-- here, once, and the orphan flag reuses the result. A file is no orphan
+-- when an invalid reference may name it, nor when its name, read as a
+-- reference (a ? or # in it starts a query or a fragment), is referenced.
+-- While filegc cannot see every row of the tracked tables
+-- (filegc.tracking_problems), no report pretends it can: each raises an
+-- error that says what to fix.
 CREATE VIEW filegc.path_states AS
 SELECT f.path,
        f.on_volume,
@@ -398,7 +1372,9 @@ SELECT f.path,
        (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
   FROM (SELECT s.*,
                (s.managed AND NOT s.referenced
-                AND filegc.file_name(s.path) NOT IN (SELECT file_name FROM filegc.protected_names)) AS orphan
+                AND filegc.file_name(s.path) NOT IN (SELECT p.name FROM filegc.protected_names p)
+                AND NOT (s.path ~ '[?#]' AND coalesce(filegc.is_referenced(filegc.ref_path(s.path, '{}')), false)))
+                   AS orphan
           FROM (SELECT coalesce(i.path, r.path) AS path,
                        (i.path IS NOT NULL) AS on_volume,
                        i.size_bytes, i.modified_at, i.first_seen_at, cfg.min_age,
@@ -410,6 +1386,7 @@ SELECT f.path,
                                filegc.setting('orphan_min_age')::interval AS min_age,
                                (SELECT m.patterns FROM filegc.inventory_managed_by m)
                                    IS NOT DISTINCT FROM filegc.setting('managed_patterns') AS flags_hold
+                         WHERE filegc.require_sound_tracking()
                         OFFSET 0) AS cfg
                  CROSS JOIN (filegc.inventory i
                              FULL JOIN (SELECT rr.path, count(*) AS refcount
@@ -453,13 +1430,23 @@ SELECT r.path, r.refcount, r.sources
    AND NOT EXISTS (SELECT FROM filegc.inventory i WHERE i.path = r.path);
 COMMENT ON VIEW filegc.missing IS 'References whose file was not on the volume at the latest scan (broken references)';
 
+-- Paths the triggers noted as released are pending too, before the sweeper
+-- turns the notes into deletions (they have no id yet).
 CREATE VIEW filegc.pending AS
 SELECT t.id, t.path, t.reason, t.state, t.include_referenced, t.created_at, t.due_at,
        t.claimed_by AS worker, t.lease_until, t.attempts, t.last_error, i.size_bytes
   FROM filegc.tombstones t
   LEFT JOIN filegc.inventory i ON i.path = t.path
- WHERE t.state IN ('pending', 'claimed');
-COMMENT ON VIEW filegc.pending IS 'Deletions scheduled and not finished yet (pending or claimed by a sweeper)';
+ WHERE t.state IN ('pending', 'claimed')
+UNION ALL
+SELECT NULL, n.path, 'unreferenced', 'pending', false, n.noted_at,
+       n.noted_at + (SELECT filegc.setting('unreferenced_delay')::interval),
+       NULL, NULL, 0, NULL, i.size_bytes
+  FROM (SELECT r.path, min(r.noted_at) AS noted_at FROM filegc.notes r WHERE r.kind = 'r' GROUP BY r.path) AS n
+  LEFT JOIN filegc.inventory i ON i.path = n.path
+ WHERE NOT EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = n.path AND t.state IN ('pending', 'claimed'));
+COMMENT ON VIEW filegc.pending IS
+    'Deletions scheduled and not finished yet (pending or claimed by a sweeper); those the triggers noted moments ago have no id yet';
 
 CREATE VIEW filegc.deletions AS
 SELECT t.id, t.path, t.reason, t.state, t.outcome, t.bytes_freed AS size_bytes, t.finished_at,
@@ -579,19 +1566,33 @@ END
 $$;
 
 -- The circuit breaker: one call may schedule at most max_delete_fraction of
--- the files in the latest scan, unless forced.
+-- the managed files in the latest scan, unless forced. Files filegc does
+-- not manage are never deleted, so they do not count: a hundred log files
+-- must not let a third of the images go.
 CREATE FUNCTION filegc.check_breaker(file_count bigint, byte_count bigint, force boolean, what text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    scanned bigint := (SELECT count(*) FROM filegc.inventory);
-    fraction numeric := filegc.setting('max_delete_fraction')::numeric;
+    managed_files bigint;
+    fraction numeric;
 BEGIN
-    IF force OR file_count = 0 OR file_count <= fraction * scanned THEN
+    IF force OR file_count = 0 THEN
         RETURN;
     END IF;
-    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files in the latest scan (%), more than max_delete_fraction (%)',
-        what, file_count, scanned, pg_size_pretty(byte_count), fraction
-        USING HINT = 'Check the list with dry_run => true first. If it is right, call again with force => true, '
+    fraction := filegc.setting('max_delete_fraction')::numeric;
+    -- As filegc.path_states decides it: the scan's flags while they were
+    -- computed with today's patterns, else the patterns themselves.
+    IF (SELECT m.patterns FROM filegc.inventory_managed_by m) IS NOT DISTINCT FROM filegc.setting('managed_patterns') THEN
+        SELECT count(*) INTO managed_files FROM filegc.inventory i
+         WHERE coalesce(i.managed, i.path ~* (SELECT filegc.managed_regex()));
+    ELSE
+        SELECT count(*) INTO managed_files FROM filegc.inventory i WHERE i.path ~* (SELECT filegc.managed_regex());
+    END IF;
+    IF file_count <= fraction * managed_files THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files filegc manages in the latest scan (%), more than max_delete_fraction (%)',
+        what, file_count, managed_files, pg_size_pretty(byte_count), fraction
+        USING HINT = 'Check the list first (a dry run). If it is right, pass --force to the filegc command, or force => true in SQL; '
                      'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
 END
 $$;
@@ -648,6 +1649,7 @@ RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET work_mem = '64MB' AS $$
 BEGIN
+    PERFORM filegc.require_sound_tracking();
     PERFORM filegc.require_scan();
     RETURN QUERY
     SELECT * FROM filegc.run_cleanup(
@@ -667,6 +1669,7 @@ BEGIN
     IF days IS NULL OR days < 0 THEN
         RAISE EXCEPTION 'filegc.cleanup_older_than: days must be 0 or more, not %', days;
     END IF;
+    PERFORM filegc.require_sound_tracking();
     PERFORM filegc.require_scan();
     RETURN QUERY
     SELECT * FROM filegc.run_cleanup(
@@ -681,35 +1684,47 @@ $$;
 COMMENT ON FUNCTION filegc.cleanup_older_than(integer, boolean, boolean, boolean) IS
     'Lists (dry_run, the default) or schedules for deletion managed files older than `days`; referenced ones only with include_referenced';
 
-CREATE FUNCTION filegc.schedule_delete(paths text[], reason text DEFAULT 'manual') RETURNS integer
+-- Deletes exactly the given paths: what a CLI filter asks for, or an
+-- operator in psql. The final check's rules apply now already (referenced,
+-- protected and unmanaged paths are skipped) and so does the circuit
+-- breaker, which only `force` passes.
+CREATE FUNCTION filegc.schedule_delete(paths text[], reason text DEFAULT 'manual', force boolean DEFAULT false)
+RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     valid text[];
     free text[];
+    skipped record;
     scheduled integer;
 BEGIN
     IF reason NOT IN ('manual', 'orphan', 'expired', 'unreferenced') THEN
         RAISE EXCEPTION 'filegc.schedule_delete: reason must be manual, orphan, expired or unreferenced, not "%"', reason;
     END IF;
     valid := ARRAY(SELECT DISTINCT p FROM unnest(paths) AS p WHERE filegc.ref_path(p, '{}') IS NOT DISTINCT FROM p AND p IS NOT NULL);
-    IF cardinality(valid) < cardinality(paths) THEN
+    IF cardinality(valid) < coalesce(cardinality(paths), 0) THEN
         RAISE NOTICE 'filegc.schedule_delete: skipped % paths that are not plain paths relative to the volume root',
             cardinality(paths) - cardinality(valid);
     END IF;
-    free := filegc.unreferenced_among(valid);
-    IF cardinality(free) < cardinality(valid) THEN
-        RAISE NOTICE 'filegc.schedule_delete: skipped % referenced paths', cardinality(valid) - cardinality(free);
-    END IF;
+    FOR skipped IN SELECT k.reason AS why, count(*) AS files FROM filegc.kept_among(valid) AS k GROUP BY k.reason LOOP
+        RAISE NOTICE 'filegc.schedule_delete: skipped % % paths', skipped.files, skipped.why;
+    END LOOP;
+    free := ARRAY(SELECT p FROM unnest(valid) AS p
+                   WHERE p NOT IN (SELECT k.path FROM filegc.kept_among(valid) AS k));
+    PERFORM filegc.check_breaker(
+        cardinality(free),
+        (SELECT coalesce(sum(i.size_bytes), 0)::bigint FROM filegc.inventory i WHERE i.path = ANY (free)),
+        force, format('deleting %s given paths', cardinality(free)));
     SELECT count(*) INTO scheduled FROM filegc.schedule_now(free, reason);
     RETURN scheduled;
 END
 $$;
-COMMENT ON FUNCTION filegc.schedule_delete(text[], text) IS
-    'Schedules the deletion of the given paths (relative to the volume root), skipping referenced and malformed ones; returns how many it scheduled';
+COMMENT ON FUNCTION filegc.schedule_delete(text[], text, boolean) IS
+    'Schedules the deletion of the given paths (relative to the volume root), skipping referenced, protected, unmanaged and malformed ones; refuses past max_delete_fraction unless force; returns how many it scheduled';
 
 CREATE FUNCTION filegc.cancel(path text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM filegc.process_notes();
     UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
      WHERE t.path = cancel.path AND t.state = 'pending';
     IF FOUND THEN
@@ -845,8 +1860,9 @@ $$;
 COMMENT ON FUNCTION filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint) IS
     'The sweeper reports the volume''s capacity and trash; returns the alert level';
 
--- Claims up to `batch_size` due tombstones for `worker` for one lease.
--- Tombstones whose lease ran out after max_attempts tries become failed.
+-- Claims up to `batch_size` due tombstones for `worker` for one lease,
+-- after turning the triggers' notes into tombstones. Tombstones whose lease
+-- ran out after max_attempts tries become failed.
 CREATE FUNCTION filegc.claim(worker text, batch_size integer)
 RETURNS TABLE (id bigint, path text, reason text, include_referenced boolean, attempts integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -855,6 +1871,7 @@ DECLARE
     lease_length interval := filegc.setting('lease')::interval;
     max_attempts integer := filegc.setting('max_attempts')::integer;
 BEGIN
+    PERFORM filegc.process_notes();
     UPDATE filegc.tombstones t
        SET state = 'failed', finished_at = now(),
            last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
@@ -883,10 +1900,16 @@ COMMENT ON FUNCTION filegc.claim(text, integer) IS
 
 -- The final check, in the transaction in which the sweeper deletes (see the
 -- lock protocol in references.sql). For each claimed tombstone it returns
--- `delete`, or settles it at once: `referenced` (done, skipped_referenced),
--- `busy` (back to pending: a writer holds the path), `lost` (the lease went
--- to another sweeper). The tombstone rows stay locked until the sweeper's
--- transaction ends, so no other sweeper can reclaim them meanwhile.
+-- `delete`, or settles it at once: `referenced`, `protected` and
+-- `unmanaged` (done: skipped_referenced, skipped_protected,
+-- skipped_unmanaged; see filegc.kept_among), `busy` (back to pending: a
+-- writer holds the path), `lost` (the lease went to another sweeper). An
+-- expired deletion with include_referenced skips the references and the
+-- protection by name, and nothing else. Nothing is deleted while filegc
+-- cannot see every row and every write of the tracked tables
+-- (filegc.tracking_problems): the check raises an error instead. The
+-- tombstone rows stay locked until the sweeper's transaction ends, so no
+-- other sweeper can reclaim them meanwhile.
 -- A deletion claimed again may find its file in the trash, moved there by an
 -- attempt whose batch was lost; the trash holds one copy per path, so
 -- trash_copy_recorded says when that copy is another deletion's instead
@@ -901,12 +1924,14 @@ DECLARE
     batch_paths text[];
     batch_attempts integer[];
     verdicts text[];
-    free_paths text[];
+    kept_paths text[];
+    kept_reasons text[];
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'filegc.check_before_delete needs READ COMMITTED, not %', current_setting('transaction_isolation')
             USING HINT = 'Its check must see rows committed after the transaction began.';
     END IF;
+    PERFORM filegc.require_sound_tracking();
     SELECT coalesce(array_agg(t.id), '{}') INTO mine
       FROM (SELECT x.id FROM filegc.tombstones x
              WHERE x.id = ANY (ids) AND x.state = 'claimed' AND x.claimed_by = worker
@@ -916,40 +1941,45 @@ BEGIN
     SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id), array_agg(t.attempts ORDER BY t.id),
            array_agg(CASE WHEN NOT (t.id = ANY (mine)) THEN 'lost'
                           WHEN NOT escalation_free THEN 'busy'
-                          WHEN NOT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(t.path)) THEN 'busy'
-                          WHEN t.reason = 'expired' AND t.include_referenced THEN 'delete'
+                          WHEN NOT filegc.lock_for_deletion(t.path) THEN 'busy'
+                          WHEN t.reason = 'expired' AND t.include_referenced THEN 'unchecked'
                           ELSE 'check' END ORDER BY t.id)
       INTO batch_ids, batch_paths, batch_attempts, verdicts
       FROM filegc.tombstones t
      WHERE t.id = ANY (ids);
 
     -- A new statement, so a new snapshot, taken after the locks above.
-    free_paths := filegc.unreferenced_among(
-        ARRAY(SELECT u.p FROM unnest(batch_paths, verdicts) AS u(p, v) WHERE u.v = 'check'));
+    SELECT coalesce(array_agg(k.path), '{}'), coalesce(array_agg(k.reason), '{}') INTO kept_paths, kept_reasons
+      FROM filegc.kept_among(ARRAY(SELECT u.p FROM unnest(batch_paths, verdicts) AS u(p, v)
+                                    WHERE u.v IN ('check', 'unchecked'))) AS k;
 
     RETURN QUERY
-    WITH settled AS (
+    WITH kept AS (
+        SELECT k.p, k.r FROM unnest(kept_paths, kept_reasons) AS k(p, r)
+    ), settled AS (
         SELECT u.i, u.p, u.a,
-               CASE WHEN u.v <> 'check' THEN u.v WHEN u.p = ANY (free_paths) THEN 'delete' ELSE 'referenced' END AS v
+               CASE WHEN u.v NOT IN ('check', 'unchecked') THEN u.v
+                    ELSE coalesce((SELECT k.r FROM kept k WHERE k.p = u.p AND (u.v = 'check' OR k.r = 'unmanaged')),
+                                  'delete') END AS v
           FROM unnest(batch_ids, batch_paths, batch_attempts, verdicts) AS u(i, p, a, v)
     ), skipped AS (
         UPDATE filegc.tombstones t
-           SET state = 'done', outcome = 'skipped_referenced', bytes_freed = 0, finished_at = now()
+           SET state = 'done', outcome = 'skipped_' || s.v, bytes_freed = 0, finished_at = now()
           FROM settled s
-         WHERE s.i = t.id AND s.v = 'referenced'
+         WHERE s.i = t.id AND s.v IN ('referenced', 'protected', 'unmanaged')
     ), released AS (
         UPDATE filegc.tombstones t
            SET state = 'pending', claimed_by = NULL, lease_until = NULL, attempts = t.attempts - 1
           FROM settled s
          WHERE s.i = t.id AND s.v = 'busy'
     ), wanted_back AS (
-        -- A path referenced again whose file an earlier deletion trashed: the
-        -- trigger asks for it back, but not when that deletion was still in
+        -- A path that must be kept whose file an earlier deletion trashed:
+        -- the notes ask for it back, but not when that deletion was still in
         -- flight at the time; asking here covers that case too.
         UPDATE filegc.tombstones t
            SET restore_requested_at = now()
           FROM settled s
-         WHERE s.v = 'referenced' AND t.path = s.p AND t.id <> s.i
+         WHERE s.v IN ('referenced', 'protected') AND t.path = s.p AND t.id <> s.i
            AND t.state = 'done' AND t.outcome = 'trashed'
            AND t.restored_at IS NULL AND t.purged_at IS NULL AND t.restore_requested_at IS NULL
     )
@@ -963,7 +1993,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
-    'Sweeper protocol: under the path locks and with a fresh snapshot, says which claimed deletions may go ahead (how many times each was claimed, and whether another deletion recorded the trashed copy of its path)';
+    'Sweeper protocol: under the locks and with a fresh snapshot, says which claimed deletions may go ahead (how many times each was claimed, and whether another deletion recorded the trashed copy of its path)';
 
 -- Records what the sweeper did, one call per batch.
 CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer
@@ -1047,42 +2077,49 @@ $$;
 -- Sweeper protocol for the trash: which trashed copies may be unlinked for
 -- good. Between listing a copy and unlinking it, a row may reference its path
 -- again and ask it back; so, as check_before_delete does for the files, this
--- tries each path's EXCLUSIVE lock (the sweeper holds them until it has
+-- takes the locks of each path (the sweeper holds them until it has
 -- unlinked the copies and recorded them with trash_done in the same
 -- transaction) and then, in a new snapshot, keeps every copy that is asked
--- back or whose path a row references. It never waits: a row another
--- transaction is changing, or a path a writer holds, is 'busy' and waits for
--- the next pass. A referenced path's copy is asked back here, for the
--- restore pass.
+-- back, whose path a row references or whose name an invalid reference may
+-- mean (filegc.kept_among). It never waits: a row another transaction is
+-- changing, a path a writer holds, or a path with a deletion still open
+-- (whose sweeper may have put its own copy in the trash, over this one) is
+-- 'busy' and waits for the next pass. A copy that must be kept is asked
+-- back here, for the restore pass.
 CREATE FUNCTION filegc.check_before_purge(ids bigint[])
 RETURNS TABLE (id bigint, path text, verdict text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     locked_ids bigint[];
     locked_paths text[];
-    free_paths text[];
+    kept_paths text[];
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'filegc.check_before_purge needs READ COMMITTED, not %', current_setting('transaction_isolation')
             USING HINT = 'Its check must see rows committed after the transaction began.';
     END IF;
+    PERFORM filegc.require_sound_tracking();
     IF pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0) THEN
         SELECT coalesce(array_agg(t.id ORDER BY t.id), '{}'), coalesce(array_agg(t.path ORDER BY t.id), '{}')
           INTO locked_ids, locked_paths
           FROM (SELECT x.id, x.path FROM filegc.tombstones x
                  WHERE x.id = ANY (ids) AND x.state = 'done' AND x.outcome = 'trashed'
                    AND x.purged_at IS NULL AND x.restored_at IS NULL AND x.restore_requested_at IS NULL
+                   AND NOT EXISTS (SELECT FROM filegc.tombstones o
+                                    WHERE o.path = x.path AND o.state IN ('pending', 'claimed'))
                  ORDER BY x.id FOR UPDATE SKIP LOCKED) AS t
-         WHERE pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(t.path));
+         WHERE filegc.lock_for_deletion(t.path);
     ELSE
         locked_ids := '{}';
         locked_paths := '{}';
     END IF;
 
-    -- A new statement, so a new snapshot, taken after the locks above.
-    free_paths := filegc.unreferenced_among(locked_paths);
+    -- A new statement, so a new snapshot, taken after the locks above. A
+    -- copy is off the volume already: whether filegc manages its name now
+    -- does not keep it.
+    kept_paths := ARRAY(SELECT k.path FROM filegc.kept_among(locked_paths) AS k WHERE k.reason <> 'unmanaged');
     UPDATE filegc.tombstones x SET restore_requested_at = now()
-     WHERE x.id = ANY (locked_ids) AND NOT (x.path = ANY (free_paths));
+     WHERE x.id = ANY (locked_ids) AND x.path = ANY (kept_paths);
     IF FOUND THEN
         PERFORM pg_notify('filegc', 'restore');
     END IF;
@@ -1090,15 +2127,15 @@ BEGIN
     RETURN QUERY
     SELECT x.id, x.path,
            CASE WHEN NOT (x.id = ANY (locked_ids)) THEN 'busy'
-                WHEN x.path = ANY (free_paths) THEN 'purge'
-                ELSE 'referenced' END
+                WHEN x.path = ANY (kept_paths) THEN 'referenced'
+                ELSE 'purge' END
       FROM filegc.tombstones x
      WHERE x.id = ANY (ids)
      ORDER BY x.id;
 END
 $$;
 COMMENT ON FUNCTION filegc.check_before_purge(bigint[]) IS
-    'Sweeper protocol: under the path locks and with a fresh snapshot, says which trashed copies may be unlinked for good (purge), and asks back those a row references again';
+    'Sweeper protocol: under the locks and with a fresh snapshot, says which trashed copies may be unlinked for good (purge), and asks back those that must be kept';
 
 -- Records restores and purges the sweeper carried out, one call per batch.
 CREATE FUNCTION filegc.trash_done(restored_ids bigint[], purged_ids bigint[]) RETURNS void
@@ -1120,7 +2157,7 @@ BEGIN
     FOREACH fn IN ARRAY ARRAY[
         'filegc.cleanup_orphans(boolean, boolean)',
         'filegc.cleanup_older_than(integer, boolean, boolean, boolean)',
-        'filegc.schedule_delete(text[], text)',
+        'filegc.schedule_delete(text[], text, boolean)',
         'filegc.cancel(text)',
         'filegc.restore(text)',
         'filegc.start_run(text, text, text)',
@@ -1142,6 +2179,30 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION filegc.schedule_now(text[], text, boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+    filegc.note_entered(regclass, text[], name[], text[], text[]),
+    filegc.note_released(text[]),
+    filegc.hold_every_path(regclass, name),
+    filegc.wake_sweeper(),
+    filegc.lock_for_deletion(text),
+    filegc.kept_among(text[])
+FROM PUBLIC;
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[
+        'filegc.process_notes()',
+        'filegc.request_restores(text[])',
+        'filegc.tracking_problems()',
+        'filegc.require_sound_tracking()']::regprocedure[]
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
+    END LOOP;
+END
+$$;
+GRANT SELECT ON filegc.invalid_refs TO filegc_sweeper;
 REVOKE EXECUTE ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION filegc.reference_rows(), filegc.file_totals() TO filegc_sweeper;
 
@@ -1189,3 +2250,46 @@ $$;
 SELECT filegc.keep_in_dumps(t) FROM unnest(ARRAY[
     'filegc.runs', 'filegc.runs_id_seq', 'filegc.inventory',
     'filegc.volume_reports', 'filegc.volume_reports_id_seq']::regclass[]) AS t;
+
+------------------------------------------------------------------------------
+-- Schema changes the event triggers follow
+------------------------------------------------------------------------------
+
+-- Needs a superuser (a portable install without one has none, and the final
+-- check then names what filegc.sync_tracking() would fix).
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        CREATE EVENT TRIGGER filegc_sync_tracking ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'DROP TRIGGER')
+            EXECUTE FUNCTION filegc.sync_tracking_after_ddl();
+    ELSE
+        RAISE NOTICE 'filegc: not a superuser, so no event trigger follows schema changes: after renaming a tracked column, detaching a partition of a tracked table or creating an inheritance child of one, run SELECT filegc.sync_tracking()';
+    END IF;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- What an upgrade from 0.1.0 changes in the tables filegc tracks
+------------------------------------------------------------------------------
+
+-- Every tracked table gets this version's triggers, and every tracked index
+-- this version's path rules (a query or fragment names nothing, and a path
+-- too long to index is an invalid reference). A new install has no tracked
+-- table, so this does nothing there.
+DO $$
+DECLARE
+    tracked_index record;
+BEGIN
+    FOR tracked_index IN
+        SELECT t.table_name, n.nspname, t.index_name
+          FROM filegc.tracked t
+          JOIN pg_class c ON c.oid = t.table_name
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+    LOOP
+        PERFORM filegc.install_triggers(tracked_index.table_name);
+        EXECUTE format('REINDEX INDEX %I.%I', tracked_index.nspname, tracked_index.index_name);
+    END LOOP;
+END
+$$;
+SELECT filegc.sync_tracking();

@@ -15,6 +15,20 @@ mod triggers;
 
 ::pgrx::pg_module_magic!(name, version);
 
+/// Runs once when a backend loads the library.
+///
+/// pgrx captures a Rust backtrace for every error that passes through Rust
+/// code and puts it in the error's DETAIL when backtraces are enabled; a
+/// server started with `RUST_BACKTRACE` set (for another reason) would show
+/// the application pages of Rust frames. Only `RUST_LIB_BACKTRACE=1`, set
+/// on purpose, brings them back.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!(
     "../sql/references.sql",

@@ -6,16 +6,28 @@
 //!
 //! The rules, in order:
 //! 1. NULL and the empty string are not references.
-//! 2. A URL (`scheme://host/...`) is reduced to its path: scheme, host, query
-//!    and fragment are dropped and the path is percent-decoded.
+//! 2. A query (`?...`) and a fragment (`#...`) are dropped, whether or not the
+//!    value is a URL: `/app/images/a.jpg?v=2` names `a.jpg`, as a web server
+//!    reads it. A URL (`scheme://host/...`) is also reduced to its path,
+//!    which is percent-decoded.
 //! 3. The longest matching entry of the column's prefixes is removed.
 //! 4. Leading `./` segments are removed.
 //! 5. What is left must be a relative path of plain segments: not empty, not
-//!    absolute, no `.` or `..` or empty segment, no NUL and no backslash.
+//!    absolute, no `.` or `..` or empty segment, no NUL and no backslash, no
+//!    segment over [`MAX_NAME_BYTES`] and at most [`MAX_PATH_BYTES`] in all.
 //!    Anything else is an invalid reference: never a reference, but recorded.
 
 use std::borrow::Cow;
 use std::fmt;
+
+/// The longest file name a file system of a volume holds (Linux's NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The longest relative path that is a reference. Every reference is an
+/// entry of a btree or GIN index, which refuses entries over about 2,700
+/// bytes when they do not compress; a longer value would fail the
+/// application's write, so it is an invalid reference instead.
+pub const MAX_PATH_BYTES: usize = 2048;
 
 /// Why a stored value cannot name a file under the volume root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +46,8 @@ pub enum InvalidReason {
     Backslash,
     /// The percent-encoding of a URL does not decode to UTF-8.
     BadPercentEncoding,
+    /// A segment over [`MAX_NAME_BYTES`], or a path over [`MAX_PATH_BYTES`].
+    TooLong,
 }
 
 impl InvalidReason {
@@ -47,6 +61,9 @@ impl InvalidReason {
             InvalidReason::Nul => "contains a NUL byte",
             InvalidReason::Backslash => "contains a backslash",
             InvalidReason::BadPercentEncoding => "percent-encoding does not decode to UTF-8",
+            InvalidReason::TooLong => {
+                "too long to be a file path (a name over 255 bytes, or over 2048 bytes in all)"
+            }
         }
     }
 }
@@ -98,7 +115,7 @@ pub fn normalize_borrowed<'a, S: AsRef<str>>(
     }
     let path: Cow<'a, str> = match url_path(value) {
         Some(encoded) => percent_decode(encoded).ok_or(InvalidReason::BadPercentEncoding)?,
-        None => Cow::Borrowed(value),
+        None => Cow::Borrowed(without_query_or_fragment(value)),
     };
     let path = match path {
         Cow::Borrowed(borrowed) => Cow::Borrowed(strip_leading_dot_slashes(strip_longest_prefix(
@@ -110,6 +127,11 @@ pub fn normalize_borrowed<'a, S: AsRef<str>>(
     };
     validate_relative(&path)?;
     Ok(Some(path))
+}
+
+/// The value up to its first `?` or `#`.
+fn without_query_or_fragment(value: &str) -> &str {
+    value.find(['?', '#']).map_or(value, |end| &value[..end])
 }
 
 fn strip_leading_dot_slashes(mut path: &str) -> &str {
@@ -142,6 +164,9 @@ pub fn validate_relative(path: &str) -> Result<(), InvalidReason> {
             "." | "" => return Err(InvalidReason::DotOrEmptySegment),
             _ => {}
         }
+    }
+    if path.len() > MAX_PATH_BYTES || path.split('/').any(|s| s.len() > MAX_NAME_BYTES) {
+        return Err(InvalidReason::TooLong);
     }
     Ok(())
 }
@@ -285,6 +310,7 @@ pub mod vectors {
             Nul => "nul",
             Backslash => "backslash",
             BadPercentEncoding => "encoding",
+            TooLong => "long",
         }
     }
 }
@@ -367,11 +393,27 @@ mod tests {
             prop_assert_eq!(&url, &bare);
         }
 
+        /// A reference is its own reference, unless it holds a `?` or `#`,
+        /// which only a URL's percent-encoding puts there (and which, in a
+        /// plain path, starts a query or a fragment).
         #[test]
         fn normalizing_is_idempotent(value in any::<String>()) {
             if let Reference::Path(path) = normalize(&value, &["/app/"]) {
-                prop_assert_eq!(normalize(&path, &[] as &[&str]), Reference::Path(path.clone()));
+                if !path.contains(['?', '#']) {
+                    prop_assert_eq!(normalize(&path, &[] as &[&str]), Reference::Path(path.clone()));
+                }
             }
+        }
+
+        #[test]
+        fn a_query_or_fragment_names_nothing(path in relative_path(), tail in "[?#][a-z=&/.#?]{0,12}") {
+            prop_assert_eq!(normalize(&format!("{path}{tail}"), &[] as &[&str]), Reference::Path(path.clone()));
+        }
+
+        #[test]
+        fn a_path_too_long_to_index_is_invalid(name in "[a-z]{256,300}", depth in 0usize..3) {
+            let path = format!("{}{name}", "d/".repeat(depth));
+            prop_assert_eq!(normalize(&path, &[] as &[&str]), Reference::Invalid(InvalidReason::TooLong));
         }
     }
 }

@@ -51,13 +51,22 @@ mod tests {
         }
     }
 
+    /// What the sweeper does before it claims: the triggers' notes become
+    /// deletions, cancellations and restore requests.
+    fn notes_processed() {
+        run("SELECT filegc.process_notes()");
+    }
+
+    /// The open deletions of `path`, once the notes are processed.
     fn open_tombstones(path: &str) -> i64 {
+        notes_processed();
         count(&format!(
             "SELECT count(*) FROM filegc.tombstones WHERE path = '{path}' AND state IN ('pending', 'claimed')"
         ))
     }
 
     fn all_open_tombstones() -> i64 {
+        notes_processed();
         count("SELECT count(*) FROM filegc.tombstones WHERE state IN ('pending', 'claimed')")
     }
 
@@ -134,7 +143,11 @@ mod tests {
             1,
             "tracking twice is harmless"
         );
-        assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'photos'::regclass AND tgname LIKE 'filegc%'"), 2);
+        assert_eq!(
+            count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'photos'::regclass AND tgname LIKE 'filegc%'"),
+            3,
+            "one for INSERT and DELETE, one for UPDATE, one for TRUNCATE"
+        );
     }
 
     #[pg_test]
@@ -194,6 +207,7 @@ mod tests {
         run("UPDATE filegc.settings SET value = '0' WHERE name = 'unreferenced_delay'");
         run("INSERT INTO facial_evaluations (user_id, image_path) VALUES (7, 'a.jpg')");
         run("DELETE FROM facial_evaluations");
+        notes_processed();
         assert_eq!(
             one::<bool>("SELECT due_at = created_at FROM filegc.tombstones"),
             Some(true)
@@ -245,6 +259,7 @@ mod tests {
         run("INSERT INTO filegc.tombstones (path, reason, state, due_at, outcome, finished_at, bytes_freed)
              VALUES ('user_1_5.jpg', 'unreferenced', 'done', now(), 'trashed', now(), 100)");
         run("INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'user_1_5.jpg')");
+        notes_processed();
         assert_eq!(
             one::<bool>("SELECT restore_requested_at IS NOT NULL FROM filegc.tombstones WHERE path = 'user_1_5.jpg'"),
             Some(true)
@@ -269,11 +284,17 @@ mod tests {
         run("DELETE FROM facial_evaluations");
         run("INSERT INTO filegc.tombstones (path, reason, due_at) VALUES ('b.jpg', 'manual', now())");
         run("INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'c.jpg')");
+        notes_processed();
         let before = count("SELECT count(*) FROM filegc.tombstones");
         run("UPDATE facial_evaluations SET user_id = 2");
         run("UPDATE facial_evaluations SET image_path = 'c.jpg'");
         run("UPDATE facial_evaluations SET image_path = './c.jpg'");
         run("UPDATE facial_evaluations SET image_path = '/app/facial_evaluations/c.jpg'");
+        assert_eq!(
+            count("SELECT count(*) FROM filegc.notes"),
+            0,
+            "nothing was noted"
+        );
         assert_eq!(count("SELECT count(*) FROM filegc.tombstones"), before);
         assert_eq!(open_tombstones("c.jpg"), 0);
     }
@@ -446,7 +467,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            one::<i32>("SELECT filegc.untrack('facial_evaluations', 'secondary_image_path')"),
+            one::<i32>("SELECT filegc.untrack('facial_evaluations', 'secondary_image_path', force => true)"),
             Some(1)
         );
         assert_eq!(open_tombstones("a_2.jpg"), 1);
@@ -458,7 +479,7 @@ mod tests {
         );
         run("UPDATE facial_evaluations SET secondary_image_path = 'b_2.jpg'");
         assert_eq!(open_tombstones("b_2.jpg"), 0);
-        run("SELECT filegc.untrack('facial_evaluations', 'image_path')");
+        run("SELECT filegc.untrack('facial_evaluations', 'image_path', force => true)");
         assert_eq!(
             count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'facial_evaluations'::regclass AND tgname LIKE 'filegc%'"),
             0

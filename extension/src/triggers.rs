@@ -1,12 +1,20 @@
 //! The row and TRUNCATE triggers that `filegc.track()` installs.
 //!
 //! A row trigger works out, in Rust and without touching the database, which
-//! paths left the row and which entered it. Only when something changed does
-//! it call the database, with prepared statements: paths entering go to
-//! `filegc.apply_reference_changes`, paths leaving go through the steps of
-//! `filegc.release_paths`, under the lock protocol described in
-//! `sql/references.sql`. An UPDATE that leaves the tracked values alone costs a
-//! comparison of strings.
+//! paths left the row and which entered it, and which stored values are no
+//! references. Only when something changed does it call the database, with
+//! prepared statements, and all it writes there are notes (see "The writers'
+//! side" in `sql/filegc--0.1.0--0.2.0.sql`): paths and invalid values
+//! entering go to `filegc.note_entered`, which takes their locks; paths
+//! leaving go through the steps of `filegc.release_paths`, under the lock
+//! protocol described in `sql/references.sql`. An UPDATE that leaves the row
+//! alone does not reach the trigger (its WHEN clause), and one that leaves
+//! the tracked values alone costs a comparison of strings.
+//!
+//! A new library can meet the SQL of an older version: between installing
+//! it and `ALTER EXTENSION filegc UPDATE`, new sessions load it while the
+//! database still has the 0.1.0 functions. The application's writes go on
+//! meanwhile: the trigger then runs the 0.1.0 protocol ([`Sql::Tombstones`]).
 
 use crate::error::FilegcError;
 use crate::path_rules::{normalize, Reference};
@@ -15,7 +23,7 @@ use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 use pgrx::{PgBuiltInOids, PgOid};
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::ffi::CString;
 
@@ -143,52 +151,49 @@ fn row_values(
     }
 }
 
-/// Records invalid values and warns about them; the application's write goes on.
-fn record_invalid(
-    table_oid: pg_sys::Oid,
-    table: &str,
-    invalid: Vec<InvalidValue>,
-) -> Result<(), FilegcError> {
-    for value in &invalid {
+/// How a warning shows a stored value: a value can be megabytes long.
+fn shown(value: &str) -> String {
+    const SHOWN_CHARACTERS: usize = 200;
+    let characters = value.chars().count();
+    if characters <= SHOWN_CHARACTERS {
+        format!("{value:?}")
+    } else {
+        let start: String = value.chars().take(SHOWN_CHARACTERS).collect();
+        format!("{start:?}... ({characters} characters)")
+    }
+}
+
+/// Warns about values that are no references; the application's write goes on.
+fn warn_invalid(table: &str, invalid: &[InvalidValue]) {
+    for value in invalid {
         warning!(
-            "filegc: {table}.{} holds {:?}, which is not a file reference ({}); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()",
+            "filegc: {table}.{} holds {}, which is not a file reference ({}); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()",
             value.column,
-            value.value,
+            shown(&value.value),
             value.problem
         );
     }
-    let (columns, values, problems): (Vec<String>, Vec<String>, Vec<&str>) = invalid
-        .into_iter()
-        .map(|v| (v.column, v.value, v.problem))
-        .fold(
-            (vec![], vec![], vec![]),
-            |(mut c, mut v, mut p), (column, value, problem)| {
-                c.push(column);
-                v.push(value);
-                p.push(problem);
-                (c, v, p)
-            },
-        );
-    Spi::run_with_args(
-        "SELECT filegc.record_invalid_refs($1::regclass, $2::name[], $3, $4)",
-        &[
-            table_oid.into(),
-            columns.into(),
-            values.into(),
-            problems.into(),
-        ],
-    )?;
-    Ok(())
 }
 
-/// AFTER INSERT OR DELETE OR UPDATE OF the tracked columns, FOR EACH ROW.
+/// AFTER INSERT OR DELETE, and AFTER UPDATE of the row; FOR EACH ROW.
 #[pg_trigger]
 fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    watch_relations();
     let columns = tracked_columns(trigger)?;
     let old = trigger.old();
     let new = trigger.new();
-    let old_values = row_values(old.as_ref(), &columns, trigger)?;
-    let new_values = row_values(new.as_ref(), &columns, trigger)?;
+    let values = row_values(old.as_ref(), &columns, trigger)
+        .and_then(|old_values| Ok((old_values, row_values(new.as_ref(), &columns, trigger)?)));
+    let (old_values, new_values) = match values {
+        Ok(values) => values,
+        // A column renamed without the event trigger that follows renames:
+        // the row's paths cannot be read, so every path is held instead.
+        Err(FilegcError::MissingColumn { table, column }) => {
+            hold_every_path(&table, &column)?;
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
     if old.is_some() && new.is_some() && old_values == new_values {
         return Ok(None);
     }
@@ -201,61 +206,255 @@ fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         .into_iter()
         .filter(|v| !already_seen.contains(&v.value))
         .collect();
-    if !invalid.is_empty() {
-        record_invalid(trigger.relid()?, &qualified_name(trigger), invalid)?;
-    }
+    warn_invalid(&qualified_name(trigger), &invalid);
 
     let removed: Vec<String> = old_paths.difference(&new_paths).cloned().collect();
     let added: Vec<String> = new_paths.difference(&old_paths).cloned().collect();
-    if removed.is_empty() && added.is_empty() {
+    if added.is_empty() && removed.is_empty() && invalid.is_empty() {
         return Ok(None);
     }
-    if !added.is_empty() {
-        apply_reference_changes(Vec::new(), added)?;
-    }
-    if !removed.is_empty() {
-        release_paths(removed)?;
-    }
+    let table_oid = trigger.relid()?;
+    PLANS.with(|cell| {
+        let mut plans = cell.borrow_mut();
+        Spi::connect_mut(|client| {
+            let plans = Plans::current(&mut plans, client)?;
+            if !added.is_empty() || !invalid.is_empty() {
+                plans.enter(client, table_oid, added, invalid)?;
+            }
+            if !removed.is_empty() {
+                plans.release(client, removed)?;
+            }
+            Ok::<(), FilegcError>(())
+        })
+    })?;
     Ok(None)
 }
 
-thread_local! {
-    /// The plan of the one statement a row trigger runs, prepared once per
-    /// backend: parsing and planning it anew for every row would cost more
-    /// than the work itself. PostgreSQL's plan cache replans it if the
-    /// function behind it is replaced.
-    static APPLY_REFERENCE_CHANGES: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+/// Holds off every deletion until the transaction ends (the SHARED
+/// escalation lock, point 6 of the lock protocol), and warns.
+fn hold_every_path(table: &str, column: &str) -> Result<(), FilegcError> {
+    Spi::run("SELECT pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0)")?;
+    warning!(
+        "filegc: {table} has no column \"{column}\" any more, which filegc tracks; this transaction holds off every deletion until it ends"
+    );
+    Ok(())
 }
 
-fn apply_reference_changes(removed: Vec<String>, added: Vec<String>) -> Result<(), FilegcError> {
-    APPLY_REFERENCE_CHANGES.with(|cell| {
-        Spi::connect_mut(|client| {
-            if cell.get().is_none() {
-                let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
-                let prepared = client
-                    .prepare_mut(
-                        "SELECT filegc.apply_reference_changes($1, $2)",
-                        &[text_array, text_array],
-                    )?
-                    .keep();
-                let _ = cell.set(prepared);
-            }
-            let statement = cell.get().expect("prepared above");
-            client.update(statement, None, &[removed.into(), added.into()])?;
-            Ok(())
+/// The SQL a trigger talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sql {
+    /// Since 0.2.0: the triggers write notes.
+    Notes,
+    /// 0.1.0, until `ALTER EXTENSION filegc UPDATE`: the triggers write
+    /// tombstones and cancel them.
+    Tombstones,
+}
+
+impl Sql {
+    /// The version the database has installed.
+    fn installed(client: &mut pgrx::spi::SpiClient<'_>) -> Result<Sql, FilegcError> {
+        let version: Option<String> = client
+            .select(
+                "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'filegc'",
+                None,
+                &[],
+            )?
+            .first()
+            .get(1)?;
+        Ok(match version.as_deref() {
+            Some("0.1.0") => Sql::Tombstones,
+            _ => Sql::Notes,
         })
-    })
+    }
+
+    /// The statement that takes in the paths entering a row.
+    fn enter_statement(self) -> (&'static str, usize) {
+        match self {
+            Sql::Notes => (
+                "SELECT filegc.note_entered($1::regclass, $2, $3::name[], $4, $5)",
+                5,
+            ),
+            Sql::Tombstones => ("SELECT filegc.apply_reference_changes('{}'::text[], $1)", 1),
+        }
+    }
+
+    /// The statement that takes in the paths to schedule.
+    fn release_statement(self) -> &'static str {
+        match self {
+            Sql::Notes => "SELECT filegc.note_released($1)",
+            Sql::Tombstones => "SELECT filegc.schedule_unreferenced($1)",
+        }
+    }
 }
 
-/// The statements that release the paths leaving a row, prepared once per
-/// backend.
-struct ReleasePlans {
+/// The statements a row trigger runs, prepared once per backend: parsing
+/// and planning them anew for every row would cost more than the work
+/// itself. PostgreSQL's plan cache replans them if the functions behind
+/// them are replaced.
+struct Plans {
+    /// The SQL they were prepared for.
+    sql: Sql,
+    /// Takes in the paths and invalid values entering a row.
+    enter: OwnedPreparedStatement,
     /// The contested paths (point 4 of the lock protocol).
     contested: OwnedPreparedStatement,
     /// The text of the probe of every tracked column.
     probe_text: OwnedPreparedStatement,
-    schedule: OwnedPreparedStatement,
+    /// Takes in the paths to schedule.
+    release: OwnedPreparedStatement,
+    /// The probe itself.
     probe: Option<GenericProbe>,
+}
+
+impl Plans {
+    /// The plans for the SQL installed now, prepared when there are none or
+    /// the SQL may have changed (see `SQL_MAY_HAVE_CHANGED`).
+    fn current<'p>(
+        cell: &'p mut Option<Plans>,
+        client: &mut pgrx::spi::SpiClient<'_>,
+    ) -> Result<&'p mut Plans, FilegcError> {
+        let recheck = SQL_MAY_HAVE_CHANGED.with(|changed| changed.replace(false));
+        if cell.is_none() || recheck {
+            let sql = Sql::installed(client)?;
+            if cell.as_ref().is_none_or(|plans| plans.sql != sql) {
+                *cell = Some(Plans::prepare(client, sql)?);
+            }
+        }
+        Ok(cell.as_mut().expect("prepared above"))
+    }
+
+    fn prepare(client: &mut pgrx::spi::SpiClient<'_>, sql: Sql) -> Result<Plans, FilegcError> {
+        let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+        let (enter, arguments) = sql.enter_statement();
+        let enter_types: Vec<PgOid> = match arguments {
+            5 => vec![
+                PgOid::BuiltIn(PgBuiltInOids::OIDOID),
+                text_array,
+                text_array,
+                text_array,
+                text_array,
+            ],
+            _ => vec![text_array],
+        };
+        Ok(Plans {
+            sql,
+            enter: client.prepare_mut(enter, &enter_types)?.keep(),
+            contested: client
+                .prepare_mut("SELECT filegc.contested_leaving_paths($1)", &[text_array])?
+                .keep(),
+            probe_text: client
+                .prepare_mut("SELECT filegc.unreferenced_probe(NULL)", &[])?
+                .keep(),
+            release: client
+                .prepare_mut(sql.release_statement(), &[text_array])?
+                .keep(),
+            probe: None,
+        })
+    }
+
+    /// Takes the paths and invalid values that entered a row in.
+    fn enter(
+        &self,
+        client: &mut pgrx::spi::SpiClient<'_>,
+        table_oid: pg_sys::Oid,
+        paths: Vec<String>,
+        invalid: Vec<InvalidValue>,
+    ) -> Result<(), FilegcError> {
+        let mut columns = Vec::with_capacity(invalid.len());
+        let mut values = Vec::with_capacity(invalid.len());
+        let mut problems = Vec::with_capacity(invalid.len());
+        for value in invalid {
+            columns.push(value.column);
+            values.push(value.value);
+            problems.push(value.problem);
+        }
+        match self.sql {
+            Sql::Notes => {
+                client.update(
+                    &self.enter,
+                    None,
+                    &[
+                        table_oid.into(),
+                        paths.into(),
+                        columns.into(),
+                        values.into(),
+                        problems.into(),
+                    ],
+                )?;
+            }
+            Sql::Tombstones => {
+                if !paths.is_empty() {
+                    client.update(&self.enter, None, &[paths.into()])?;
+                }
+                if !values.is_empty() {
+                    client.update(
+                        "SELECT filegc.record_invalid_refs($1::regclass, $2::name[], $3, $4)",
+                        None,
+                        &[
+                            table_oid.into(),
+                            columns.into(),
+                            values.into(),
+                            problems.into(),
+                        ],
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What `filegc.release_paths(paths)` does, with every statement
+    /// prepared: the SQL function runs its probe with EXECUTE, which parses
+    /// and plans it for every row. The probe is built again whenever a
+    /// tracked column may have changed (see `PROBE_MAY_BE_STALE`); the
+    /// sweeper's final check builds its own, so a late change can cost a
+    /// needless deletion to check, never a file.
+    fn release(
+        &mut self,
+        client: &mut pgrx::spi::SpiClient<'_>,
+        paths: Vec<String>,
+    ) -> Result<(), FilegcError> {
+        if self.sql == Sql::Notes && snapshot_per_transaction() {
+            client.update(&self.release, None, &[paths.into()])?;
+            return Ok(());
+        }
+        let mut doomed: Vec<String> = client
+            .update(&self.contested, None, &[paths.clone().into()])?
+            .first()
+            .get(1)?
+            .unwrap_or_default();
+        let uncontested: Vec<String> = paths
+            .into_iter()
+            .filter(|path| !doomed.contains(path))
+            .collect();
+        if !uncontested.is_empty() {
+            let stale = PROBE_MAY_BE_STALE.with(|stale| stale.replace(false));
+            if stale || self.probe.is_none() {
+                let text: String = client
+                    .update(&self.probe_text, None, &[])?
+                    .first()
+                    .get(1)?
+                    .unwrap_or_default();
+                if self.probe.as_ref().is_none_or(|probe| probe.text != text) {
+                    self.probe = Some(GenericProbe::prepare(text)?);
+                }
+            }
+            let probe = self.probe.as_ref().expect("prepared above");
+            doomed.extend(probe.unreferenced(uncontested)?);
+        }
+        if !doomed.is_empty() {
+            client.update(&self.release, None, &[doomed.into()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the transaction sees one snapshot throughout (REPEATABLE READ or
+/// SERIALIZABLE): then the trigger reads nothing other transactions write,
+/// and notes every path that left a row for the final check to decide.
+fn snapshot_per_transaction() -> bool {
+    // SAFETY: a plain read of a backend global, in the backend's own thread.
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
 }
 
 /// The probe of the tracked columns, kept with a generic plan. Its one
@@ -331,7 +530,7 @@ impl Drop for GenericProbe {
 }
 
 thread_local! {
-    static RELEASE_PLANS: RefCell<Option<ReleasePlans>> = const { RefCell::new(None) };
+    static PLANS: RefCell<Option<Plans>> = const { RefCell::new(None) };
     /// Whether the probe must be built again. Building it reads
     /// filegc.tracked and formats each column's expression, which cost as
     /// much as the rest of a row's release; it changes only when
@@ -339,81 +538,36 @@ thread_local! {
     /// and trigger, and that invalidates the table's relation cache entry in
     /// every backend, which sets this flag.
     static PROBE_MAY_BE_STALE: Cell<bool> = const { Cell::new(true) };
-    /// Whether this backend registered `probe_may_be_stale`: PostgreSQL
+    /// Whether `ALTER EXTENSION filegc UPDATE` may have run: the update
+    /// re-creates the triggers of every tracked table, which invalidates
+    /// their relation cache entries, which sets this flag.
+    static SQL_MAY_HAVE_CHANGED: Cell<bool> = const { Cell::new(true) };
+    /// Whether this backend registered `schema_may_have_changed`: PostgreSQL
     /// offers few callback slots, and they cannot be given back.
     static WATCHING_RELATIONS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A relation cache callback: any invalidation may be a change of the tracked columns.
-unsafe extern "C-unwind" fn probe_may_be_stale(_argument: pg_sys::Datum, _relation: pg_sys::Oid) {
+/// A relation cache callback: any invalidation may be a change of the
+/// tracked columns, or of filegc's SQL.
+unsafe extern "C-unwind" fn schema_may_have_changed(
+    _argument: pg_sys::Datum,
+    _relation: pg_sys::Oid,
+) {
     PROBE_MAY_BE_STALE.with(|stale| stale.set(true));
+    SQL_MAY_HAVE_CHANGED.with(|changed| changed.set(true));
 }
 
-/// What `filegc.release_paths(paths)` does, with every statement prepared:
-/// the SQL function runs its probe with EXECUTE, which parses and plans it
-/// for every row. The probe is built again whenever a tracked column may
-/// have changed (see `PROBE_MAY_BE_STALE`); the sweeper's final check
-/// builds its own, so a late change can cost a needless tombstone, never a
-/// file.
-fn release_paths(paths: Vec<String>) -> Result<(), FilegcError> {
-    let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
-    RELEASE_PLANS.with(|cell| {
-        let mut plans = cell.borrow_mut();
-        Spi::connect_mut(|client| {
-            if !WATCHING_RELATIONS.with(|watching| watching.replace(true)) {
-                // SAFETY: registers, once per backend, a callback that only sets a flag.
-                unsafe {
-                    pg_sys::CacheRegisterRelcacheCallback(
-                        Some(probe_may_be_stale),
-                        pg_sys::Datum::from(0),
-                    );
-                }
-            }
-            if plans.is_none() {
-                *plans = Some(ReleasePlans {
-                    contested: client
-                        .prepare_mut("SELECT filegc.contested_leaving_paths($1)", &[text_array])?
-                        .keep(),
-                    probe_text: client
-                        .prepare_mut("SELECT filegc.unreferenced_probe(NULL)", &[])?
-                        .keep(),
-                    schedule: client
-                        .prepare_mut("SELECT filegc.schedule_unreferenced($1)", &[text_array])?
-                        .keep(),
-                    probe: None,
-                });
-            }
-            let plans = plans.as_mut().expect("prepared above");
-            let mut doomed: Vec<String> = client
-                .update(&plans.contested, None, &[paths.clone().into()])?
-                .first()
-                .get(1)?
-                .unwrap_or_default();
-            let uncontested: Vec<String> = paths
-                .into_iter()
-                .filter(|path| !doomed.contains(path))
-                .collect();
-            if !uncontested.is_empty() {
-                let stale = PROBE_MAY_BE_STALE.with(|stale| stale.replace(false));
-                if stale || plans.probe.is_none() {
-                    let text: String = client
-                        .update(&plans.probe_text, None, &[])?
-                        .first()
-                        .get(1)?
-                        .unwrap_or_default();
-                    if plans.probe.as_ref().is_none_or(|probe| probe.text != text) {
-                        plans.probe = Some(GenericProbe::prepare(text)?);
-                    }
-                }
-                let probe = plans.probe.as_ref().expect("prepared above");
-                doomed.extend(probe.unreferenced(uncontested)?);
-            }
-            if !doomed.is_empty() {
-                client.update(&plans.schedule, None, &[doomed.into()])?;
-            }
-            Ok(())
-        })
-    })
+/// Registers `schema_may_have_changed`, once per backend.
+fn watch_relations() {
+    if !WATCHING_RELATIONS.with(|watching| watching.replace(true)) {
+        // SAFETY: registers, once per backend, a callback that only sets flags.
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(
+                Some(schema_may_have_changed),
+                pg_sys::Datum::from(0),
+            );
+        }
+    }
 }
 
 /// BEFORE TRUNCATE, FOR EACH STATEMENT: schedules the paths only this table referenced.

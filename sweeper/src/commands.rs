@@ -234,14 +234,23 @@ impl Context {
         writeln!(
             out,
             "Emptied the trash: deleted {} files, freed {}",
-            format_count(report.files),
-            format_size(report.bytes)
+            format_count(report.purged.files),
+            format_size(report.purged.bytes)
         )?;
-        if report.problems > 0 {
+        if report.kept > 0 {
+            writeln!(
+                out,
+                "Kept {} files in the trash: asked back or referenced again, held by a writer, or \
+                 moved there by a deletion not recorded yet (a sweep at work, or a stopped \
+                 sweeper's; the next sweep records them, or brings back the referenced ones)",
+                format_count(report.kept)
+            )?;
+        }
+        if report.purged.problems > 0 {
             writeln!(
                 out,
                 "{} files could not be deleted (see the log)",
-                format_count(report.problems)
+                format_count(report.purged.problems)
             )?;
             return Ok(ExitCode::SomeFilesFailed);
         }
@@ -292,16 +301,16 @@ impl Context {
                 Cleanup::Orphans => "orphan",
                 Cleanup::OlderThan { .. } => "expired",
             };
-            self.db.schedule_delete(&paths, reason).await?;
+            self.db
+                .schedule_delete(&paths, reason, force)
+                .await
+                .map_err(refusal)?;
             paths.into_iter().collect()
         } else {
             self.db
                 .cleanup(cleanup, false, force)
                 .await
-                .map_err(|error| match error {
-                    DbError::Query(text) => anyhow::Error::new(Refused(text)),
-                    other => other.into(),
-                })?
+                .map_err(refusal)?
                 .into_iter()
                 .map(|row| row.path)
                 .collect()
@@ -324,7 +333,7 @@ impl Context {
                     report.bytes_freed += bytes;
                 }
                 FileOutcome::AlreadyGone => report.deleted += 1,
-                FileOutcome::Referenced => {}
+                FileOutcome::Kept => {}
                 FileOutcome::Failed(_) => report.failed += 1,
             }
         };
@@ -333,6 +342,15 @@ impl Context {
             scheduled: scheduled.len() as u64,
             report,
         })
+    }
+}
+
+/// A deletion the database refused (the circuit breaker) ends the run with
+/// exit status 2; anything else is a database error.
+fn refusal(error: DbError) -> anyhow::Error {
+    match error {
+        DbError::Query(text) => anyhow::Error::new(Refused(text)),
+        other => other.into(),
     }
 }
 

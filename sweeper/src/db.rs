@@ -99,8 +99,10 @@ pub enum Verdict {
         /// not this deletion's, even when its file is gone.
         trash_copy_recorded: bool,
     },
-    /// A row references it again; the database recorded `skipped_referenced`.
-    Referenced,
+    /// It must stay: a row references it again, an invalid reference may
+    /// name it, or filegc no longer manages it; the database recorded which
+    /// (`skipped_referenced`, `skipped_protected`, `skipped_unmanaged`).
+    Kept,
     /// A writer holds the path; the database put it back in the queue.
     Busy,
     /// Another sweeper holds the claim now.
@@ -394,6 +396,15 @@ impl Db {
         })
     }
 
+    /// Turns the triggers' notes into deletions, cancellations and restore
+    /// requests (`filegc.claim` does it first too).
+    pub async fn process_notes(&self) -> Result<(), DbError> {
+        self.client
+            .execute("SELECT filegc.process_notes()", &[])
+            .await?;
+        Ok(())
+    }
+
     /// Trashed files someone asked back.
     pub async fn restore_requests(&self) -> Result<Vec<TrashRequest>, DbError> {
         self.trash_requests("SELECT id, path FROM filegc.restore_requests()")
@@ -630,14 +641,32 @@ impl Db {
         Ok(outcome)
     }
 
-    /// Schedules exactly these unreferenced paths for deletion now; returns how many.
-    pub async fn schedule_delete(&self, paths: &[String], reason: &str) -> Result<i64, DbError> {
+    /// Schedules exactly these paths for deletion now, skipping those the
+    /// final check would keep; the circuit breaker applies unless `force`.
+    /// Returns how many it scheduled.
+    pub async fn schedule_delete(
+        &self,
+        paths: &[String],
+        reason: &str,
+        force: bool,
+    ) -> Result<i64, DbError> {
         let row = self
             .client
             .query_one(
-                "SELECT filegc.schedule_delete($1, $2)::bigint",
-                &[&paths, &reason],
+                "SELECT filegc.schedule_delete($1, $2, $3)::bigint",
+                &[&paths, &reason, &force],
             )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Asks back every trashed copy that must be kept now (see
+    /// `filegc.request_restores`); returns those of `trashed` that no
+    /// deletion recorded, which the caller brings back itself.
+    pub async fn request_restores(&self, trashed: &[String]) -> Result<Vec<String>, DbError> {
+        let row = self
+            .client
+            .query_one("SELECT filegc.request_restores($1)", &[&trashed])
             .await?;
         Ok(row.get(0))
     }
@@ -714,7 +743,7 @@ impl Batch<'_> {
                     "delete" => Verdict::Delete {
                         trash_copy_recorded: row.get(4),
                     },
-                    "referenced" => Verdict::Referenced,
+                    "referenced" | "protected" | "unmanaged" => Verdict::Kept,
                     "busy" => Verdict::Busy,
                     "lost" => Verdict::Lost,
                     other => {

@@ -359,12 +359,13 @@ async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
             let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;
             writeln!(
                 out,
-                "Swept {} deletions: {} removed, {} already gone, {} referenced again, {} failed; \
-                 {} restored, {} purged from the trash",
+                "Swept {} deletions: {} removed, {} already gone, {} kept (referenced again, named \
+                 by an invalid reference, or no longer managed), {} failed; {} restored, {} purged \
+                 from the trash",
                 report.claimed,
                 report.removed,
                 report.already_gone,
-                report.referenced,
+                report.kept,
                 report.failed,
                 report.restored,
                 report.purged

@@ -41,10 +41,16 @@ const RELEASES: &[Release] = &[
     },
     Release {
         version: "0.2.0",
-        parts: &[(
-            "filegc--0.1.0--0.2.0.sql",
-            include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
-        )],
+        parts: &[
+            (
+                "portable/filegc--0.1.0--0.2.0.sql",
+                include_str!("../../sql/portable/filegc--0.1.0--0.2.0.sql"),
+            ),
+            (
+                "filegc--0.1.0--0.2.0.sql",
+                include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
+            ),
+        ],
     },
 ];
 
@@ -151,6 +157,7 @@ pub fn upgrade_script(from: &str) -> Result<String, UnknownRelease> {
 pub const UNINSTALL_SCRIPT: &str = "\
 -- Removes the portable filegc install, with its triggers and indexes on the application's tables.
 DROP EVENT TRIGGER IF EXISTS filegc_forget_dropped;
+DROP EVENT TRIGGER IF EXISTS filegc_sync_tracking;
 DROP SCHEMA filegc CASCADE;
 ";
 
@@ -169,7 +176,8 @@ pub enum Engine {
 const KEPT_TABLES: &[&str] = &[
     "setting_overrides",
     "tombstones",
-    "invalid_refs",
+    "invalid_values",
+    "notes",
     "runs",
     "inventory",
     "volume_reports",

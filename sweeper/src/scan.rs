@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
 use crate::units::format_size;
-use crate::volume::{Volume, WalkItem};
+use crate::volume::{RestoreOutcome, Volume, WalkItem};
 
 /// Walk items handed to the COPY at a time: handing them over one by one
 /// would wake the receiving task, a system call, for every file.
@@ -91,6 +91,7 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     finish_inventory(writer).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);
     let (files, bytes) = db.finish_scan(scan_id, errors).await?;
+    bring_back_kept_copies(volume, db).await?;
     let alert_level = report_capacity(volume, db, &options.worker).await?;
     tracing::info!(files, bytes, problems, alert_level = %alert_level, "scan finished");
     Ok(ScanReport {
@@ -99,6 +100,33 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
         problems,
         alert_level,
     })
+}
+
+/// Brings back every trashed copy that must be kept now, whatever route
+/// made the reference that keeps it (a row written at REPEATABLE READ after
+/// the deletion, or with the triggers disabled, or restored from a dump):
+/// the database asks back the copies it recorded, for the next sweep's
+/// restore pass, and names the ones no deletion recorded (a killed
+/// sweeper's), which come back here.
+async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<(), DbError> {
+    let (trashed, problems) = volume.trashed_paths();
+    for problem in &problems {
+        tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
+    }
+    for path in db.request_restores(&trashed).await? {
+        match volume.restore(&path) {
+            Ok(RestoreOutcome::Restored { bytes }) => {
+                tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
+            }
+            Ok(outcome) => {
+                tracing::warn!(path = %path, ?outcome, "a row references this trashed file, which cannot go back")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path, error = %error, "a row references this trashed file, which cannot go back")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reports the volume's capacity and trash to the database; returns the alert level.

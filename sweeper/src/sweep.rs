@@ -1,7 +1,5 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
-use std::collections::HashSet;
-
 use tokio::sync::watch;
 
 use crate::config::Removal;
@@ -43,8 +41,8 @@ pub enum FileOutcome {
     },
     /// There was no file any more.
     AlreadyGone,
-    /// A row references it again; it stays.
-    Referenced,
+    /// It must stay (a row references it again, an invalid reference may name it, or filegc no longer manages it).
+    Kept,
     /// It could not be removed; the database retries it later.
     Failed(String),
 }
@@ -58,8 +56,8 @@ pub struct SweepReport {
     pub removed: u64,
     /// Files that were gone already.
     pub already_gone: u64,
-    /// Deletions skipped because a row references the file again.
-    pub referenced: u64,
+    /// Deletions skipped because the file must stay (see [`FileOutcome::Kept`]).
+    pub kept: u64,
     /// Files that could not be removed.
     pub failed: u64,
     /// Space freed (or moved into the trash).
@@ -105,7 +103,7 @@ pub async fn sweep(
                     tracing::debug!(path = %item.path, ?verdict, "left for later");
                     continue;
                 }
-                Verdict::Referenced => {
+                Verdict::Kept => {
                     // A sweeper that died after moving the file into the trash
                     // and before recording it left the tombstone claimed, and
                     // nothing else knows the file is there: bring it back now.
@@ -118,10 +116,10 @@ pub async fn sweep(
                             Ok(RestoreOutcome::Restored { .. })
                         )
                     {
-                        tracing::warn!(path = %item.path, "referenced again: brought back from the trash");
+                        tracing::warn!(path = %item.path, "it must stay: brought back from the trash");
                         report.restored += 1;
                     }
-                    FileOutcome::Referenced
+                    FileOutcome::Kept
                 }
                 Verdict::Delete {
                     trash_copy_recorded,
@@ -137,8 +135,8 @@ pub async fn sweep(
                 FileOutcome::Trashed { bytes } => done(item.id, "trashed", *bytes),
                 FileOutcome::Deleted { bytes } => done(item.id, "deleted", *bytes),
                 FileOutcome::AlreadyGone => done(item.id, "already_gone", 0),
-                FileOutcome::Referenced => {
-                    report.referenced += 1;
+                FileOutcome::Kept => {
+                    report.kept += 1;
                     on_file(&item.path, &outcome);
                     continue;
                 }
@@ -160,7 +158,7 @@ pub async fn sweep(
                     report.failed += 1;
                     tracing::warn!(path = %item.path, error = %error, "cannot delete a file");
                 }
-                FileOutcome::Referenced => {}
+                FileOutcome::Kept => {}
             }
             on_file(&item.path, &outcome);
             bar.inc(1);
@@ -216,7 +214,7 @@ pub async fn sweep(
                 claimed = report.claimed,
                 removed = report.removed,
                 already_gone = report.already_gone,
-                referenced = report.referenced,
+                kept = report.kept,
                 failed = report.failed,
                 bytes_freed = report.bytes_freed,
                 restored = report.restored,
@@ -412,37 +410,43 @@ pub async fn purge_trashed(
     Ok((report, purged))
 }
 
-/// Deletes the trash for good. Copies asked back go back first, the copies
-/// the database knows of go under the path locks ([`purge_trashed`]), and
-/// whatever else the trash holds (no tombstone names it, so no row can ask
-/// for it) goes last; a copy that must stay (asked back, busy, or its path
-/// referenced) stays.
-pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<PurgeReport, DbError> {
+/// What emptying the trash did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmptiedTrash {
+    /// The copies deleted for good.
+    pub purged: PurgeReport,
+    /// The copies left in the trash on purpose.
+    pub kept: u64,
+}
+
+/// Deletes for good the trashed copies that finished deletions recorded and
+/// that nothing wants. Copies asked back go back first, and each recorded
+/// copy goes only under the path locks ([`purge_trashed`]). A copy that must
+/// stay (asked back, its path held by a writer, referenced, or named by an
+/// invalid reference) stays, and so does every copy no finished deletion
+/// recorded: one a sweep moved there and has not recorded yet, or one a
+/// killed sweeper left, which the next sweep records, or brings back when a
+/// row references its path.
+pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<EmptiedTrash, DbError> {
+    db.process_notes().await?;
     restore_requested(volume, db, &mut SweepReport::default()).await?;
     let known = db.trashed().await?;
-    let (mut report, purged) = purge_trashed(volume, db, &known).await?;
-    let purged: HashSet<i64> = purged.into_iter().collect();
-    let kept: HashSet<String> = known
-        .into_iter()
-        .filter(|entry| !purged.contains(&entry.id))
-        .chain(db.restore_requests().await?)
-        .map(|entry| entry.path)
-        .collect();
-    let rest = volume.empty_trash(&kept);
-    report.files += rest.files;
-    report.bytes += rest.bytes;
-    for problem in &rest.problems {
-        report.problems += 1;
-        tracing::warn!(path = %problem.path(), error = %problem, "cannot delete a trashed file");
+    let (purged, _) = purge_trashed(volume, db, &known).await?;
+    let left = volume.trash_usage();
+    for problem in &left.problems {
+        tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
     }
     tracing::info!(
-        files = report.files,
-        bytes = report.bytes,
-        problems = report.problems,
-        kept = kept.len(),
+        files = purged.files,
+        bytes = purged.bytes,
+        problems = purged.problems,
+        kept = left.files,
         "trash emptied"
     );
-    Ok(report)
+    Ok(EmptiedTrash {
+        purged,
+        kept: left.files,
+    })
 }
 
 /// Trash entries restored and purged, to record in one call.

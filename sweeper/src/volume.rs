@@ -14,13 +14,12 @@
 //! so a caller runs it on a blocking thread and forwards the items over a
 //! bounded channel.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
 use std::iter;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +28,7 @@ use rustix::io::Errno;
 use thiserror::Error;
 use walkdir::WalkDir;
 
-use crate::path_rules::{validate_relative, InvalidReason};
+use crate::path_rules::{validate_relative, InvalidReason, MAX_PATH_BYTES};
 
 /// The trash folder at the root of the volume; trashed files keep their relative path under it.
 pub const TRASH_DIR: &str = ".filegc-trash";
@@ -202,17 +201,6 @@ pub enum RestoreOutcome {
     TargetExists,
 }
 
-/// What a trash purge removed, and what it could not.
-#[derive(Debug, Default)]
-pub struct PurgeSummary {
-    /// Files and links deleted for good.
-    pub files: u64,
-    /// Their total size.
-    pub bytes: u64,
-    /// Entries that could not be read or removed.
-    pub problems: Vec<FileError>,
-}
-
 /// What the trash holds now.
 #[derive(Debug, Default)]
 pub struct TrashUsage {
@@ -371,31 +359,48 @@ impl Volume {
         }
     }
 
-    /// Deletes the trashed copy of `rel` for good; `AlreadyGone` when the trash holds none.
+    /// Deletes the trashed copy of `rel` for good; `AlreadyGone` when the
+    /// trash holds none. Folders of the trash it leaves empty go too.
+    ///
+    /// This is the one way anything leaves the trash for good, and only the
+    /// database decides which copies may (`filegc.check_before_purge`).
     pub fn purge_trashed(&self, rel: &str) -> Result<RemoveOutcome, FileError> {
         let Some(bytes) = self.trashed_size(rel)? else {
             return Ok(RemoveOutcome::AlreadyGone);
         };
         let (dirs, name) = split_checked(rel)?;
         let trash_dirs: Vec<&OsStr> = trash_segments(&dirs).collect();
-        if self.remove_trashed_file(&trash_dirs, name, rel)? {
-            Ok(RemoveOutcome::Removed { bytes })
-        } else {
-            Ok(RemoveOutcome::AlreadyGone)
+        if !self.remove_trashed_file(&trash_dirs, name, rel)? {
+            return Ok(RemoveOutcome::AlreadyGone);
         }
+        for depth in (1..trash_dirs.len()).rev() {
+            self.remove_empty_dir(&trash_dirs[..depth], trash_dirs[depth], rel)?;
+        }
+        Ok(RemoveOutcome::Removed { bytes })
     }
 
-    /// Deletes trashed files whose change time (the time they were trashed) is before `older_than`.
-    ///
-    /// Subfolders of the trash left empty are removed; the trash folder itself stays.
-    pub fn purge_trash(&self, older_than: SystemTime) -> PurgeSummary {
-        self.purge(|_, trashed_at| trashed_at < older_than)
-    }
-
-    /// Deletes everything in the trash, whatever its age, except the copies
-    /// of the `kept` paths (relative to the volume root).
-    pub fn empty_trash(&self, kept: &HashSet<String>) -> PurgeSummary {
-        self.purge(|path, _| !kept.contains(path))
+    /// The paths (relative to the volume root) whose copies the trash
+    /// holds, and what could not be read. A name that is not UTF-8 cannot
+    /// be a path a row references, so it is reported and left out.
+    pub fn trashed_paths(&self) -> (Vec<String>, Vec<FileError>) {
+        let mut paths = Vec::new();
+        let mut problems = Vec::new();
+        for item in self.trash_entries(false) {
+            match item {
+                Ok((_, metadata)) if metadata.is_dir() => {}
+                Ok((rel, _)) => {
+                    let original = rel.strip_prefix(TRASH_DIR).unwrap_or(&rel);
+                    match slash_path(original) {
+                        Some(path) => paths.push(path),
+                        None => problems.push(FileError::NameNotUtf8 {
+                            path: rel.to_string_lossy().into_owned(),
+                        }),
+                    }
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (paths, problems)
     }
 
     /// Counts the files in the trash and their size.
@@ -430,46 +435,6 @@ impl Volume {
                 .saturating_mul(block),
             free_bytes: stats.f_bavail.saturating_mul(block),
         })
-    }
-
-    /// `is_due` gets each trashed file's original path (relative to the
-    /// volume root) and the time it was trashed.
-    fn purge(&self, is_due: impl Fn(&str, SystemTime) -> bool) -> PurgeSummary {
-        let mut summary = PurgeSummary::default();
-        for item in self.trash_entries(true) {
-            let (rel, metadata) = match item {
-                Ok(found) => found,
-                Err(problem) => {
-                    summary.problems.push(problem);
-                    continue;
-                }
-            };
-            let segments: Vec<&OsStr> = normal_segments(&rel).collect();
-            let Some((name, dirs)) = segments.split_last() else {
-                continue;
-            };
-            let shown = rel.to_string_lossy();
-            let original = rel
-                .strip_prefix(TRASH_DIR)
-                .unwrap_or(&rel)
-                .to_string_lossy();
-            let removed = if metadata.is_dir() {
-                self.remove_empty_dir(dirs, name, &shown)
-            } else if is_due(&original, change_time(&metadata)) {
-                self.remove_trashed_file(dirs, name, &shown).map(|removed| {
-                    if removed {
-                        summary.files += 1;
-                        summary.bytes += metadata.len();
-                    }
-                })
-            } else {
-                Ok(())
-            };
-            if let Err(problem) = removed {
-                summary.problems.push(problem);
-            }
-        }
-        summary
     }
 
     /// Deletes one trashed file; `false` when it was already gone.
@@ -718,6 +683,14 @@ impl Walk {
                 });
             }
         };
+        // No row can reference a path this long (see path_rules), and the
+        // inventory's index could not hold it: the file is never filegc's.
+        if path.len() > MAX_PATH_BYTES {
+            return WalkItem::Problem(FileError::Invalid {
+                path,
+                reason: InvalidReason::TooLong,
+            });
+        }
         let file_type = entry.file_type();
         let kind = if file_type.is_fifo() {
             Some("FIFO")
@@ -864,14 +837,6 @@ fn normal_segments(path: &Path) -> impl Iterator<Item = &OsStr> {
 fn slash_path(rel: &Path) -> Option<String> {
     let segments: Option<Vec<&str>> = normal_segments(rel).map(OsStr::to_str).collect();
     segments.map(|segments| segments.join("/"))
-}
-
-/// When the entry last changed: for a trashed file, the rename into the trash.
-fn change_time(metadata: &Metadata) -> SystemTime {
-    // A change time before 1970 cannot be a rename by the sweeper; it counts as very old.
-    let seconds = u64::try_from(metadata.ctime()).unwrap_or_default();
-    let nanos = u32::try_from(metadata.ctime_nsec()).unwrap_or_default();
-    UNIX_EPOCH + Duration::new(seconds, nanos)
 }
 
 fn walk_error(root: &Path, error: walkdir::Error, path: &Path) -> FileError {
@@ -1355,39 +1320,27 @@ mod tests {
         );
     }
 
-    fn trashed_at(fixture: &Fixture, rel: &str) -> SystemTime {
-        let path = fixture.root.path().join(TRASH_DIR).join(rel);
-        change_time(&fs::symlink_metadata(path).unwrap())
-    }
-
     #[test]
-    fn purge_keeps_what_was_trashed_at_or_after_the_limit() {
-        let fixture = Fixture::new();
-        fixture.write("user_1_1.jpg", "x");
-        fixture.volume.trash("user_1_1.jpg").unwrap();
-        let limit = trashed_at(&fixture, "user_1_1.jpg");
-        let summary = fixture.volume.purge_trash(limit);
-        assert_eq!((summary.files, summary.bytes), (0, 0));
-        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
-        assert!(fixture.exists(".filegc-trash/user_1_1.jpg"));
-    }
-
-    #[test]
-    fn purge_deletes_what_was_trashed_before_the_limit_and_its_emptied_folders() {
+    fn purging_a_trashed_copy_removes_the_trash_folders_it_empties() {
         let fixture = Fixture::new();
         fixture.write("a/b/user_1_1.jpg", "12345");
-        fixture.write("user_2_2.jpg", "123");
+        fixture.write("a/user_2_2.jpg", "123");
         fixture.volume.trash("a/b/user_1_1.jpg").unwrap();
-        fixture.volume.trash("user_2_2.jpg").unwrap();
-        let limit = trashed_at(&fixture, "a/b/user_1_1.jpg")
-            .max(trashed_at(&fixture, "user_2_2.jpg"))
-            + Duration::from_nanos(1);
-        let summary = fixture.volume.purge_trash(limit);
-        assert_eq!((summary.files, summary.bytes), (2, 8));
-        assert!(summary.problems.is_empty(), "{:?}", summary.problems);
-        assert!(!fixture.exists(".filegc-trash/a"));
-        assert!(fixture.exists(".filegc-trash"));
+        fixture.volume.trash("a/user_2_2.jpg").unwrap();
+        assert_eq!(
+            fixture.volume.purge_trashed("a/b/user_1_1.jpg").unwrap(),
+            RemoveOutcome::Removed { bytes: 5 }
+        );
+        assert!(!fixture.exists(".filegc-trash/a/b"));
+        assert!(
+            fixture.exists(".filegc-trash/a/user_2_2.jpg"),
+            "a folder that still holds a copy stays"
+        );
         assert!(fixture.exists("a/b"), "folders outside the trash stay");
+        assert_eq!(
+            fixture.volume.purge_trashed("a/b/user_1_1.jpg").unwrap(),
+            RemoveOutcome::AlreadyGone
+        );
     }
 
     #[test]
@@ -1396,25 +1349,37 @@ mod tests {
         let canary = fixture.canary("canary.jpg");
         symlink(&canary, fixture.root.path().join("user_1_1.jpg")).unwrap();
         fixture.volume.trash("user_1_1.jpg").unwrap();
-        let summary = fixture.volume.empty_trash(&HashSet::new());
-        assert_eq!(summary.files, 1);
+        assert!(matches!(
+            fixture.volume.purge_trashed("user_1_1.jpg").unwrap(),
+            RemoveOutcome::Removed { .. }
+        ));
         assert!(!fixture.exists(".filegc-trash/user_1_1.jpg"));
         assert_canary_intact(&canary);
     }
 
     #[test]
-    fn purge_never_enters_a_trash_folder_that_is_a_symlink() {
+    fn the_trash_listing_never_enters_a_trash_folder_that_is_a_symlink() {
         let fixture = Fixture::new();
         let canary = fixture.canary("user_1_1.jpg");
         symlink(fixture.outside.path(), fixture.root.path().join(TRASH_DIR)).unwrap();
-        let summary = fixture.volume.empty_trash(&HashSet::new());
-        assert_eq!(summary.files, 0);
-        assert_eq!(summary.problems.len(), 1);
-        assert!(matches!(
-            summary.problems[0],
-            FileError::ThroughSymlink { .. }
-        ));
+        let (paths, problems) = fixture.volume.trashed_paths();
+        assert!(paths.is_empty(), "{paths:?}");
+        assert_eq!(problems.len(), 1);
+        assert!(matches!(problems[0], FileError::ThroughSymlink { .. }));
         assert_canary_intact(&canary);
+    }
+
+    #[test]
+    fn the_trash_listing_gives_each_copy_its_original_path() {
+        let fixture = Fixture::new();
+        fixture.write("a/b/user_1_1.jpg", "x");
+        fixture.write("user_2_2.jpg", "x");
+        fixture.volume.trash("a/b/user_1_1.jpg").unwrap();
+        fixture.volume.trash("user_2_2.jpg").unwrap();
+        let (mut paths, problems) = fixture.volume.trashed_paths();
+        paths.sort();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(paths, vec!["a/b/user_1_1.jpg", "user_2_2.jpg"]);
     }
 
     #[test]

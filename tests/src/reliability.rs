@@ -128,6 +128,42 @@ impl EnclosedVolume {
         self.command(args).output().expect("running filegc")
     }
 
+    /// A connection as the application's role `app`.
+    pub fn app(&self) -> Client {
+        self.db.connect_as("app")
+    }
+
+    /// Inserts a row of `facial_evaluations` whose `image_path` holds `value`, as the application.
+    pub fn insert_row(&self, user_id: i64, value: &str) {
+        self.app()
+            .execute(
+                "INSERT INTO facial_evaluations (user_id, image_path) VALUES ($1, $2)",
+                &[&user_id, &value],
+            )
+            .unwrap_or_else(|e| panic!("inserting a row holding {value:?}: {e}"));
+    }
+
+    /// Whether `rel` is a file in the volume root (not in the trash).
+    pub fn on_volume(&self, rel: &str) -> bool {
+        self.path(rel).is_file()
+    }
+
+    /// Whether the trash holds a copy of `rel`.
+    pub fn in_trash(&self, rel: &str) -> bool {
+        self.path(&format!(".filegc-trash/{rel}")).is_file()
+    }
+
+    /// Runs the binary and insists on exit status 0; returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "filegc {args:?}: {}",
+            describe_output(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The values of `filegc.invalid_refs`.
     pub fn invalid_values(&mut self) -> BTreeSet<String> {
         self.client
@@ -334,4 +370,64 @@ pub fn files_in(dir: &Path) -> BTreeSet<String> {
         .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
         .map(|entry| entry.file_name().into_string().expect("a UTF-8 name"))
         .collect()
+}
+
+/// What the sweeper's final check says of `path` at this moment: a deletion
+/// of it, claimed by the worker `final-check`, is checked by
+/// `filegc.check_before_delete` in a transaction that is then rolled back,
+/// and cancelled afterwards (an open deletion of the path is cancelled
+/// first). `Err` carries the message of a check that refused to run.
+pub fn final_verdict(client: &mut Client, path: &str) -> Result<String, String> {
+    client
+        .execute(
+            "UPDATE filegc.tombstones SET state = 'cancelled', finished_at = now() \
+              WHERE path = $1 AND state IN ('pending', 'claimed')",
+            &[&path],
+        )
+        .expect("cancelling open deletions");
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO filegc.tombstones (path, reason, due_at, state, claimed_by, lease_until, attempts) \
+             VALUES ($1, 'manual', now(), 'claimed', 'final-check', now() + interval '1 hour', 1) RETURNING id",
+            &[&path],
+        )
+        .expect("a claimed deletion")
+        .get(0);
+    let mut transaction = client.transaction().expect("a transaction");
+    let verdict = transaction
+        .query_one(
+            "SELECT verdict FROM filegc.check_before_delete('final-check', ARRAY[$1::bigint])",
+            &[&id],
+        )
+        .map(|row| row.get::<_, String>(0))
+        .map_err(|error| said(&error));
+    transaction.rollback().expect("rolling back the check");
+    client
+        .execute(
+            "UPDATE filegc.tombstones SET state = 'cancelled', finished_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .expect("cancelling the checked deletion");
+    verdict
+}
+
+/// The message (and hint) of a statement that must fail.
+pub fn error_of(client: &mut Client, sql: &str) -> String {
+    let error = client
+        .batch_execute(sql)
+        .expect_err(&format!("{sql} must fail"));
+    said(&error)
+}
+
+/// What a failed statement told its client: message, detail and hint.
+fn said(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!(
+            "{} {} {}",
+            db.message(),
+            db.detail().unwrap_or_default(),
+            db.hint().unwrap_or_default()
+        ),
+        None => error.to_string(),
+    }
 }

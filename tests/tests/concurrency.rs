@@ -10,7 +10,12 @@ use postgres::{Client, IsolationLevel};
 use std::collections::BTreeSet;
 use std::thread;
 
+/// The open deletions of `path` once the sweeper has turned the triggers'
+/// notes into deletions (as its every claim does first).
 fn open_tombstones(client: &mut Client, path: &str) -> i64 {
+    client
+        .batch_execute("SELECT filegc.process_notes()")
+        .unwrap();
     client
         .query_one(
             "SELECT count(*) FROM filegc.tombstones WHERE path = $1 AND state IN ('pending', 'claimed')",

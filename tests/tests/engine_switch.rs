@@ -75,6 +75,7 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
         .batch_execute(
             "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg'), (2, 'b.jpg'), (3, 'c.jpg');
              DELETE FROM facial_evaluations WHERE user_id = 1;
+             SELECT filegc.process_notes();
              UPDATE filegc.settings SET value = '2 minutes' WHERE name = 'unreferenced_delay';
              SELECT filegc.finish_run(filegc.start_run('sweep', 'w', '/v'), 1, 1, 10, 0);",
         )
@@ -94,7 +95,10 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
         }
     );
     client
-        .batch_execute("DELETE FROM facial_evaluations WHERE user_id = 2")
+        .batch_execute(
+            "DELETE FROM facial_evaluations WHERE user_id = 2;
+             SELECT filegc.process_notes();",
+        )
         .unwrap();
     let newest: (i64, String) = {
         let row = client
@@ -135,4 +139,46 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
         vec!["a.jpg", "b.jpg", "c.jpg"],
         "the portable triggers took over again"
     );
+}
+
+#[test]
+fn a_switch_keeps_the_notes_the_sweeper_has_not_processed_yet() {
+    let db = cluster().create_plain_database();
+    filegc_on(&db, &["install-sql", "--apply"]);
+    db.create_app_schema();
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "SELECT filegc.track('facial_evaluations', 'image_path');
+             INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg'), (2, '/etc/passwd');
+             DELETE FROM facial_evaluations WHERE user_id = 1;",
+        )
+        .unwrap();
+    let notes = |client: &mut Client| -> Vec<(String, Option<String>)> {
+        client
+            .query(
+                "SELECT kind::text, path FROM filegc.notes ORDER BY 1, 2",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let before = notes(&mut client);
+    assert_eq!(before.len(), 2, "{before:?}");
+    filegc_on(&db, &["switch-engine", "--to", "extension", "--apply"]);
+    let mut client = db.connect();
+    assert_eq!(notes(&mut client), before);
+    client
+        .batch_execute("SELECT filegc.process_notes()")
+        .unwrap();
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM filegc.tombstones WHERE path = 'a.jpg' AND state = 'pending'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 1);
 }

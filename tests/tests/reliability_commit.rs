@@ -264,7 +264,7 @@ fn a_retried_deletion_leaves_alone_the_copy_another_deletion_of_the_path_recorde
     // first deletion's.
     assert_eq!(
         env.query_i64(&format!(
-            "SELECT filegc.schedule_delete(ARRAY['{IMAGE}'])::bigint"
+            "SELECT filegc.schedule_delete(ARRAY['{IMAGE}'], force => true)::bigint"
         )),
         1
     );

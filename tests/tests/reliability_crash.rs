@@ -65,6 +65,9 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
             &[&(CANARIES as i32)],
         )
         .unwrap();
+    env.client
+        .batch_execute("SELECT filegc.process_notes()")
+        .unwrap();
     let pending = env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'");
     assert_eq!(pending, (files + CANARIES) as i64);
 
@@ -112,10 +115,8 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
         env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'done'");
 
     // The final sweep may take over whatever the killed sweepers held once
-    // their leases lapse; it then keeps nothing leased itself.
-    env.client
-        .batch_execute("UPDATE filegc.settings SET value = '0' WHERE name = 'lease'")
-        .unwrap();
+    // their one-second leases lapse (a lease of 0, which this waited for
+    // before, is no lease filegc accepts).
     let mut client = env.db.connect();
     let lapsed = eventually(Duration::from_secs(10), || {
         client

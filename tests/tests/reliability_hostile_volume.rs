@@ -47,7 +47,10 @@ fn chattr(flag: &str, path: &Path) {
 fn schedule(env: &mut EnclosedVolume, paths: &[&str]) -> i32 {
     let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
     env.client
-        .query_one("SELECT filegc.schedule_delete($1)", &[&paths])
+        .query_one(
+            "SELECT filegc.schedule_delete($1, force => true)",
+            &[&paths],
+        )
         .unwrap()
         .get(0)
 }

@@ -381,7 +381,7 @@ fn schedule_delete_skips_referenced_and_malformed_paths() {
     reference(&mut client, "kept.jpg");
     let scheduled = i64_of(
         &mut client,
-        "SELECT filegc.schedule_delete(ARRAY['kept.jpg', 'gone.jpg', '../etc/passwd', '/etc/passwd', 'a/./b.jpg'])::bigint",
+        "SELECT filegc.schedule_delete(ARRAY['kept.jpg', 'gone.jpg', '../etc/passwd', '/etc/passwd', 'a/./b.jpg'], force => true)::bigint",
     );
     assert_eq!(scheduled, 1);
     let paths: Vec<String> = first_column(&mut client, "SELECT path FROM filegc.pending");
@@ -393,7 +393,7 @@ fn cancel_and_restore() {
     let db = cluster().create_database();
     let mut client = db.tracked_app();
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg', 'b.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg', 'b.jpg'], force => true)")
         .unwrap();
     assert!(client
         .query_one("SELECT filegc.cancel('a.jpg')", &[])
@@ -455,7 +455,7 @@ fn two_claimers_never_receive_the_same_tombstone() {
     let db = cluster().create_database();
     let mut client = db.tracked_app();
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY(SELECT 'f' || n || '.jpg' FROM generate_series(1, 200) n))")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY(SELECT 'f' || n || '.jpg' FROM generate_series(1, 200) n), force => true)")
         .unwrap();
     let claimers: Vec<_> = ["one", "two"]
         .into_iter()
@@ -497,7 +497,7 @@ fn an_expired_lease_is_claimed_again_and_attempts_run_out() {
         .batch_execute("UPDATE filegc.settings SET value = '2' WHERE name = 'max_attempts'")
         .unwrap();
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'], force => true)")
         .unwrap();
     assert_eq!(
         i64_of(
@@ -546,7 +546,7 @@ fn failures_are_retried_then_failed_with_the_last_error() {
         .batch_execute("UPDATE filegc.settings SET value = '2' WHERE name = 'max_attempts'")
         .unwrap();
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'], force => true)")
         .unwrap();
     let id: i64 = client
         .query_one("SELECT id FROM filegc.claim('w', 1)", &[])
@@ -587,7 +587,7 @@ fn the_final_check_refuses_referenced_busy_and_lost_paths() {
     let db = cluster().create_database();
     let mut client = db.tracked_app();
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['free.jpg', 'revived.jpg', 'held.jpg', 'stolen.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['free.jpg', 'revived.jpg', 'held.jpg', 'stolen.jpg'], force => true)")
         .unwrap();
     let ids: Vec<i64> = first_column(&mut client, "SELECT id FROM filegc.claim('w', 10)");
     reference(&mut client, "revived.jpg");
@@ -751,7 +751,7 @@ fn the_sweeper_role_runs_the_protocol_but_cannot_touch_application_tables() {
         )
         .unwrap();
     admin
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'], force => true)")
         .unwrap();
     let mut sweeper = db.connect_as("sweeper_login");
     for sql in [
@@ -852,7 +852,7 @@ fn completed_deletions_leave_the_inventory_at_once() {
         ],
     );
     client
-        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'])")
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['a.jpg'], force => true)")
         .unwrap();
     let id: i64 = client
         .query_one("SELECT id FROM filegc.claim('w', 10)", &[])
@@ -875,7 +875,10 @@ fn completed_deletions_leave_the_inventory_at_once() {
 /// A trashed copy of `path`, as a sweep leaves it; returns its tombstone's id.
 fn trashed(client: &mut Client, path: &str) -> i64 {
     client
-        .execute("SELECT filegc.schedule_delete(ARRAY[$1])", &[&path])
+        .execute(
+            "SELECT filegc.schedule_delete(ARRAY[$1], force => true)",
+            &[&path],
+        )
         .unwrap();
     let id: i64 = client
         .query_one("SELECT id FROM filegc.claim('w', 10)", &[])

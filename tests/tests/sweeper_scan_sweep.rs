@@ -86,7 +86,7 @@ fn a_referenced_file_is_never_deleted() {
     env.reference("user_1_1700000000.jpg");
     env.client
         .execute(
-            "SELECT filegc.schedule_delete(ARRAY['user_1_1700000000.jpg'])",
+            "SELECT filegc.schedule_delete(ARRAY['user_1_1700000000.jpg'], force => true)",
             &[],
         )
         .unwrap();

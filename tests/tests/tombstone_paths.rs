@@ -50,6 +50,20 @@ fn the_paths_the_sweeper_refuses_cannot_be_scheduled() {
     ] {
         assert!(!accepted(path), "{path:?} must be refused");
     }
+    let long_name = format!("{}.jpg", "a".repeat(252));
+    let long_path = vec!["a".repeat(200); 11].join("/");
+    for path in [&long_name, &long_path] {
+        assert!(validate_relative(path).is_err());
+        assert!(
+            !accepted(path),
+            "a {}-byte path must be refused",
+            path.len()
+        );
+    }
+    assert!(
+        accepted(&format!("{}.jpg", "a".repeat(251))),
+        "a 255-byte name is a name"
+    );
     for path in [
         "user_1_1700000000.jpg",
         "dir/user_1_1700000000_2.png",

@@ -1,0 +1,190 @@
+-- The portable engine's changes in filegc 0.2.0, the counterpart of the
+-- extension's Rust changes (run before filegc--0.1.0--0.2.0.sql, whose
+-- statements then rebuild the indexes and the triggers with them).
+
+-- The path rules: a query and a fragment are dropped from every value, and a
+-- path too long to be indexed is an invalid reference (the rules of
+-- extension/src/path_rules.rs).
+CREATE OR REPLACE FUNCTION filegc.normalize_ref(value text, prefixes text[], OUT path text, OUT problem text)
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    url text[];
+    decoded bytea := '';
+    has_nul boolean := false;
+    i integer;
+    n integer;
+    best_length integer := -1;
+    best_rest text;
+    prefix text;
+    rest text;
+    segment text;
+BEGIN
+    IF value = '' THEN
+        RETURN;
+    END IF;
+    -- A query and a fragment name nothing: the path ends before them.
+    path := split_part(split_part(value, '?', 1), '#', 1);
+
+    -- A URL is reduced to its path: no scheme, host, query or fragment.
+    url := regexp_match(value, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)');
+    IF url IS NOT NULL THEN
+        path := url[1];
+        IF position('%' IN path) > 0 THEN
+            i := 1;
+            n := length(path);
+            WHILE i <= n LOOP
+                IF substr(path, i, 1) = '%' AND i + 2 <= n AND substr(path, i + 1, 2) ~ '^[0-9A-Fa-f]{2}$' THEN
+                    -- text cannot hold NUL: a stand-in lets the UTF-8 check
+                    -- come first, as in Rust, and the NUL is reported after.
+                    IF substr(path, i + 1, 2) = '00' THEN
+                        has_nul := true;
+                        decoded := decoded || '\x01'::bytea;
+                    ELSE
+                        decoded := decoded || decode(substr(path, i + 1, 2), 'hex');
+                    END IF;
+                    i := i + 3;
+                ELSE
+                    decoded := decoded || convert_to(substr(path, i, 1), 'UTF8');
+                    i := i + 1;
+                END IF;
+            END LOOP;
+            BEGIN
+                path := convert_from(decoded, 'UTF8');
+            EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+                path := NULL;
+                problem := 'percent-encoding does not decode to UTF-8';
+                RETURN;
+            END;
+            IF has_nul THEN
+                path := NULL;
+                problem := 'contains a NUL byte';
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
+
+    -- The longest prefix that matches on a segment boundary.
+    FOREACH prefix IN ARRAY prefixes LOOP
+        CONTINUE WHEN prefix IS NULL OR prefix = '' OR left(path, length(prefix)) <> prefix;
+        rest := substr(path, length(prefix) + 1);
+        IF right(prefix, 1) <> '/' AND rest <> '' THEN
+            CONTINUE WHEN left(rest, 1) <> '/';
+            rest := substr(rest, 2);
+        END IF;
+        IF octet_length(prefix) > best_length THEN
+            best_length := octet_length(prefix);
+            best_rest := rest;
+        END IF;
+    END LOOP;
+    IF best_length >= 0 THEN
+        path := best_rest;
+    END IF;
+
+    WHILE left(path, 2) = './' LOOP
+        path := substr(path, 3);
+    END LOOP;
+
+    problem := CASE
+        WHEN path = '' THEN 'nothing is left after removing the URL parts and the prefix'
+        WHEN position(E'\\' IN path) > 0 THEN 'contains a backslash'
+        WHEN left(path, 1) = '/' THEN 'absolute path outside every configured prefix'
+    END;
+    IF problem IS NULL THEN
+        FOREACH segment IN ARRAY string_to_array(path, '/') LOOP
+            IF segment = '..' THEN
+                problem := 'contains a ''..'' segment';
+                EXIT;
+            ELSIF segment IN ('.', '') THEN
+                problem := 'contains a ''.'' or empty segment';
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    IF problem IS NULL AND (octet_length(path) > 2048
+                            OR EXISTS (SELECT FROM unnest(string_to_array(path, '/')) AS s WHERE octet_length(s) > 255)) THEN
+        problem := 'too long to be a file path (a name over 255 bytes, or over 2048 bytes in all)';
+    END IF;
+    IF problem IS NOT NULL THEN
+        path := NULL;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.normalize_ref(text, text[]) IS
+    'The path a stored value references (relative to the volume root), or why it cannot be one';
+
+-- The row trigger: what extension/src/triggers.rs does, in PL/pgSQL. It
+-- writes only notes (filegc.note_entered, filegc.release_paths), and when a
+-- tracked column cannot be read (renamed without the event trigger that
+-- follows renames) it holds off every deletion instead of failing the
+-- application's write.
+CREATE OR REPLACE FUNCTION filegc.references_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    arg integer := 0;
+    column_name text;
+    is_array boolean;
+    prefix_count integer;
+    prefixes text[];
+    old_json jsonb := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN to_jsonb(OLD) END;
+    new_json jsonb := CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN to_jsonb(NEW) END;
+    old_values text[];
+    new_values text[];
+    old_paths text[] := '{}';
+    new_paths text[] := '{}';
+    old_raw text[] := '{}';
+    invalid_columns name[] := '{}';
+    invalid_values text[] := '{}';
+    invalid_problems text[] := '{}';
+    stored text;
+    normalized record;
+    changed boolean := false;
+    added text[];
+BEGIN
+    WHILE arg < TG_NARGS LOOP
+        column_name := TG_ARGV[arg];
+        is_array := TG_ARGV[arg + 1] = 'array';
+        prefix_count := TG_ARGV[arg + 2]::integer;
+        prefixes := coalesce(TG_ARGV[arg + 3 : arg + 2 + prefix_count], '{}');
+        arg := arg + 3 + prefix_count;
+        IF (old_json IS NOT NULL AND NOT old_json ? column_name) OR (new_json IS NOT NULL AND NOT new_json ? column_name) THEN
+            PERFORM filegc.hold_every_path(TG_RELID::regclass, column_name::name);
+            RETURN NULL;
+        END IF;
+        old_values := filegc.json_values(old_json -> column_name, is_array);
+        new_values := filegc.json_values(new_json -> column_name, is_array);
+        changed := changed OR old_values IS DISTINCT FROM new_values OR TG_OP <> 'UPDATE';
+        FOREACH stored IN ARRAY old_values LOOP
+            old_raw := old_raw || stored;
+            normalized := filegc.normalize_ref(stored, prefixes);
+            IF normalized.path IS NOT NULL THEN
+                old_paths := old_paths || normalized.path;
+            END IF;
+        END LOOP;
+        FOREACH stored IN ARRAY new_values LOOP
+            normalized := filegc.normalize_ref(stored, prefixes);
+            IF normalized.path IS NOT NULL THEN
+                new_paths := new_paths || normalized.path;
+            ELSIF normalized.problem IS NOT NULL AND stored <> ALL (old_raw) THEN
+                -- An UPDATE reports only values that are new to the row.
+                invalid_columns := invalid_columns || column_name::name;
+                invalid_values := invalid_values || stored;
+                invalid_problems := invalid_problems || normalized.problem;
+            END IF;
+        END LOOP;
+    END LOOP;
+    IF NOT changed THEN
+        RETURN NULL;
+    END IF;
+
+    FOR arg IN 1 .. coalesce(cardinality(invalid_values), 0) LOOP
+        RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
+    END LOOP;
+    added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths) ORDER BY p);
+    IF cardinality(added) > 0 OR cardinality(invalid_values) > 0 THEN
+        PERFORM filegc.note_entered(TG_RELID::regclass, added, invalid_columns, invalid_values, invalid_problems);
+    END IF;
+    PERFORM filegc.release_paths(ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths) ORDER BY p));
+    RETURN NULL;
+END
+$$;
