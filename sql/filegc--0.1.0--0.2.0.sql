@@ -366,6 +366,9 @@ COMMENT ON TABLE filegc.notes IS
 -- A path entering a row asks whether one left just before (its note is the
 -- only trace of that deletion until the notes are processed).
 CREATE INDEX notes_released_path ON filegc.notes (path) WHERE kind = 'r';
+-- The final check asks whether an invalid value noted moments ago may name
+-- the file it is about to delete.
+CREATE INDEX notes_invalid_name ON filegc.notes (name) WHERE kind = 'i';
 
 -- Keeps filegc.tracked in step when a tracked table or column is dropped
 -- (replaced here, before anything below drops an object and fires it, as it
@@ -841,6 +844,13 @@ BEGIN
         RAISE EXCEPTION 'filegc.track: % is not a table', tbl
             USING HINT = 'Track the columns of the table that stores the references, not of a view.';
     END IF;
+    -- File names are UTF-8 on the volume, to the sweeper and to the Rust
+    -- path rules; in another encoding a stored value may not be, and the
+    -- application's write would fail on it.
+    IF getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'filegc.track: this database''s encoding is %, and filegc needs UTF8', getdatabaseencoding()
+            USING HINT = 'Track columns in a UTF8 database (CREATE DATABASE ... ENCODING ''UTF8'', then move the data there).';
+    END IF;
     -- One track() or untrack() of a table at a time, and no write meanwhile
     -- (CREATE INDEX and CREATE TRIGGER below would lock as much): two calls
     -- with other prefixes must not leave one's prefixes with the other's index.
@@ -1205,7 +1215,9 @@ BEGIN
                    CASE WHEN NOT (u.p = ANY (free))
                           OR (u.p ~ '[?#]' AND coalesce(NOT (filegc.ref_path(u.p, '{}') = ANY (free)), false))
                         THEN 'referenced'
-                        WHEN filegc.file_name(u.p) IN (SELECT n.name FROM filegc.protected_names n) THEN 'protected'
+                        WHEN EXISTS (SELECT FROM filegc.invalid_values v WHERE v.name = filegc.file_name(u.p))
+                          OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'i' AND n.name = filegc.file_name(u.p))
+                        THEN 'protected'
                         WHEN u.p !~* managed THEN 'unmanaged'
                    END AS why
               FROM (SELECT DISTINCT x AS p FROM unnest(paths) AS x WHERE x IS NOT NULL) AS u) AS k

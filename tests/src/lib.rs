@@ -137,10 +137,24 @@ impl Cluster {
         db
     }
 
+    /// A new database in another server encoding (`SQL_ASCII`, `LATIN1`),
+    /// with filegc (the engine `FILEGC_ENGINE` names).
+    pub fn create_database_encoded(&self, encoding: &str) -> TestDb {
+        let db = self.create_plain_database_with(&format!(
+            "ENCODING '{encoding}' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        ));
+        self.create_extension(&db);
+        db
+    }
+
     /// A new empty database without the extension.
     pub fn create_plain_database(&self) -> TestDb {
+        self.create_plain_database_with("")
+    }
+
+    fn create_plain_database_with(&self, options: &str) -> TestDb {
         let name = format!("t_{}", unique_id());
-        let sql = format!("CREATE DATABASE {name}");
+        let sql = format!("CREATE DATABASE {name} {options}");
         connect(&url(self.port(), SUPERUSER, MAINTENANCE_DB))
             .batch_execute(&sql)
             .unwrap_or_else(|e| panic!("filegc-tests: `{sql}` failed: {}", describe(&e)));

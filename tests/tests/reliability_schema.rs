@@ -325,3 +325,24 @@ fn dropping_or_retyping_a_tracked_column_keeps_the_others_tracked() {
         "1, 'held.jpg'",
     );
 }
+
+#[test]
+fn a_database_that_is_not_utf8_is_refused_before_any_write_can_fail() {
+    let db = cluster().create_database_encoded("SQL_ASCII");
+    db.create_app_schema();
+    let mut admin = db.connect();
+    let refused = admin
+        .batch_execute("SELECT filegc.track('facial_evaluations', 'image_path')")
+        .expect_err("filegc needs a UTF-8 database");
+    let message = refused.as_db_error().expect("a database error").message();
+    assert!(
+        message.contains("SQL_ASCII") && message.contains("UTF8"),
+        "{message}"
+    );
+    // Nothing of filegc stands in the way of the application's bytes.
+    admin
+        .batch_execute(
+            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, E'caf\\xe9.jpg')",
+        )
+        .unwrap_or_else(|e| panic!("the application's write failed: {e}"));
+}
