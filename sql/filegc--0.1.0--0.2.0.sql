@@ -1,5 +1,6 @@
 -- filegc 0.2.0: the inventory the sweeper reports, the views and functions
--- for operators, and the sweeper's queue protocol.
+-- for operators, and the sweeper's queue protocol; triggers that write only
+-- notes, and one final check that every deletion route goes through.
 --
 -- Each version's changes live in one upgrade script; a new install runs the
 -- 0.1.0 files and then every upgrade script in order, so an upgraded database
@@ -42,8 +43,8 @@ DECLARE
     setting_kind text;
     as_number numeric;
     as_interval interval;
-    lowest interval := CASE setting_name WHEN 'lease' THEN interval '1 second' ELSE interval '0' END;
-    highest interval := CASE setting_name WHEN 'lease' THEN interval '1 day' ELSE interval '10 years' END;
+    lowest text := CASE setting_name WHEN 'lease' THEN '1 second' ELSE '0' END;
+    highest text := CASE setting_name WHEN 'lease' THEN '1 day' ELSE '10 years' END;
 BEGIN
     SELECT kind INTO setting_kind FROM filegc.setting_defaults WHERE name = setting_name;
     IF NOT FOUND THEN
@@ -62,7 +63,7 @@ BEGIN
             RAISE EXCEPTION 'filegc: setting "%" takes an interval from % to %, not "%"', setting_name, lowest, highest, proposed
                 USING HINT = 'For example ''10 minutes'', ''1 hour'' or ''0''.';
         END;
-        IF as_interval < lowest OR as_interval > highest THEN
+        IF as_interval < lowest::interval OR as_interval > highest::interval THEN
             RAISE EXCEPTION 'filegc: setting "%" takes an interval from % to %, not "%"', setting_name, lowest, highest, proposed;
         END IF;
     WHEN 'fraction', 'percent', 'integer' THEN

@@ -20,6 +20,11 @@ fn tenant_database(owner: &str) -> (TestDb, Client) {
         .batch_execute(&format!(
             "DO $$ BEGIN CREATE ROLE {owner} LOGIN CREATEROLE;
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             DO $$ BEGIN CREATE ROLE filegc_sweeper NOLOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             -- From PostgreSQL 16 on, a role that is no superuser may comment
+             -- on or grant a role it did not create only with ADMIN on it.
+             GRANT filegc_sweeper TO {owner} WITH ADMIN OPTION;
              GRANT CREATE ON DATABASE {} TO {owner};
              GRANT CREATE ON SCHEMA public TO {owner};",
             db.name()
