@@ -2184,7 +2184,11 @@ BEGIN
         'filegc.restore_requests()',
         'filegc.purge_due(interval)',
         'filegc.check_before_purge(bigint[])',
-        'filegc.trash_done(bigint[], bigint[])']::regprocedure[]
+        'filegc.trash_done(bigint[], bigint[])',
+        'filegc.process_notes()',
+        'filegc.request_restores(text[])',
+        'filegc.tracking_problems()',
+        'filegc.require_sound_tracking()']::regprocedure[]
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
@@ -2200,21 +2204,6 @@ REVOKE EXECUTE ON FUNCTION
     filegc.lock_for_deletion(text),
     filegc.kept_among(text[])
 FROM PUBLIC;
-DO $$
-DECLARE
-    fn regprocedure;
-BEGIN
-    FOREACH fn IN ARRAY ARRAY[
-        'filegc.process_notes()',
-        'filegc.request_restores(text[])',
-        'filegc.tracking_problems()',
-        'filegc.require_sound_tracking()']::regprocedure[]
-    LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
-    END LOOP;
-END
-$$;
 GRANT SELECT ON filegc.invalid_refs TO filegc_sweeper;
 REVOKE EXECUTE ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION filegc.reference_rows(), filegc.file_totals() TO filegc_sweeper;

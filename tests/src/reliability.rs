@@ -14,6 +14,25 @@ use tempfile::TempDir;
 use crate::sweeper::filegc_bin;
 use crate::{cluster, TestDb};
 
+/// A database with the application's columns tracked, and a superuser connection to it.
+pub fn tracked_database() -> (TestDb, Client) {
+    let db = cluster().create_database();
+    let admin = db.tracked_app();
+    (db, admin)
+}
+
+/// How many deletions of `path` `filegc.pending` shows (those the triggers
+/// noted moments ago included).
+pub fn pending_deletions(client: &mut Client, path: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM filegc.pending WHERE path = $1",
+            &[&path],
+        )
+        .expect("reading filegc.pending")
+        .get(0)
+}
+
 /// The path rules the extension and the sweeper share, for checks at the Rust level.
 #[path = "../../extension/src/path_rules.rs"]
 pub mod path_rules;

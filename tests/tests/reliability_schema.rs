@@ -6,25 +6,9 @@
 use std::thread;
 use std::time::Duration;
 
-use filegc_tests::reliability::{final_verdict, Rng};
+use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database, Rng};
 use filegc_tests::{cluster, eventually, TestDb};
 use postgres::{Client, NoTls};
-
-fn tracked() -> (TestDb, Client) {
-    let db = cluster().create_database();
-    let admin = db.tracked_app();
-    (db, admin)
-}
-
-fn pending(admin: &mut Client, path: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM filegc.pending WHERE path = $1",
-            &[&path],
-        )
-        .unwrap()
-        .get(0)
-}
 
 /// Whether an open insert of `path` into `table.column` by the application holds the path.
 fn assert_open_insert_holds(
@@ -63,7 +47,7 @@ fn tracked_columns(admin: &mut Client, table: &str) -> Vec<String> {
 
 #[test]
 fn renaming_a_tracked_column_keeps_tracking_it() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     admin
         .batch_execute(
             "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg');
@@ -80,7 +64,7 @@ fn renaming_a_tracked_column_keeps_tracking_it() {
     app.batch_execute("DELETE FROM facial_evaluations WHERE user_id = 1")
         .unwrap();
     assert_eq!(
-        pending(&mut admin, "a.jpg"),
+        pending_deletions(&mut admin, "a.jpg"),
         1,
         "the renamed column's paths are scheduled"
     );
@@ -97,22 +81,36 @@ fn renaming_a_tracked_column_keeps_tracking_it() {
     );
 }
 
-#[test]
-fn a_detached_partition_stays_tracked() {
+/// A database with the application's schema and `photos`, partitioned by
+/// user: one partition for users 0 to 99, tracked, then `then` (SQL), and
+/// the application role granted everything on `photos` and its partitions.
+fn partitioned_photos(then: &str) -> (TestDb, Client) {
     let db = cluster().create_database();
     db.create_app_schema();
     let mut admin = db.connect();
     admin
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE photos (user_id bigint NOT NULL, img text) PARTITION BY RANGE (user_id);
              CREATE TABLE photos_1 PARTITION OF photos FOR VALUES FROM (0) TO (100);
-             CREATE TABLE photos_2 PARTITION OF photos FOR VALUES FROM (100) TO (200);
              SELECT filegc.track('photos', 'img');
-             INSERT INTO photos VALUES (1, 'one.jpg'), (150, 'two.jpg');
-             ALTER TABLE photos DETACH PARTITION photos_2;
-             GRANT ALL ON photos, photos_1, photos_2 TO app;",
-        )
-        .unwrap();
+             {then}
+             DO $$ DECLARE t regclass; BEGIN
+                 FOR t IN SELECT oid::regclass FROM pg_class WHERE relname LIKE 'photos%' AND relkind IN ('r', 'p') LOOP
+                     EXECUTE format('GRANT ALL ON %s TO app', t);
+                 END LOOP;
+             END $$;"
+        ))
+        .unwrap_or_else(|e| panic!("setting up the partitions: {e}"));
+    (db, admin)
+}
+
+#[test]
+fn a_detached_partition_stays_tracked() {
+    let (db, mut admin) = partitioned_photos(
+        "CREATE TABLE photos_2 PARTITION OF photos FOR VALUES FROM (100) TO (200);
+         INSERT INTO photos VALUES (1, 'one.jpg'), (150, 'two.jpg');
+         ALTER TABLE photos DETACH PARTITION photos_2;",
+    );
     let referenced: bool = admin
         .query_one("SELECT filegc.is_referenced('two.jpg')", &[])
         .unwrap()
@@ -137,20 +135,11 @@ fn a_detached_partition_stays_tracked() {
 
 #[test]
 fn a_tracked_table_attaches_as_a_partition_of_a_tracked_table() {
-    let db = cluster().create_database();
-    db.create_app_schema();
-    let mut admin = db.connect();
-    admin
-        .batch_execute(
-            "CREATE TABLE photos (user_id bigint NOT NULL, img text) PARTITION BY RANGE (user_id);
-             CREATE TABLE photos_1 PARTITION OF photos FOR VALUES FROM (0) TO (100);
-             SELECT filegc.track('photos', 'img');
-             CREATE TABLE photos_new (user_id bigint NOT NULL, img text);
-             SELECT filegc.track('photos_new', 'img');
-             INSERT INTO photos_new VALUES (150, 'new.jpg');
-             GRANT ALL ON photos, photos_1, photos_new TO app;",
-        )
-        .unwrap();
+    let (db, mut admin) = partitioned_photos(
+        "CREATE TABLE photos_new (user_id bigint NOT NULL, img text);
+         SELECT filegc.track('photos_new', 'img');
+         INSERT INTO photos_new VALUES (150, 'new.jpg');",
+    );
     admin
         .batch_execute(
             "ALTER TABLE photos ATTACH PARTITION photos_new FOR VALUES FROM (100) TO (200)",
@@ -164,23 +153,14 @@ fn a_tracked_table_attaches_as_a_partition_of_a_tracked_table() {
     let mut app = db.connect_as("app");
     app.batch_execute("DELETE FROM photos WHERE img = 'new.jpg'")
         .unwrap();
-    assert_eq!(pending(&mut admin, "new.jpg"), 1);
+    assert_eq!(pending_deletions(&mut admin, "new.jpg"), 1);
 }
 
 #[test]
 fn partitions_present_and_future_take_the_path_locks() {
-    let db = cluster().create_database();
-    db.create_app_schema();
-    let mut admin = db.connect();
-    admin
-        .batch_execute(
-            "CREATE TABLE photos (user_id bigint NOT NULL, img text) PARTITION BY RANGE (user_id);
-             CREATE TABLE photos_1 PARTITION OF photos FOR VALUES FROM (0) TO (100);
-             SELECT filegc.track('photos', 'img');
-             CREATE TABLE photos_2 PARTITION OF photos FOR VALUES FROM (100) TO (200);
-             GRANT ALL ON photos, photos_1, photos_2 TO app;",
-        )
-        .unwrap();
+    let (db, mut admin) = partitioned_photos(
+        "CREATE TABLE photos_2 PARTITION OF photos FOR VALUES FROM (100) TO (200);",
+    );
     assert_open_insert_holds(&db, &mut admin, "photos", "user_id, img", "1, 'held.jpg'");
     assert_open_insert_holds(
         &db,
@@ -193,7 +173,7 @@ fn partitions_present_and_future_take_the_path_locks() {
 
 #[test]
 fn track_calls_on_one_column_end_in_one_consistent_state() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     let mut first = db.connect();
     let mut one = first.transaction().unwrap();
     one.batch_execute("SELECT filegc.track('facial_evaluations', 'image_path', '{/first/}')")
@@ -262,7 +242,7 @@ fn incompressible(rng: &mut Rng, length: usize) -> String {
 
 #[test]
 fn values_of_any_length_never_fail_the_write() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     let mut rng = Rng::new(20261201);
     let long_segments: Vec<String> = (0..12).map(|_| incompressible(&mut rng, 240)).collect();
     let values = [
@@ -297,7 +277,7 @@ fn values_of_any_length_never_fail_the_write() {
 
 #[test]
 fn dropping_or_retyping_a_tracked_column_keeps_the_others_tracked() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     admin
         .batch_execute(
             "ALTER TABLE facial_evaluations ALTER COLUMN secondary_image_path TYPE varchar(300)",

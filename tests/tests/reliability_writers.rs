@@ -3,16 +3,10 @@
 //! disabled triggers, inheritance children), and the application's writes
 //! never fail or wait because of filegc, at any isolation level.
 
+use filegc_tests::cluster;
 use filegc_tests::fixtures::APP_COLUMNS;
-use filegc_tests::reliability::final_verdict;
-use filegc_tests::{cluster, TestDb};
+use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database};
 use postgres::{Client, IsolationLevel, Transaction};
-
-fn tracked() -> (TestDb, Client) {
-    let db = cluster().create_database();
-    let admin = db.tracked_app();
-    (db, admin)
-}
 
 fn insert<'a>(transaction: &mut Transaction<'a>, table: &str, path: &str) {
     transaction
@@ -21,16 +15,6 @@ fn insert<'a>(transaction: &mut Transaction<'a>, table: &str, path: &str) {
             &[&path],
         )
         .unwrap_or_else(|e| panic!("the application's INSERT of {path} into {table} failed: {e}"));
-}
-
-fn pending(admin: &mut Client, path: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM filegc.pending WHERE path = $1",
-            &[&path],
-        )
-        .unwrap()
-        .get(0)
 }
 
 /// Schedules the deletion of `path` for an hour from now, as another route would.
@@ -45,7 +29,7 @@ fn scheduled_later(admin: &mut Client, path: &str) {
 
 #[test]
 fn a_session_setting_cannot_turn_the_path_locks_off() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     for value in ["-1", "-5", "garbage", "1000000"] {
         let mut app = db.connect_as("app");
         let mut transaction = app.transaction().unwrap();
@@ -64,7 +48,7 @@ fn a_session_setting_cannot_turn_the_path_locks_off() {
 
 #[test]
 fn a_before_trigger_that_changes_a_tracked_column_is_seen() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     admin
         .batch_execute(
             "CREATE FUNCTION move_image() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -91,7 +75,7 @@ fn a_before_trigger_that_changes_a_tracked_column_is_seen() {
     );
     transaction.commit().unwrap();
     assert_eq!(
-        pending(&mut admin, "a.jpg"),
+        pending_deletions(&mut admin, "a.jpg"),
         1,
         "the path that left is scheduled"
     );
@@ -99,7 +83,7 @@ fn a_before_trigger_that_changes_a_tracked_column_is_seen() {
 
 #[test]
 fn replica_mode_writes_take_the_path_locks_and_schedule() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     let mut replica = db.connect();
     replica
         .batch_execute("SET session_replication_role = replica")
@@ -111,12 +95,12 @@ fn replica_mode_writes_take_the_path_locks_and_schedule() {
     replica
         .batch_execute("DELETE FROM facial_evaluations")
         .unwrap();
-    assert_eq!(pending(&mut admin, "held.jpg"), 1);
+    assert_eq!(pending_deletions(&mut admin, "held.jpg"), 1);
 }
 
 #[test]
 fn disabled_triggers_stop_the_sweeper_instead_of_fooling_it() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     admin
         .batch_execute("ALTER TABLE facial_evaluations DISABLE TRIGGER USER")
         .unwrap();
@@ -199,7 +183,7 @@ fn begin(client: &mut Client, isolation: IsolationLevel) -> Transaction<'_> {
 
 #[test]
 fn writes_at_repeatable_read_never_fail_because_of_filegc() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     let mut app = db.connect_as("app");
 
     // A deletion of the path the writer references is claimed after its snapshot.
@@ -240,7 +224,7 @@ fn writes_at_repeatable_read_never_fail_because_of_filegc() {
 
 #[test]
 fn serializable_writers_are_not_tied_together_by_filegc() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     let ids: Vec<i64> = admin
         .query(
             "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'shared.jpg'), (2, 'shared.jpg') RETURNING id",
@@ -271,12 +255,12 @@ fn serializable_writers_are_not_tied_together_by_filegc() {
         .unwrap_or_else(|e| panic!("the second DELETE failed: {e}"));
     two.commit()
         .unwrap_or_else(|e| panic!("the second COMMIT failed: {e}"));
-    assert_eq!(pending(&mut admin, "shared.jpg"), 1);
+    assert_eq!(pending_deletions(&mut admin, "shared.jpg"), 1);
 }
 
 #[test]
 fn two_writers_never_wait_for_each_other_because_of_filegc() {
-    let (db, mut admin) = tracked();
+    let (db, mut admin) = tracked_database();
     scheduled_later(&mut admin, "x.jpg");
     scheduled_later(&mut admin, "y.jpg");
     let mut first = db.connect_as("app");
