@@ -346,12 +346,20 @@ ALTER TABLE filegc.tombstones ADD CONSTRAINT tombstones_outcome_check
 -- a serialization error at REPEATABLE READ or SERIALIZABLE. The sweeper
 -- turns the notes into deletions, cancellations, restore requests and
 -- recorded invalid values (filegc.process_notes) before it claims anything.
+--
+-- This replaces points 4 and 5 of the lock protocol (references.sql): a
+-- trigger no longer decides whether a path that left its row is
+-- referenced elsewhere, with the ORDER locks that made that decision
+-- accurate between overlapping writers. It notes every such path, and the
+-- sweeper asks after the note's transaction committed, with a fresh
+-- snapshot: a path another open transaction is removing too is noted again
+-- by that transaction, so none is missed. Points 1 to 3 and 6 stand.
 ------------------------------------------------------------------------------
 
 CREATE TABLE filegc.notes (
-    -- 'r': the path left its last row; 'e': the path entered a row while a
-    -- deletion of it was open, a copy of it in the trash, or the writer could
-    -- not tell; 'i': a stored value that is no reference.
+    -- 'r': the path left a row; 'e': the path entered a row while a
+    -- deletion of it was open or a copy of it in the trash, or the writer
+    -- could not tell; 'i': a stored value that is no reference.
     kind "char" NOT NULL,
     path text,
     -- For 'i': the file name the value may mean (filegc.protected_name).
@@ -364,9 +372,6 @@ CREATE TABLE filegc.notes (
 );
 COMMENT ON TABLE filegc.notes IS
     'Internal: what the triggers saw in the application''s transactions, until the sweeper processes it (filegc.process_notes)';
--- A path entering a row asks whether one left just before (its note is the
--- only trace of that deletion until the notes are processed).
-CREATE INDEX notes_released_path ON filegc.notes (path) WHERE kind = 'r';
 -- The final check asks whether an invalid value noted moments ago may name
 -- the file it is about to delete.
 CREATE INDEX notes_invalid_name ON filegc.notes (name) WHERE kind = 'i';
@@ -510,14 +515,19 @@ BEGIN
 END
 $$;
 
+-- (Column names come as text: a name[] argument would give the call the
+-- collation "C", and the path comparisons below could not use the
+-- tombstones' index, which has the database's.)
 -- Point 1 of the lock protocol, and the notes of what entered a row: the
 -- SHARED lock of every path entering a row and of every file name an
 -- invalid value entering it may mean. At READ COMMITTED a path is noted only
 -- when a deletion of it may be open or its file in the trash (the sweeper
--- then cancels the deletion or brings the file back); at REPEATABLE READ and
--- SERIALIZABLE the writer reads nothing that other transactions write, so it
--- notes every path and lets the sweeper sort them out.
-CREATE FUNCTION filegc.note_entered(tbl regclass, paths text[], invalid_columns name[], invalid_values text[],
+-- then cancels the deletion or brings the file back; a path that left a row
+-- moments ago is not scheduled at all while a row references it again); at
+-- REPEATABLE READ and SERIALIZABLE the writer reads nothing that other
+-- transactions write, so it notes every path and lets the sweeper sort them
+-- out.
+CREATE FUNCTION filegc.note_entered(tbl regclass, paths text[], invalid_columns text[], invalid_values text[],
                                     invalid_problems text[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -533,14 +543,16 @@ BEGIN
     END IF;
     IF coalesce(cardinality(paths), 0) > 0 THEN
         IF current_setting('transaction_isolation') = 'read committed' THEN
+            -- Scalar subqueries, so that each path is an index probe: the
+            -- generic plan of EXISTS hashed every note for every row.
             noted := ARRAY(
                 SELECT p FROM unnest(paths) AS p
-                 WHERE EXISTS (SELECT FROM filegc.tombstones t
-                                WHERE t.path = p
-                                  AND (t.state IN ('pending', 'claimed')
-                                       OR (t.state = 'done' AND t.outcome = 'trashed'
-                                           AND t.restored_at IS NULL AND t.purged_at IS NULL)))
-                    OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'r' AND n.path = p));
+                 WHERE (SELECT true FROM filegc.tombstones t
+                         WHERE t.path = p
+                           AND (t.state IN ('pending', 'claimed')
+                                OR (t.state = 'done' AND t.outcome = 'trashed'
+                                    AND t.restored_at IS NULL AND t.purged_at IS NULL))
+                         LIMIT 1));
         ELSE
             noted := paths;
         END IF;
@@ -556,7 +568,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION filegc.note_entered(regclass, text[], name[], text[], text[]) IS
+COMMENT ON FUNCTION filegc.note_entered(regclass, text[], text[], text[], text[]) IS
     'Internal, for the triggers: locks and notes the paths and invalid values that entered a row';
 
 -- A stored value as a warning shows it: a value can be megabytes long.
@@ -567,7 +579,8 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 COMMENT ON FUNCTION filegc.shown_value(text) IS 'Internal: a stored value as a warning shows it, at most 200 characters';
 
--- Notes paths that left their last row; the sweeper schedules them.
+-- Notes paths that left rows; the sweeper schedules those no row references
+-- any more.
 CREATE FUNCTION filegc.note_released(paths text[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -582,30 +595,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.note_released(text[]) IS
-    'Internal, for the triggers: notes paths that left their last row';
-
--- Points 4 and 5 of the lock protocol: of the paths that left rows, notes
--- those no tracked column outside `excluded` references, and those another
--- open transaction is removing too. Above READ COMMITTED the probe could
--- read rows other transactions write (and tie them together in a
--- serialization failure), so every path is noted and the final check
--- decides. Returns how many it noted.
-CREATE OR REPLACE FUNCTION filegc.release_paths(paths text[], excluded regclass DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    contested text[];
-BEGIN
-    IF coalesce(cardinality(paths), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RETURN filegc.note_released(paths);
-    END IF;
-    contested := filegc.contested_leaving_paths(paths);
-    RETURN filegc.note_released(
-        contested || filegc.unreferenced_among(ARRAY(SELECT p FROM unnest(paths) AS p WHERE p <> ALL (contested)), excluded));
-END
-$$;
+    'Internal, for the triggers: notes paths that left rows';
 
 -- When a trigger cannot read a tracked column (renamed without the event
 -- trigger that follows renames), it cannot tell which paths its row holds:
@@ -623,9 +613,21 @@ $$;
 COMMENT ON FUNCTION filegc.hold_every_path(regclass, name) IS
     'Internal, for the triggers: holds off every deletion while a tracked column cannot be read';
 
+-- BEFORE TRUNCATE: the rows are still there, so list their paths.
+CREATE OR REPLACE FUNCTION filegc.release_table(tbl regclass) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN filegc.note_released(
+        filegc.paths_in(tbl, ARRAY(SELECT t FROM filegc.tracked t WHERE t.table_name = tbl)));
+END
+$$;
+
 DROP FUNCTION filegc.apply_reference_changes(text[], text[]);
 DROP FUNCTION filegc.lock_entering_paths(text[]);
 DROP FUNCTION filegc.schedule_unreferenced(text[]);
+DROP FUNCTION filegc.release_paths(text[], regclass);
+DROP FUNCTION filegc.contested_leaving_paths(text[]);
+DROP FUNCTION filegc.order_lock_class();
 
 -- The notes become what they mean, in a READ COMMITTED transaction:
 -- invalid values are recorded, released paths scheduled after
@@ -641,6 +643,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     released text[];
     released_at timestamptz[];
+    unreferenced text[];
     entered text[];
     delay interval;
     wanted text[];
@@ -667,10 +670,16 @@ BEGIN
       FROM taken t;
 
     IF released IS NOT NULL THEN
+        -- Scheduled when no committed row references them now: a note is
+        -- read only after its transaction committed, so a row that still
+        -- held the path then either is seen here or was being deleted by a
+        -- transaction that notes the path itself.
+        unreferenced := filegc.unreferenced_among(ARRAY(SELECT DISTINCT p FROM unnest(released) AS p));
         delay := filegc.setting('unreferenced_delay')::interval;
         INSERT INTO filegc.tombstones (path, reason, created_at, due_at)
         SELECT r.path, 'unreferenced', min(r.noted_at), min(r.noted_at) + delay
           FROM unnest(released, released_at) AS r(path, noted_at)
+         WHERE r.path = ANY (unreferenced)
          GROUP BY r.path
          ORDER BY r.path
             ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
@@ -805,7 +814,7 @@ BEGIN
                        (SELECT nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                        removed.index_name);
     END IF;
-    RETURN filegc.release_paths(candidates);
+    RETURN filegc.note_released(candidates);
 END
 $$;
 COMMENT ON FUNCTION filegc.forget_column(regclass, name, boolean) IS
@@ -1247,18 +1256,22 @@ COMMENT ON FUNCTION filegc.lock_for_deletion(text) IS
 -- be kept now (a committed row references its path, or an invalid reference
 -- may name it), whichever route made the reference: a row written at
 -- REPEATABLE READ after the deletion, with the triggers disabled, restored
--- from a dump. `trash_paths` are the copies the trash holds; returns those
--- no finished deletion recorded, which the sweeper brings back itself.
+-- from a dump. `trash_paths` are the copies the trash holds (the trash, not
+-- the history, says what can come back); returns those no finished
+-- deletion recorded, which the sweeper brings back itself.
 CREATE FUNCTION filegc.request_restores(trash_paths text[]) RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    recorded text[] := ARRAY(SELECT DISTINCT t.path FROM filegc.tombstones t
-                              WHERE t.state = 'done' AND t.outcome = 'trashed'
-                                AND t.restored_at IS NULL AND t.purged_at IS NULL);
-    wanted text[];
+    wanted text[] := ARRAY(SELECT k.path FROM filegc.kept_among(trash_paths) AS k
+                            WHERE k.reason IN ('referenced', 'protected'));
+    recorded text[];
 BEGIN
-    wanted := ARRAY(SELECT k.path FROM filegc.kept_among(recorded || coalesce(trash_paths, '{}')) AS k
-                     WHERE k.reason IN ('referenced', 'protected'));
+    IF cardinality(wanted) = 0 THEN
+        RETURN '{}';
+    END IF;
+    recorded := ARRAY(SELECT DISTINCT t.path FROM filegc.tombstones t
+                       WHERE t.path = ANY (wanted) AND t.state = 'done' AND t.outcome = 'trashed'
+                         AND t.restored_at IS NULL AND t.purged_at IS NULL);
     UPDATE filegc.tombstones t SET restore_requested_at = now()
      WHERE t.id IN (SELECT max(l.id) FROM filegc.tombstones l
                      WHERE l.path = ANY (wanted) AND l.state = 'done' AND l.outcome = 'trashed'
@@ -1338,11 +1351,9 @@ $$;
 -- such a statement anew for each call while it guesses that a plan made for
 -- the actual array beats a generic one, and planning cost more than the
 -- statements themselves; their generic plans are as good.
-ALTER FUNCTION filegc.note_entered(regclass, text[], name[], text[], text[]) SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION filegc.note_entered(regclass, text[], text[], text[], text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.note_released(text[]) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION filegc.contested_leaving_paths(text[]) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.reserve_path_locks(integer) SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION filegc.release_paths(text[], regclass) SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION filegc.unreferenced_among(text[], regclass) SET plan_cache_mode = force_generic_plan;
 
 -- A stored value's path is computed once per row: a flattened subquery
@@ -1885,6 +1896,10 @@ DECLARE
     max_attempts integer := filegc.setting('max_attempts')::integer;
 BEGIN
     PERFORM filegc.process_notes();
+    -- Claiming what the final check would refuse anyway would spend the
+    -- deletions' attempts: while filegc cannot see every row, nothing is
+    -- claimed.
+    PERFORM filegc.require_sound_tracking();
     UPDATE filegc.tombstones t
        SET state = 'failed', finished_at = now(),
            last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
@@ -2197,7 +2212,7 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION filegc.schedule_now(text[], text, boolean) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
-    filegc.note_entered(regclass, text[], name[], text[], text[]),
+    filegc.note_entered(regclass, text[], text[], text[], text[]),
     filegc.note_released(text[]),
     filegc.hold_every_path(regclass, name),
     filegc.wake_sweeper(),

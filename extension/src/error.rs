@@ -20,7 +20,4 @@ pub enum FilegcError {
     /// A query run through SPI failed.
     #[error("filegc: {0}")]
     Spi(#[from] pgrx::spi::Error),
-    /// The probe of the tracked columns did not run as it must.
-    #[error("filegc: the probe of the tracked columns failed ({0}); this is a bug in filegc")]
-    Probe(&'static str),
 }

@@ -5,11 +5,12 @@
 //! references. Only when something changed does it call the database, with
 //! prepared statements, and all it writes there are notes (see "The writers'
 //! side" in `sql/filegc--0.1.0--0.2.0.sql`): paths and invalid values
-//! entering go to `filegc.note_entered`, which takes their locks; paths
-//! leaving go through the steps of `filegc.release_paths`, under the lock
-//! protocol described in `sql/references.sql`. An UPDATE that leaves the row
-//! alone does not reach the trigger (its WHEN clause), and one that leaves
-//! the tracked values alone costs a comparison of strings.
+//! entering go to `filegc.note_entered`, which takes their locks (the lock
+//! protocol described in `sql/references.sql`); paths leaving go to
+//! `filegc.note_released`, and the sweeper decides which of them no row
+//! references any more. An UPDATE that leaves the row alone does not reach
+//! the trigger (its WHEN clause), and one that leaves the tracked values
+//! alone costs a comparison of strings.
 //!
 //! A new library can meet the SQL of an older version: between installing
 //! it and `ALTER EXTENSION filegc UPDATE`, new sessions load it while the
@@ -25,7 +26,6 @@ use pgrx::{AllocatedByPostgres, PgTrigger};
 use pgrx::{PgBuiltInOids, PgOid};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
-use std::ffi::CString;
 
 /// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
 struct TrackedColumn {
@@ -267,22 +267,33 @@ impl Sql {
         })
     }
 
-    /// The statement that takes in the paths entering a row.
-    fn enter_statement(self) -> (&'static str, usize) {
+    /// The statement that takes in the paths entering a row, and its argument types.
+    fn enter_statement(self) -> (&'static str, Vec<PgOid>) {
+        let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
         match self {
             Sql::Notes => (
-                "SELECT filegc.note_entered($1::regclass, $2, $3::name[], $4, $5)",
-                5,
+                "SELECT filegc.note_entered($1::regclass, $2, $3, $4, $5)",
+                vec![
+                    PgOid::BuiltIn(PgBuiltInOids::OIDOID),
+                    text_array,
+                    text_array,
+                    text_array,
+                    text_array,
+                ],
             ),
-            Sql::Tombstones => ("SELECT filegc.apply_reference_changes('{}'::text[], $1)", 1),
+            Sql::Tombstones => (
+                "SELECT filegc.apply_reference_changes('{}'::text[], $1)",
+                vec![text_array],
+            ),
         }
     }
 
-    /// The statement that takes in the paths to schedule.
+    /// The statement that takes in the paths leaving a row: a note, or in
+    /// 0.1.0 the function that probes the tracked columns and schedules.
     fn release_statement(self) -> &'static str {
         match self {
             Sql::Notes => "SELECT filegc.note_released($1)",
-            Sql::Tombstones => "SELECT filegc.schedule_unreferenced($1)",
+            Sql::Tombstones => "SELECT filegc.release_paths($1)",
         }
     }
 }
@@ -296,14 +307,8 @@ struct Plans {
     sql: Sql,
     /// Takes in the paths and invalid values entering a row.
     enter: OwnedPreparedStatement,
-    /// The contested paths (point 4 of the lock protocol).
-    contested: OwnedPreparedStatement,
-    /// The text of the probe of every tracked column.
-    probe_text: OwnedPreparedStatement,
-    /// Takes in the paths to schedule.
+    /// Takes in the paths leaving a row.
     release: OwnedPreparedStatement,
-    /// The probe itself.
-    probe: Option<GenericProbe>,
 }
 
 impl Plans {
@@ -317,39 +322,18 @@ impl Plans {
         if cell.is_none() || recheck {
             let sql = Sql::installed(client)?;
             if cell.as_ref().is_none_or(|plans| plans.sql != sql) {
-                *cell = Some(Plans::prepare(client, sql)?);
+                let (enter, enter_types) = sql.enter_statement();
+                let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+                *cell = Some(Plans {
+                    sql,
+                    enter: client.prepare_mut(enter, &enter_types)?.keep(),
+                    release: client
+                        .prepare_mut(sql.release_statement(), &[text_array])?
+                        .keep(),
+                });
             }
         }
         Ok(cell.as_mut().expect("prepared above"))
-    }
-
-    fn prepare(client: &mut pgrx::spi::SpiClient<'_>, sql: Sql) -> Result<Plans, FilegcError> {
-        let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
-        let (enter, arguments) = sql.enter_statement();
-        let enter_types: Vec<PgOid> = match arguments {
-            5 => vec![
-                PgOid::BuiltIn(PgBuiltInOids::OIDOID),
-                text_array,
-                text_array,
-                text_array,
-                text_array,
-            ],
-            _ => vec![text_array],
-        };
-        Ok(Plans {
-            sql,
-            enter: client.prepare_mut(enter, &enter_types)?.keep(),
-            contested: client
-                .prepare_mut("SELECT filegc.contested_leaving_paths($1)", &[text_array])?
-                .keep(),
-            probe_text: client
-                .prepare_mut("SELECT filegc.unreferenced_probe(NULL)", &[])?
-                .keep(),
-            release: client
-                .prepare_mut(sql.release_statement(), &[text_array])?
-                .keep(),
-            probe: None,
-        })
     }
 
     /// Takes the paths and invalid values that entered a row in.
@@ -403,167 +387,40 @@ impl Plans {
         Ok(())
     }
 
-    /// What `filegc.release_paths(paths)` does, with every statement
-    /// prepared: the SQL function runs its probe with EXECUTE, which parses
-    /// and plans it for every row. The probe is built again whenever a
-    /// tracked column may have changed (see `PROBE_MAY_BE_STALE`); the
-    /// sweeper's final check builds its own, so a late change can cost a
-    /// needless deletion to check, never a file.
+    /// Takes the paths that left a row in.
     fn release(
-        &mut self,
+        &self,
         client: &mut pgrx::spi::SpiClient<'_>,
         paths: Vec<String>,
     ) -> Result<(), FilegcError> {
-        if self.sql == Sql::Notes && snapshot_per_transaction() {
-            client.update(&self.release, None, &[paths.into()])?;
-            return Ok(());
-        }
-        let mut doomed: Vec<String> = client
-            .update(&self.contested, None, &[paths.clone().into()])?
-            .first()
-            .get(1)?
-            .unwrap_or_default();
-        let uncontested: Vec<String> = paths
-            .into_iter()
-            .filter(|path| !doomed.contains(path))
-            .collect();
-        if !uncontested.is_empty() {
-            let stale = PROBE_MAY_BE_STALE.with(|stale| stale.replace(false));
-            if stale || self.probe.is_none() {
-                let text: String = client
-                    .update(&self.probe_text, None, &[])?
-                    .first()
-                    .get(1)?
-                    .unwrap_or_default();
-                if self.probe.as_ref().is_none_or(|probe| probe.text != text) {
-                    self.probe = Some(GenericProbe::prepare(text)?);
-                }
-            }
-            let probe = self.probe.as_ref().expect("prepared above");
-            doomed.extend(probe.unreferenced(uncontested)?);
-        }
-        if !doomed.is_empty() {
-            client.update(&self.release, None, &[doomed.into()])?;
-        }
+        client.update(&self.release, None, &[paths.into()])?;
         Ok(())
-    }
-}
-
-/// Whether the transaction sees one snapshot throughout (REPEATABLE READ or
-/// SERIALIZABLE): then the trigger reads nothing other transactions write,
-/// and notes every path that left a row for the final check to decide.
-fn snapshot_per_transaction() -> bool {
-    // SAFETY: a plain read of a backend global, in the backend's own thread.
-    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
-}
-
-/// The probe of the tracked columns, kept with a generic plan. Its one
-/// parameter is an array of a path or two, and for such a parameter
-/// PostgreSQL would plan the probe anew at every call, which cost more than
-/// running it; pgrx's prepared statements cannot ask for a generic plan.
-struct GenericProbe {
-    /// The text the plan was made from.
-    text: String,
-    plan: pg_sys::SPIPlanPtr,
-}
-
-impl GenericProbe {
-    /// Prepares `text`; must run inside an SPI connection.
-    fn prepare(text: String) -> Result<GenericProbe, FilegcError> {
-        let query =
-            CString::new(text.as_str()).map_err(|_| FilegcError::Probe("NUL in its text"))?;
-        let mut argument_types = [pg_sys::TEXTARRAYOID];
-        // SAFETY: the caller holds an SPI connection; a malformed query raises
-        // a PostgreSQL error, which pgrx turns into a Rust panic.
-        let plan = unsafe {
-            pg_sys::SPI_prepare_cursor(
-                query.as_ptr(),
-                1,
-                argument_types.as_mut_ptr(),
-                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-            )
-        };
-        // SAFETY: a non-null plan from SPI_prepare_cursor; keeping it moves it
-        // out of the SPI procedure's memory, so it outlives this connection.
-        if plan.is_null() || unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
-            return Err(FilegcError::Probe("it could not be prepared"));
-        }
-        Ok(GenericProbe { text, plan })
-    }
-
-    /// The paths among `paths` that no tracked column references; must run
-    /// inside an SPI connection.
-    fn unreferenced(&self, paths: Vec<String>) -> Result<Vec<String>, FilegcError> {
-        let mut values = [paths
-            .into_datum()
-            .ok_or(FilegcError::Probe("its argument was NULL"))?];
-        let nulls = [b' ' as std::ffi::c_char];
-        // SAFETY: a kept plan with one text[] parameter, given one non-null
-        // text[] datum; the caller holds an SPI connection.
-        let status = unsafe {
-            pg_sys::SPI_execute_plan(self.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 1)
-        };
-        // SAFETY: after a successful SELECT, SPI_tuptable holds its rows;
-        // the probe returns exactly one row of one text[] column.
-        unsafe {
-            if status != pg_sys::SPI_OK_SELECT as i32
-                || pg_sys::SPI_processed != 1
-                || pg_sys::SPI_tuptable.is_null()
-            {
-                return Err(FilegcError::Probe("it did not return one row"));
-            }
-            let table = &*pg_sys::SPI_tuptable;
-            let mut is_null = false;
-            let datum = pg_sys::SPI_getbinval(*table.vals, table.tupdesc, 1, &mut is_null);
-            Ok(Vec::<String>::from_datum(datum, is_null).unwrap_or_default())
-        }
-    }
-}
-
-impl Drop for GenericProbe {
-    fn drop(&mut self) {
-        // SAFETY: the plan was kept by `prepare` and is freed once, here.
-        unsafe {
-            pg_sys::SPI_freeplan(self.plan);
-        }
     }
 }
 
 thread_local! {
     static PLANS: RefCell<Option<Plans>> = const { RefCell::new(None) };
-    /// Whether the probe must be built again. Building it reads
-    /// filegc.tracked and formats each column's expression, which cost as
-    /// much as the rest of a row's release; it changes only when
-    /// filegc.track() or untrack() creates or drops a tracked table's index
-    /// and trigger, and that invalidates the table's relation cache entry in
-    /// every backend, which sets this flag.
-    static PROBE_MAY_BE_STALE: Cell<bool> = const { Cell::new(true) };
     /// Whether `ALTER EXTENSION filegc UPDATE` may have run: the update
     /// re-creates the triggers of every tracked table, which invalidates
     /// their relation cache entries, which sets this flag.
     static SQL_MAY_HAVE_CHANGED: Cell<bool> = const { Cell::new(true) };
-    /// Whether this backend registered `schema_may_have_changed`: PostgreSQL
+    /// Whether this backend registered `sql_may_have_changed`: PostgreSQL
     /// offers few callback slots, and they cannot be given back.
     static WATCHING_RELATIONS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A relation cache callback: any invalidation may be a change of the
-/// tracked columns, or of filegc's SQL.
-unsafe extern "C-unwind" fn schema_may_have_changed(
-    _argument: pg_sys::Datum,
-    _relation: pg_sys::Oid,
-) {
-    PROBE_MAY_BE_STALE.with(|stale| stale.set(true));
+/// A relation cache callback: any invalidation may be the update of filegc's SQL.
+unsafe extern "C-unwind" fn sql_may_have_changed(_argument: pg_sys::Datum, _relation: pg_sys::Oid) {
     SQL_MAY_HAVE_CHANGED.with(|changed| changed.set(true));
 }
 
-/// Registers `schema_may_have_changed`, once per backend.
+/// Registers `sql_may_have_changed`, once per backend.
 fn watch_relations() {
     if !WATCHING_RELATIONS.with(|watching| watching.replace(true)) {
-        // SAFETY: registers, once per backend, a callback that only sets flags.
+        // SAFETY: registers, once per backend, a callback that only sets a flag.
         unsafe {
             pg_sys::CacheRegisterRelcacheCallback(
-                Some(schema_may_have_changed),
+                Some(sql_may_have_changed),
                 pg_sys::Datum::from(0),
             );
         }

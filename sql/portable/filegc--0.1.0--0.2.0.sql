@@ -113,7 +113,7 @@ COMMENT ON FUNCTION filegc.normalize_ref(text, text[]) IS
     'The path a stored value references (relative to the volume root), or why it cannot be one';
 
 -- The row trigger: what extension/src/triggers.rs does, in PL/pgSQL. It
--- writes only notes (filegc.note_entered, filegc.release_paths), and when a
+-- writes only notes (filegc.note_entered, filegc.note_released), and when a
 -- tracked column cannot be read (renamed without the event trigger that
 -- follows renames) it holds off every deletion instead of failing the
 -- application's write.
@@ -132,13 +132,14 @@ DECLARE
     old_paths text[] := '{}';
     new_paths text[] := '{}';
     old_raw text[] := '{}';
-    invalid_columns name[] := '{}';
+    invalid_columns text[] := '{}';
     invalid_values text[] := '{}';
     invalid_problems text[] := '{}';
     stored text;
     normalized record;
     changed boolean := false;
     added text[];
+    removed text[];
 BEGIN
     WHILE arg < TG_NARGS LOOP
         column_name := TG_ARGV[arg];
@@ -166,7 +167,7 @@ BEGIN
                 new_paths := new_paths || normalized.path;
             ELSIF normalized.problem IS NOT NULL AND stored <> ALL (old_raw) THEN
                 -- An UPDATE reports only values that are new to the row.
-                invalid_columns := invalid_columns || column_name::name;
+                invalid_columns := invalid_columns || column_name;
                 invalid_values := invalid_values || stored;
                 invalid_problems := invalid_problems || normalized.problem;
             END IF;
@@ -184,7 +185,10 @@ BEGIN
     IF cardinality(added) > 0 OR cardinality(invalid_values) > 0 THEN
         PERFORM filegc.note_entered(TG_RELID::regclass, added, invalid_columns, invalid_values, invalid_problems);
     END IF;
-    PERFORM filegc.release_paths(ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths) ORDER BY p));
+    removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
+    IF cardinality(removed) > 0 THEN
+        PERFORM filegc.note_released(removed);
+    END IF;
     RETURN NULL;
 END
 $$;

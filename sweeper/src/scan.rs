@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
 use crate::units::format_size;
-use crate::volume::{RestoreOutcome, Volume, WalkItem};
+use crate::volume::{RestoreOutcome, TrashItem, TrashUsage, Volume, WalkItem};
 
 /// Walk items handed to the COPY at a time: handing them over one by one
 /// would wake the receiving task, a system call, for every file.
@@ -91,8 +91,8 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     finish_inventory(writer).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);
     let (files, bytes) = db.finish_scan(scan_id, errors).await?;
-    bring_back_kept_copies(volume, db).await?;
-    let alert_level = report_capacity(volume, db, &options.worker).await?;
+    let trash = bring_back_kept_copies(volume, db).await?;
+    let alert_level = report_volume(volume, db, &options.worker, trash).await?;
     tracing::info!(files, bytes, problems, alert_level = %alert_level, "scan finished");
     Ok(ScanReport {
         files,
@@ -102,18 +102,45 @@ pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<Sca
     })
 }
 
+/// How many trashed paths one `filegc.request_restores` call gets: a trash
+/// of any size is walked with memory that does not grow with it.
+const RESTORE_CHECK_BATCH: usize = 10_000;
+
 /// Brings back every trashed copy that must be kept now, whatever route
 /// made the reference that keeps it (a row written at REPEATABLE READ after
 /// the deletion, or with the triggers disabled, or restored from a dump):
 /// the database asks back the copies it recorded, for the next sweep's
 /// restore pass, and names the ones no deletion recorded (a killed
-/// sweeper's), which come back here.
-async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<(), DbError> {
-    let (trashed, problems) = volume.trashed_paths();
-    for problem in &problems {
-        tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
+/// sweeper's), which come back here. Returns what the trash holds, counted
+/// on the same walk.
+async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<TrashUsage, DbError> {
+    let mut usage = TrashUsage::default();
+    let mut batch = Vec::with_capacity(RESTORE_CHECK_BATCH);
+    for item in volume.trash_items() {
+        if let Ok(TrashItem {
+            path: Some(path), ..
+        }) = &item
+        {
+            batch.push(path.clone());
+        }
+        usage.count(item);
+        if batch.len() == RESTORE_CHECK_BATCH {
+            bring_back_unrecorded(volume, db, &std::mem::take(&mut batch)).await?;
+        }
     }
-    for path in db.request_restores(&trashed).await? {
+    bring_back_unrecorded(volume, db, &batch).await?;
+    Ok(usage)
+}
+
+async fn bring_back_unrecorded(
+    volume: &Volume,
+    db: &Db,
+    trashed: &[String],
+) -> Result<(), DbError> {
+    if trashed.is_empty() {
+        return Ok(());
+    }
+    for path in db.request_restores(trashed).await? {
         match volume.restore(&path) {
             Ok(RestoreOutcome::Restored { bytes }) => {
                 tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
@@ -131,6 +158,16 @@ async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<(), DbError>
 
 /// Reports the volume's capacity and trash to the database; returns the alert level.
 pub async fn report_capacity(volume: &Volume, db: &Db, worker: &str) -> Result<String, DbError> {
+    report_volume(volume, db, worker, volume.trash_usage()).await
+}
+
+/// Reports the volume's capacity, and what the trash holds, to the database; returns the alert level.
+async fn report_volume(
+    volume: &Volume,
+    db: &Db,
+    worker: &str,
+    trash: TrashUsage,
+) -> Result<String, DbError> {
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let (total, used, free) = match volume.capacity() {
         Ok(capacity) => (
@@ -143,7 +180,6 @@ pub async fn report_capacity(volume: &Volume, db: &Db, worker: &str) -> Result<S
             (0, 0, 0)
         }
     };
-    let trash = volume.trash_usage();
     for problem in &trash.problems {
         tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
     }

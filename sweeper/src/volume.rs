@@ -201,6 +201,16 @@ pub enum RestoreOutcome {
     TargetExists,
 }
 
+/// One copy in the trash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashItem {
+    /// Where it was before, relative to the volume root; `None` when its
+    /// name is not UTF-8.
+    pub path: Option<String>,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// What the trash holds now.
 #[derive(Debug, Default)]
 pub struct TrashUsage {
@@ -210,6 +220,19 @@ pub struct TrashUsage {
     pub bytes: u64,
     /// Entries that could not be read, so are not counted.
     pub problems: Vec<FileError>,
+}
+
+impl TrashUsage {
+    /// Counts one item of [`Volume::trash_items`].
+    pub fn count(&mut self, item: Result<TrashItem, FileError>) {
+        match item {
+            Ok(copy) => {
+                self.files += 1;
+                self.bytes += copy.bytes;
+            }
+            Err(problem) => self.problems.push(problem),
+        }
+    }
 }
 
 /// The size of the volume's file system, as `statvfs` reports it.
@@ -379,42 +402,25 @@ impl Volume {
         Ok(RemoveOutcome::Removed { bytes })
     }
 
-    /// The paths (relative to the volume root) whose copies the trash
-    /// holds, and what could not be read. A name that is not UTF-8 cannot
-    /// be a path a row references, so it is reported and left out.
-    pub fn trashed_paths(&self) -> (Vec<String>, Vec<FileError>) {
-        let mut paths = Vec::new();
-        let mut problems = Vec::new();
-        for item in self.trash_entries(false) {
-            match item {
-                Ok((_, metadata)) if metadata.is_dir() => {}
-                Ok((rel, _)) => {
-                    let original = rel.strip_prefix(TRASH_DIR).unwrap_or(&rel);
-                    match slash_path(original) {
-                        Some(path) => paths.push(path),
-                        None => problems.push(FileError::NameNotUtf8 {
-                            path: rel.to_string_lossy().into_owned(),
-                        }),
-                    }
-                }
-                Err(problem) => problems.push(problem),
-            }
-        }
-        (paths, problems)
+    /// Each copy the trash holds: its original path (relative to the volume
+    /// root; `None` for a name that is not UTF-8, which no row can
+    /// reference) and its size, or what could not be read.
+    pub fn trash_items(&self) -> impl Iterator<Item = Result<TrashItem, FileError>> + '_ {
+        self.trash_entries(false).filter_map(|item| match item {
+            Ok((_, metadata)) if metadata.is_dir() => None,
+            Ok((rel, metadata)) => Some(Ok(TrashItem {
+                path: slash_path(rel.strip_prefix(TRASH_DIR).unwrap_or(&rel)),
+                bytes: metadata.len(),
+            })),
+            Err(problem) => Some(Err(problem)),
+        })
     }
 
     /// Counts the files in the trash and their size.
     pub fn trash_usage(&self) -> TrashUsage {
         let mut usage = TrashUsage::default();
-        for item in self.trash_entries(false) {
-            match item {
-                Ok((_, metadata)) if metadata.is_dir() => {}
-                Ok((_, metadata)) => {
-                    usage.files += 1;
-                    usage.bytes += metadata.len();
-                }
-                Err(problem) => usage.problems.push(problem),
-            }
+        for item in self.trash_items() {
+            usage.count(item);
         }
         usage
     }
@@ -1362,10 +1368,9 @@ mod tests {
         let fixture = Fixture::new();
         let canary = fixture.canary("user_1_1.jpg");
         symlink(fixture.outside.path(), fixture.root.path().join(TRASH_DIR)).unwrap();
-        let (paths, problems) = fixture.volume.trashed_paths();
-        assert!(paths.is_empty(), "{paths:?}");
-        assert_eq!(problems.len(), 1);
-        assert!(matches!(problems[0], FileError::ThroughSymlink { .. }));
+        let items: Vec<_> = fixture.volume.trash_items().collect();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert!(matches!(items[0], Err(FileError::ThroughSymlink { .. })));
         assert_canary_intact(&canary);
     }
 
@@ -1376,9 +1381,12 @@ mod tests {
         fixture.write("user_2_2.jpg", "x");
         fixture.volume.trash("a/b/user_1_1.jpg").unwrap();
         fixture.volume.trash("user_2_2.jpg").unwrap();
-        let (mut paths, problems) = fixture.volume.trashed_paths();
+        let mut paths: Vec<String> = fixture
+            .volume
+            .trash_items()
+            .map(|item| item.unwrap().path.unwrap())
+            .collect();
         paths.sort();
-        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(paths, vec!["a/b/user_1_1.jpg", "user_2_2.jpg"]);
     }
 

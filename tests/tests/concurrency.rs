@@ -168,7 +168,7 @@ fn two_overlapping_deletes_of_one_path_schedule_it(isolation: IsolationLevel) {
     assert_eq!(
         open_tombstones(&mut admin, "p.jpg"),
         1,
-        "each snapshot still saw the other row; the contested order lock schedules it anyway"
+        "each snapshot still saw the other row; the notes are read after both committed"
     );
 }
 

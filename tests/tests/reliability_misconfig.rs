@@ -47,10 +47,7 @@ fn assert_every_file_stays(env: &mut EnclosedVolume) {
     }
     let open: i64 = env
         .client
-        .query_one(
-            "SELECT count(*) FROM filegc.tombstones WHERE state IN ('pending', 'claimed')",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM filegc.pending", &[])
         .unwrap()
         .get(0);
     assert_eq!(open, 0, "nothing referenced is scheduled");

@@ -371,6 +371,11 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
         );
     }
 
+    let unprocessed: i64 = client
+        .query_one("SELECT count(*) FROM filegc.notes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(unprocessed, 0, "the final sweep processed every note");
     let stuck: Vec<_> = all
         .iter()
         .filter(|t| !matches!(t.state.as_str(), "done" | "cancelled"))
