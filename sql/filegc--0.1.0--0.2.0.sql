@@ -464,6 +464,29 @@ SELECT n.table_name, n.column_name, n.value, min(n.problem), min(n.noted_at), ma
 COMMENT ON VIEW filegc.invalid_refs IS
     'Values in tracked columns that cannot name a file under the volume root: never references, and the file names they may mean are never deleted';
 
+-- Rows written into the view go to the table: a dump of 0.1.0, where
+-- invalid_refs was the table, restores its rows into this release
+-- (pg_dump writes CREATE EXTENSION without a version, so the restore
+-- creates the newest one and then COPYs into filegc.invalid_refs).
+CREATE FUNCTION filegc.invalid_refs_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO filegc.invalid_values AS i
+                (table_name, column_name, value, problem, first_seen_at, last_seen_at, value_key, name)
+    VALUES (NEW.table_name, NEW.column_name, NEW.value, NEW.problem,
+            coalesce(NEW.first_seen_at, now()), coalesce(NEW.last_seen_at, now()),
+            md5(NEW.value), filegc.protected_name(NEW.value))
+        ON CONFLICT (table_name, column_name, value_key)
+        DO UPDATE SET first_seen_at = least(i.first_seen_at, EXCLUDED.first_seen_at),
+                      last_seen_at = greatest(i.last_seen_at, EXCLUDED.last_seen_at);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION filegc.invalid_refs_insert() IS
+    'Internal: rows written into the view filegc.invalid_refs (a restored dump of 0.1.0) go to filegc.invalid_values';
+CREATE TRIGGER invalid_refs_insert INSTEAD OF INSERT ON filegc.invalid_refs
+    FOR EACH ROW EXECUTE FUNCTION filegc.invalid_refs_insert();
+
 -- Every file name an invalid reference may mean, processed or not.
 CREATE VIEW filegc.protected_names AS
 SELECT v.name FROM filegc.invalid_values v WHERE v.name IS NOT NULL
@@ -993,7 +1016,8 @@ REVOKE EXECUTE ON FUNCTION filegc.track(regclass, name, text[], boolean), filegc
 -- children of tracked tables and a partition detached from one (what holds
 -- filegc's index and is not tracked is tracked like the table whose index
 -- it copies), makes filegc's triggers fire always again after ENABLE
--- TRIGGER (pg_restore runs it), and re-creates triggers that were dropped.
+-- TRIGGER (pg_restore runs it), and re-creates triggers that were dropped
+-- or doubled.
 -- Disabled triggers stay disabled: the final check names them.
 CREATE FUNCTION filegc.sync_tracking() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -1063,13 +1087,21 @@ BEGIN
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', item.tbl, item.tgname);
     END LOOP;
 
+    -- Each tracked table has exactly its three triggers, named for its oid:
+    -- a restore from pg_dump creates them under the old table's oid while
+    -- this, following the restore's ALTER TABLEs, has already made new ones.
     FOR item IN
         SELECT DISTINCT t.table_name AS tbl
           FROM filegc.tracked t
          WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
-           AND (SELECT count(*) FROM pg_trigger g
-                 WHERE g.tgrelid = t.table_name AND g.tgparentid = 0
-                   AND g.tgfoid IN ('filegc.references_trigger()'::regprocedure, 'filegc.truncate_trigger()'::regprocedure)) < 3
+           AND ARRAY(SELECT g.tgname::text FROM pg_trigger g
+                      WHERE g.tgrelid = t.table_name AND g.tgparentid = 0
+                        AND g.tgfoid IN ('filegc.references_trigger()'::regprocedure,
+                                         'filegc.truncate_trigger()'::regprocedure)
+                      ORDER BY 1)
+               IS DISTINCT FROM ARRAY[format('filegc_references_%s', t.table_name::oid),
+                                      format('filegc_truncate_%s', t.table_name::oid),
+                                      format('filegc_updates_%s', t.table_name::oid)]
     LOOP
         PERFORM filegc.install_triggers(item.tbl);
     END LOOP;
@@ -1143,7 +1175,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
        AND NOT EXISTS (SELECT FROM pg_attribute a
                         WHERE a.attrelid = t.table_name AND a.attname = t.column_name AND NOT a.attisdropped)
     UNION ALL
-    SELECT format('filegc''s trigger %I on %s is %s, so writes to it would not hold their paths: ALTER TABLE %s ENABLE ALWAYS TRIGGER %I',
+    SELECT format('filegc''s trigger %I on %s is %s, so writes to it would not hold their paths: ALTER TABLE %s ENABLE ALWAYS TRIGGER %I, or SELECT filegc.sync_tracking() for every such trigger',
                   g.tgname, h.relid::regclass,
                   CASE g.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'enabled for replicas only'
                                    ELSE 'enabled for origin sessions only (replica-mode writes skip it)' END,
@@ -2264,9 +2296,11 @@ EXCEPTION WHEN feature_not_supported THEN
 END
 $$;
 
+-- The notes are the operator's data too: an invalid value noted moments
+-- before a dump protects the file it names after the restore.
 SELECT filegc.keep_in_dumps(t) FROM unnest(ARRAY[
     'filegc.runs', 'filegc.runs_id_seq', 'filegc.inventory',
-    'filegc.volume_reports', 'filegc.volume_reports_id_seq']::regclass[]) AS t;
+    'filegc.volume_reports', 'filegc.volume_reports_id_seq', 'filegc.notes']::regclass[]) AS t;
 
 ------------------------------------------------------------------------------
 -- Schema changes the event triggers follow
