@@ -2,9 +2,12 @@
 -- for operators, and the sweeper's queue protocol; triggers that write only
 -- notes, and one final check that every deletion route goes through.
 --
--- Each version's changes live in one upgrade script; a new install runs the
--- 0.1.0 files and then every upgrade script in order, so an upgraded database
--- and a new one are built by the very same statements.
+-- The upgrade from 0.1.0, and nothing else: ALTER EXTENSION filegc UPDATE
+-- (and `filegc install-sql --apply` for a portable install) runs it on a
+-- database that 0.1.0 installed. A new install runs the current definitions
+-- (sql/*.sql, one file per concept) instead; tests/tests/upgrade.rs proves
+-- that both end in the same catalog. Read the current definition of an
+-- object in the file named for its concept, not here.
 
 ------------------------------------------------------------------------------
 -- Settings added in this version

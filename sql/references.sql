@@ -1,4 +1,6 @@
--- filegc: references, the lock protocol, tombstone scheduling, track/untrack.
+-- filegc: references (what the application's rows point at) and the lock
+-- protocol that keeps the promise between the application's writers and the
+-- sweeper.
 --
 -- Shared by every engine. An engine provides four functions of its own:
 --   filegc.ref_path(value text, prefixes text[]) RETURNS text        IMMUTABLE
@@ -13,53 +15,49 @@
 --
 -- The promise: a file that a committed row references is never deleted.
 --
--- Two spaces of transaction-level advisory locks, keyed by a hash of the path
--- (filegc.path_lock_key):
+-- Transaction-level advisory locks, in classes of their own (the two-key
+-- form keeps filegc's keys apart from an application's single-bigint locks):
+-- paths (filegc.path_lock_class(), keyed by filegc.path_lock_key), the file
+-- names invalid references may mean (filegc.name_lock_class(), keyed by
+-- hashtext of the name) and one escalation key (filegc.escalation_lock_class()).
 --
--- SAFETY (class filegc.path_lock_class()): between writers and the sweeper.
--- 1. A row trigger takes the SHARED lock of every path that ENTERS a row, and
---    holds it until its transaction ends. Shared locks never conflict with
---    each other, so application transactions never wait for one another here.
--- 2. The sweeper, before it deletes a path, takes the EXCLUSIVE lock with
---    pg_try_advisory_xact_lock (it never waits: a busy path is retried later),
---    checks filegc.is_referenced with a fresh snapshot, deletes, and commits,
---    holding the lock across the check and the deletion.
+-- 1. A writer's trigger takes the SHARED lock of every path that ENTERS a
+--    row, and of the file name every invalid value it stores may mean
+--    (filegc.note_entered), and holds them until its transaction ends.
+--    Shared locks never conflict with each other, so application
+--    transactions never wait for one another here.
+-- 2. The final check, before any route deletes a file (queue.sql,
+--    trash.sql), tries the EXCLUSIVE locks of its path and its name
+--    (filegc.lock_for_deletion) and of the escalation key, never waiting (a
+--    busy path is retried later); then, with a fresh snapshot, it asks every
+--    tracked column and the invalid values (filegc.kept_among), and the
+--    sweeper deletes and commits while it holds the locks.
 -- 3. Why that is enough. Take any row R that references path P and commits.
 --    Its trigger took SHARED(P) before R's transaction committed.
---    - If the sweeper held EXCLUSIVE(P) first, R's trigger waited until the
---      sweeper committed: the file went before R was committed, so no
---      committed row referenced P then (and the trigger asks for the trashed
---      file back).
---    - Otherwise the sweeper's try-lock fails until R's transaction ends, and
---      after that the sweeper's fresh snapshot sees R and refuses.
+--    - If the final check held EXCLUSIVE(P) first, R's trigger waited until
+--      the sweeper committed: the file went before R was committed, so no
+--      committed row referenced P then. The trigger notes P (an 'e' note),
+--      and the sweeper asks the trashed copy back.
+--    - Otherwise the check's try-lock fails until R's transaction ends, and
+--      after that its fresh snapshot sees R and keeps the file.
 --    This holds at every isolation level of the application, because the
---    sweeper's check runs in its own READ COMMITTED transaction. Only the
---    sweeper ever waits on nothing and only writers ever wait, so this space
---    cannot deadlock.
---
--- ORDER (class filegc.order_lock_class()): between writers, for accurate
--- scheduling. It is never waited on, only tried.
--- 4. For each path that LEAVES a row, the trigger tries the EXCLUSIVE lock.
---    If another open transaction holds it, that transaction is removing the
---    same path too: this trigger's snapshot may still show the other row, so
---    it schedules the path without trusting the probe. A tombstone for a path
---    that turns out referenced costs nothing (the sweeper's check skips it);
---    a missing one would leave the file until the orphan cleanup.
--- 5. Otherwise the trigger probes the tracked columns and schedules the path
---    if nothing references it. A path entering a row cancels its pending
---    tombstone. At READ COMMITTED, and with transactions that do not overlap,
---    that keeps the tombstones exact. Overlapping transactions, or
---    REPEATABLE READ snapshots, can leave a tombstone for a referenced path
---    (point 3 makes it harmless) or, rarely, miss one (the orphan cleanup
---    finds the file). Neither breaks the promise.
---
--- 6. A transaction that touches very many paths (a mass DELETE or INSERT,
+--    check runs in the sweeper's own READ COMMITTED transaction; a writer at
+--    REPEATABLE READ that cannot see the finished deletion has its copy
+--    asked back by the next scan (filegc.request_restores). Writers only
+--    wait and the check never does, so these locks cannot deadlock.
+-- 4. Paths that LEAVE a row need no lock: the trigger notes each one (an
+--    'r' note, notes.sql), and the sweeper, after the note's transaction
+--    committed, schedules those no tracked column references with a fresh
+--    snapshot (filegc.process_notes). A path another open transaction
+--    removes too is noted by that transaction as well, so none is missed;
+--    one that is referenced again by the time the deletion is due is kept
+--    by point 2.
+-- 5. A transaction that touches very many paths (a mass DELETE or INSERT,
 --    TRUNCATE, untrack) would fill PostgreSQL's lock table with one lock per
---    path. Past filegc.max_path_locks() locks it takes one SHARED lock on an
---    escalation key in the SAFETY space instead of further SHARED path locks,
---    and it stops trying ORDER locks (it then trusts the probe). The sweeper
---    tries EXCLUSIVE on the escalation key too, so such a transaction holds
---    off all deletions until it ends, which keeps point 3 true.
+--    path. Past filegc.max_path_locks() locks it takes one SHARED lock on the
+--    escalation key instead of further path locks. The final check tries
+--    EXCLUSIVE on that key too, so such a transaction holds off all
+--    deletions until it ends, which keeps point 3 true.
 ------------------------------------------------------------------------------
 
 -- The advisory-lock class of SAFETY path locks ('fgc1'); the two-key form
@@ -71,9 +69,14 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052657 $$;
 CREATE FUNCTION filegc.escalation_lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052658 $$;
 
--- The advisory-lock class of ORDER locks ('fgc3').
-CREATE FUNCTION filegc.order_lock_class() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052659 $$;
+-- The advisory-lock class of the locks on the file names invalid references
+-- may mean ('fgc4'): a writer holds SHARED on each name it stores, and the
+-- final check tries EXCLUSIVE on the name of each file it deletes, as for
+-- paths (points 1 to 3 of the lock protocol).
+CREATE FUNCTION filegc.name_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052660 $$;
+COMMENT ON FUNCTION filegc.name_lock_class() IS
+    'Internal: the advisory-lock class of file names that invalid references may mean';
 
 -- How many path locks one transaction takes before it escalates: PostgreSQL
 -- sizes its lock table for max_locks_per_transaction (64 by default) each.
@@ -84,17 +87,19 @@ CREATE FUNCTION filegc.path_lock_key(path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(path) $$;
 COMMENT ON FUNCTION filegc.path_lock_key(text) IS 'The advisory-lock key of a path (in the classes filegc.path_lock_class() and filegc.order_lock_class())';
 
--- Counts this transaction's path locks; returns false, and takes the
--- escalation lock, when `wanted` more would pass the limit.
+-- The count of a transaction's path locks lives in a setting, which any role
+-- can change: only a count this function could have written is trusted, and
+-- anything else counts as escalated (the escalation lock is taken, again),
+-- so no value makes a writer skip its locks.
 CREATE FUNCTION filegc.reserve_path_locks(wanted integer) RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    taken integer := coalesce(nullif(current_setting('filegc.path_locks_taken', true), ''), '0')::integer;
+    counted text := current_setting('filegc.path_locks_taken', true);
+    taken integer := CASE WHEN coalesce(counted, '') = '' THEN 0
+                          WHEN counted ~ '^[0-9]{1,9}$' THEN counted::integer
+                          ELSE -1 END;
 BEGIN
-    IF taken < 0 THEN
-        RETURN false;
-    END IF;
-    IF taken + wanted > filegc.max_path_locks() THEN
+    IF taken < 0 OR taken + wanted > filegc.max_path_locks() THEN
         PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
         PERFORM set_config('filegc.path_locks_taken', '-1', true);
         RETURN false;
@@ -104,36 +109,8 @@ BEGIN
 END
 $$;
 
--- Point 1: the SHARED SAFETY lock of each path entering a row.
-CREATE FUNCTION filegc.lock_entering_paths(paths text[]) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF coalesce(cardinality(paths), 0) > 0 AND filegc.reserve_path_locks(cardinality(paths)) THEN
-        PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p))
-           FROM unnest(paths) AS p;
-    END IF;
-END
-$$;
-
--- Point 4: tries the EXCLUSIVE ORDER lock of each path leaving a row and
--- returns the paths another open transaction is removing too.
-CREATE FUNCTION filegc.contested_leaving_paths(paths text[]) RETURNS text[]
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    contested text[];
-BEGIN
-    IF coalesce(cardinality(paths), 0) = 0 OR NOT filegc.reserve_path_locks(cardinality(paths)) THEN
-        RETURN '{}';
-    END IF;
-    SELECT coalesce(array_agg(p), '{}') INTO contested
-      FROM unnest(paths) AS p
-     WHERE NOT pg_try_advisory_xact_lock(filegc.order_lock_class(), filegc.path_lock_key(p));
-    RETURN contested;
-END
-$$;
-
 ------------------------------------------------------------------------------
--- Probing the tracked columns
+-- Asking the tracked columns
 ------------------------------------------------------------------------------
 
 -- The expression that maps a tracked column to its references; the same text
@@ -145,53 +122,26 @@ LANGUAGE sql IMMUTABLE AS $$
                   col, prefixes)
 $$;
 
--- A query that takes $1 text[] of paths and returns, as text[], those that no
--- tracked column references (leaving out the columns of `excluded`).
-CREATE FUNCTION filegc.unreferenced_probe(excluded regclass DEFAULT NULL) RETURNS text
+-- The rows of a tracked table, as a FROM item: a partitioned table with its
+-- partitions, any other without its inheritance children, which filegc
+-- tracks as tables of their own (filegc.track() and filegc.sync_tracking()
+-- see to it, and the final check refuses to go on while one is not).
+CREATE FUNCTION filegc.rows_of(tbl regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
-        || coalesce(' WHERE ' || string_agg(
-               format('NOT EXISTS (SELECT FROM %s WHERE %s %s)',
-                      t.table_name,
-                      filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
-                      CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),
-               ' AND ' ORDER BY t.table_name::text, t.column_name), '')
-      FROM filegc.tracked t
-      JOIN pg_class c ON c.oid = t.table_name
-     WHERE excluded IS NULL OR t.table_name <> excluded
+    SELECT CASE WHEN c.relkind = 'p' THEN tbl::text ELSE 'ONLY ' || tbl::text END FROM pg_class c WHERE c.oid = tbl
 $$;
+COMMENT ON FUNCTION filegc.rows_of(regclass) IS 'Internal: a tracked table''s rows as a FROM item';
 
--- The paths among `paths` that no tracked column references.
-CREATE FUNCTION filegc.unreferenced_among(paths text[], excluded regclass DEFAULT NULL) RETURNS text[]
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    result text[];
-BEGIN
-    IF coalesce(cardinality(paths), 0) = 0 THEN
-        RETURN '{}';
-    END IF;
-    EXECUTE filegc.unreferenced_probe(excluded) INTO result USING paths;
-    RETURN result;
-END
-$$;
-
-CREATE FUNCTION filegc.is_referenced(path text) RETURNS boolean
-LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT cardinality(filegc.unreferenced_among(ARRAY[path])) = 0
-$$;
-COMMENT ON FUNCTION filegc.is_referenced(text) IS
-    'True when a row of any tracked column references this path (relative to the volume root); probes each column''s index';
-
--- Every reference of the tracked columns listed in `columns` of `tbl`, as a
--- query returning (path, source).
+-- A stored value's path is computed once per row: a flattened subquery
+-- would repeat the expression in the select list and in the filter.
 CREATE FUNCTION filegc.reference_rows_query(tbl regclass, columns filegc.tracked[]) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT string_agg(
                format(CASE WHEN t.is_array
                            THEN 'SELECT unnest(%s), %L FROM %s'
-                           ELSE 'SELECT %s, %L FROM %s WHERE %1$s IS NOT NULL' END,
+                           ELSE 'SELECT p, %2$L FROM (SELECT %1$s AS p FROM %3$s OFFSET 0) AS s WHERE p IS NOT NULL' END,
                       filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
-                      format('%s.%I', tbl, t.column_name), tbl),
+                      format('%s.%I', tbl, t.column_name), filegc.rows_of(tbl)),
                ' UNION ALL ')
       FROM unnest(columns) AS t
 $$;
@@ -212,9 +162,59 @@ BEGIN
 END
 $$;
 
+-- The query that finds which candidate paths ($1) no tracked column
+-- references: one index probe per candidate and column. Built in PL/pgSQL,
+-- which keeps the plan of its own query for the session (a SQL function with
+-- a SET clause cannot be inlined and was planned at every call). A dropped
+-- table is left out by a lookup in pg_class's index, written as a scalar
+-- subquery: a join (or EXISTS, which becomes one) hashed all of pg_class at
+-- every call. Each column is asked with a scalar subquery too: its caller
+-- keeps a generic plan, which guesses ten candidate paths, and NOT EXISTS
+-- let the planner turn that into a hash anti join against a sequential scan
+-- of a small table, computing the reference of every row, dead ones
+-- included. A scalar subquery is planned on its own, per candidate: an index
+-- probe.
+CREATE FUNCTION filegc.unreferenced_probe(excluded regclass DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (
+        SELECT 'SELECT coalesce(array_agg(candidate.path), ''{}'') FROM unnest($1::text[]) AS candidate(path)'
+            || coalesce(' WHERE ' || string_agg(
+                   format('(SELECT true FROM %s WHERE %s %s LIMIT 1) IS NULL',
+                          filegc.rows_of(t.table_name),
+                          filegc.reference_expression(t.column_name, t.is_array, t.prefixes),
+                          CASE WHEN t.is_array THEN '@> ARRAY[candidate.path]' ELSE '= candidate.path' END),
+                   ' AND ' ORDER BY t.table_name::text, t.column_name), '')
+          FROM filegc.tracked t
+         WHERE (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+           AND (excluded IS NULL OR t.table_name <> excluded));
+END
+$$;
+
+-- The paths among `paths` that no tracked column references.
+CREATE FUNCTION filegc.unreferenced_among(paths text[], excluded regclass DEFAULT NULL) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    result text[];
+BEGIN
+    IF coalesce(cardinality(paths), 0) = 0 THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE filegc.unreferenced_probe(excluded) INTO result USING paths;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION filegc.is_referenced(path text) RETURNS boolean
+LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT cardinality(filegc.unreferenced_among(ARRAY[path])) = 0
+$$;
+COMMENT ON FUNCTION filegc.is_referenced(text) IS
+    'True when a row of any tracked column references this path (relative to the volume root); probes each column''s index';
+
 -- Every (path, source) of every tracked column.
 CREATE FUNCTION filegc.reference_rows() RETURNS TABLE (path text, source text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 100000 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     query text;
 BEGIN
@@ -238,298 +238,3 @@ SELECT r.path,
  GROUP BY r.path;
 COMMENT ON VIEW filegc.references IS
     'Every referenced path with how many row values point at it and the table.column pairs they are in (computed from the rows)';
-
-------------------------------------------------------------------------------
--- Scheduling
-------------------------------------------------------------------------------
-
--- Writes a tombstone (reason unreferenced) for each path that has no open one.
-CREATE FUNCTION filegc.schedule_unreferenced(paths text[]) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    scheduled integer;
-BEGIN
-    IF coalesce(cardinality(paths), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO filegc.tombstones (path, reason, due_at)
-    SELECT p, 'unreferenced', now() + filegc.setting('unreferenced_delay')::interval
-      FROM unnest(paths) AS p
-        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
-    GET DIAGNOSTICS scheduled = ROW_COUNT;
-    IF scheduled > 0 THEN
-        PERFORM pg_notify('filegc', 'scheduled');
-    END IF;
-    RETURN scheduled;
-END
-$$;
-
--- Schedules the paths that left rows and that no tracked column outside
--- `excluded` references (points 4 and 5 of the lock protocol). Returns how
--- many tombstones it wrote.
-CREATE FUNCTION filegc.release_paths(paths text[], excluded regclass DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    contested text[] := filegc.contested_leaving_paths(paths);
-    uncontested text[] := ARRAY(SELECT p FROM unnest(paths) AS p WHERE p <> ALL (contested));
-BEGIN
-    RETURN filegc.schedule_unreferenced(contested || filegc.unreferenced_among(uncontested, excluded));
-END
-$$;
-
--- What a row trigger does once it knows which paths left and entered a row:
--- paths that entered cancel their pending tombstone (and ask for a trashed
--- file to come back); paths that left are scheduled when nothing else
--- references them.
-CREATE FUNCTION filegc.apply_reference_changes(removed text[], added text[]) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF coalesce(cardinality(added), 0) > 0 THEN
-        PERFORM filegc.lock_entering_paths(added);
-        UPDATE filegc.tombstones
-           SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
-               finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
-               restore_requested_at = CASE WHEN state = 'done' THEN now() ELSE restore_requested_at END
-         WHERE path = ANY (added)
-           AND (state = 'pending' OR (state = 'done' AND outcome = 'trashed' AND restore_requested_at IS NULL));
-    END IF;
-    PERFORM filegc.release_paths(removed);
-END
-$$;
-
--- Records values of a tracked column that cannot be references.
-CREATE FUNCTION filegc.record_invalid_refs(tbl regclass, columns name[], stored_values text[], problems text[])
-RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO filegc.invalid_refs AS i (table_name, column_name, value, problem)
-    SELECT tbl, c, v, p FROM unnest(columns, stored_values, problems) AS u(c, v, p)
-        ON CONFLICT (table_name, column_name, value)
-        DO UPDATE SET last_seen_at = now(), problem = EXCLUDED.problem
-$$;
-
--- BEFORE TRUNCATE: the rows are still there, so list their paths and schedule
--- those that no other table references.
-CREATE FUNCTION filegc.release_table(tbl regclass) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN filegc.release_paths(
-        filegc.paths_in(tbl, ARRAY(SELECT t FROM filegc.tracked t WHERE t.table_name = tbl)),
-        tbl);
-END
-$$;
-
-------------------------------------------------------------------------------
--- Tracking columns
-------------------------------------------------------------------------------
-
-CREATE VIEW filegc.tracked_columns AS
-SELECT t.table_name, t.column_name, t.prefixes, t.index_name, t.is_array, t.index_created_by_filegc, t.tracked_at
-  FROM filegc.tracked t
-  JOIN pg_class c ON c.oid = t.table_name;
-COMMENT ON VIEW filegc.tracked_columns IS 'The columns whose values filegc treats as file references, with their prefixes and index';
-
--- An existing valid, unique-purpose index on exactly the reference expression.
-CREATE FUNCTION filegc.find_reference_index(tbl regclass, col name, is_array boolean, prefixes text[]) RETURNS name
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT ic.relname
-      FROM pg_index i
-      JOIN pg_class ic ON ic.oid = i.indexrelid
-      JOIN pg_am am ON am.oid = ic.relam
-     WHERE i.indrelid = tbl
-       AND i.indnatts = 1
-       AND i.indkey[0] = 0
-       AND i.indpred IS NULL
-       AND i.indisvalid
-       AND am.amname = CASE WHEN is_array THEN 'gin' ELSE 'btree' END
-       AND regexp_replace(pg_get_indexdef(i.indexrelid, 1, false), '[()\s]|::text(\[\])?|::character varying(\[\])?', '', 'g')
-         = regexp_replace(filegc.reference_expression(col, is_array, prefixes), '[()\s]|::text(\[\])?', '', 'g')
-     ORDER BY ic.relname
-     LIMIT 1
-$$;
-
--- (Re)creates the triggers of a table from its tracked columns.
-CREATE FUNCTION filegc.install_triggers(tbl regclass) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    columns text;
-    arguments text;
-BEGIN
-    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'filegc_references') THEN
-        EXECUTE format('DROP TRIGGER filegc_references ON %s', tbl);
-    END IF;
-    IF EXISTS (SELECT FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'filegc_truncate') THEN
-        EXECUTE format('DROP TRIGGER filegc_truncate ON %s', tbl);
-    END IF;
-    -- Trigger arguments, per column: name, 'array' or 'scalar', the number of
-    -- prefixes, then the prefixes.
-    SELECT string_agg(format('%I', t.column_name), ', ' ORDER BY t.column_name),
-           string_agg(concat_ws(', ',
-                          quote_literal(t.column_name),
-                          quote_literal(CASE WHEN t.is_array THEN 'array' ELSE 'scalar' END),
-                          quote_literal(cardinality(t.prefixes)),
-                          (SELECT string_agg(quote_literal(p), ', ') FROM unnest(t.prefixes) AS p)),
-                      ', ' ORDER BY t.column_name)
-      INTO columns, arguments
-      FROM filegc.tracked t
-     WHERE t.table_name = tbl;
-    IF columns IS NULL THEN
-        RETURN;
-    END IF;
-    EXECUTE format('CREATE TRIGGER filegc_references AFTER INSERT OR DELETE OR UPDATE OF %s ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION filegc.references_trigger(%s)', columns, tbl, arguments);
-    EXECUTE format('CREATE TRIGGER filegc_truncate BEFORE TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION filegc.truncate_trigger()', tbl);
-END
-$$;
-
-CREATE FUNCTION filegc.track(tbl regclass, col name, prefixes text[] DEFAULT '{}') RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    relation_kind "char";
-    column_type regtype;
-    column_is_array boolean;
-    previous filegc.tracked;
-    index_found name;
-    index_created boolean := false;
-    expression text;
-    reference_count bigint;
-BEGIN
-    IF tbl IS NULL OR col IS NULL THEN
-        RAISE EXCEPTION 'filegc.track: table and column are required';
-    END IF;
-    prefixes := coalesce(prefixes, '{}');
-    IF array_position(prefixes, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'filegc.track: prefixes cannot contain NULL';
-    END IF;
-    prefixes := ARRAY(SELECT DISTINCT p FROM unnest(prefixes) AS p WHERE p <> '' ORDER BY p);
-
-    SELECT relkind INTO relation_kind FROM pg_class WHERE oid = tbl;
-    IF relation_kind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'filegc.track: % is not a table', tbl
-            USING HINT = 'Track the columns of the table that stores the references, not of a view.';
-    END IF;
-    SELECT atttypid::regtype INTO column_type
-      FROM pg_attribute
-     WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'filegc.track: table % has no column "%"', tbl, col;
-    END IF;
-    IF column_type IN ('text'::regtype, 'character varying'::regtype) THEN
-        column_is_array := false;
-    ELSIF column_type IN ('text[]'::regtype, 'character varying[]'::regtype) THEN
-        column_is_array := true;
-    ELSE
-        RAISE EXCEPTION 'filegc.track: column %.% is of type %', tbl, col, column_type
-            USING HINT = 'filegc tracks columns of type text, varchar or text[] that hold file names, paths or URLs.';
-    END IF;
-
-    SELECT * INTO previous FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col;
-    IF FOUND AND previous.prefixes IS DISTINCT FROM prefixes THEN
-        -- New prefixes change which values are references: untrack first so
-        -- that references the old prefixes gave and the new ones do not are
-        -- scheduled like any other lost reference.
-        PERFORM filegc.untrack(tbl, col);
-        previous := NULL;
-    END IF;
-
-    expression := filegc.reference_expression(col, column_is_array, prefixes);
-    index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
-    IF previous.index_name IS NOT NULL AND index_found IS NOT NULL THEN
-        index_created := previous.index_created_by_filegc;
-    ELSIF index_found IS NULL THEN
-        EXECUTE format('CREATE INDEX ON %s USING %s ((%s))',
-                       tbl, CASE WHEN column_is_array THEN 'gin' ELSE 'btree' END, expression);
-        index_found := filegc.find_reference_index(tbl, col, column_is_array, prefixes);
-        index_created := true;
-    END IF;
-
-    INSERT INTO filegc.tracked (table_name, column_name, is_array, prefixes, index_name, index_created_by_filegc)
-    VALUES (tbl, col, column_is_array, prefixes, index_found, index_created)
-        ON CONFLICT (table_name, column_name)
-        DO UPDATE SET index_name = EXCLUDED.index_name, is_array = EXCLUDED.is_array;
-    PERFORM filegc.install_triggers(tbl);
-
-    -- Values already in the table that cannot be references.
-    EXECUTE format(
-        'SELECT filegc.record_invalid_refs($1, array_agg($2::name), array_agg(v), array_agg(filegc.ref_path_problem(v, $3))) '
-        'FROM (SELECT DISTINCT v FROM %s, LATERAL unnest(%s) AS v) AS s WHERE filegc.ref_path_problem(v, $3) IS NOT NULL',
-        tbl, CASE WHEN column_is_array THEN format('%I::text[]', col) ELSE format('ARRAY[%I::text]', col) END)
-        USING tbl, col, prefixes;
-
-    EXECUTE format(CASE WHEN column_is_array
-                        THEN 'SELECT coalesce(sum(cardinality(%1$s)), 0) FROM %2$s'
-                        ELSE 'SELECT count(*) FROM %2$s WHERE %1$s IS NOT NULL' END,
-                   expression, tbl)
-       INTO reference_count;
-    RETURN reference_count;
-END
-$$;
-COMMENT ON FUNCTION filegc.track(regclass, name, text[]) IS
-    'Registers a column that holds file references (text, varchar or text[]): creates or reuses its index, installs the triggers, returns how many references it holds';
-
-CREATE FUNCTION filegc.untrack(tbl regclass, col name) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    removed filegc.tracked;
-    candidates text[];
-BEGIN
-    DELETE FROM filegc.tracked t WHERE t.table_name = tbl AND t.column_name = col RETURNING * INTO removed;
-    IF NOT FOUND THEN
-        RAISE NOTICE 'filegc.untrack: %.% is not tracked', tbl, col;
-        RETURN 0;
-    END IF;
-    PERFORM filegc.install_triggers(tbl);
-    candidates := filegc.paths_in(tbl, ARRAY[removed]);
-    IF removed.index_created_by_filegc THEN
-        EXECUTE format('DROP INDEX IF EXISTS %I.%I',
-                       (SELECT nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
-                       removed.index_name);
-    END IF;
-    RETURN filegc.release_paths(candidates);
-END
-$$;
-COMMENT ON FUNCTION filegc.untrack(regclass, name) IS
-    'Stops tracking a column: removes its triggers and the index filegc created; returns how many paths lost their last reference and were scheduled';
-
--- Keeps filegc.tracked in step when a tracked table or column is dropped. The
--- files that only the dropped rows referenced become orphans: the orphan
--- cleanup finds them (the rows are gone before this runs, so they cannot be
--- listed here).
-CREATE FUNCTION filegc.forget_dropped() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    affected regclass;
-BEGIN
-    FOR affected IN
-        DELETE FROM filegc.tracked t
-         USING pg_event_trigger_dropped_objects() d
-         WHERE d.objid = t.table_name
-           AND (d.object_type = 'table'
-                OR (d.object_type = 'table column' AND d.address_names[3] = t.column_name))
-        RETURNING t.table_name
-    LOOP
-        IF EXISTS (SELECT FROM pg_class WHERE oid = affected) THEN
-            PERFORM filegc.install_triggers(affected);
-        END IF;
-    END LOOP;
-    DELETE FROM filegc.invalid_refs i
-     WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = i.table_name);
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION
-    filegc.reserve_path_locks(integer),
-    filegc.lock_entering_paths(text[]),
-    filegc.contested_leaving_paths(text[]),
-    filegc.schedule_unreferenced(text[]),
-    filegc.release_paths(text[], regclass),
-    filegc.apply_reference_changes(text[], text[]),
-    filegc.record_invalid_refs(regclass, name[], text[], text[]),
-    filegc.release_table(regclass),
-    filegc.install_triggers(regclass),
-    filegc.track(regclass, name, text[]),
-    filegc.untrack(regclass, name),
-    filegc.is_referenced(text),
-    filegc.reference_rows()
-FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION filegc.is_referenced(text) TO filegc_sweeper;

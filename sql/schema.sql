@@ -1,12 +1,16 @@
--- filegc: tables and settings.
+-- filegc: every table, in its current shape, with its indexes and
+-- constraints. The functions and views that use them are in the file named
+-- for each concept (settings.sql, references.sql, notes.sql, queue.sql,
+-- trash.sql, inventory.sql, reports.sql). The extension's control file
+-- creates the schema `filegc`; the portable install creates it itself.
 --
--- This file is shared by every engine: the extension includes it as it is.
--- The extension's control file creates the schema `filegc`.
+-- The columns that later releases added come last in each table, where an
+-- upgrade puts them: a new install and an upgraded one have the same rows.
 
 -- The role the sweeper logs in as (or is granted to). It gets exactly the
--- functions the sweeper calls and nothing of the application's tables.
--- Roles are shared by all databases of a cluster, so another database may
--- be creating the same role right now.
+-- functions the sweeper calls and nothing of the application's tables
+-- (grants.sql). Roles are shared by all databases of a cluster, so another
+-- database may be creating the same role right now.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'filegc_sweeper') THEN
@@ -17,20 +21,21 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
 END
 $$;
 COMMENT ON ROLE filegc_sweeper IS 'The role of the filegc sweeper: grant it to the login role the sweeper uses';
-GRANT USAGE ON SCHEMA filegc TO filegc_sweeper;
 
 ------------------------------------------------------------------------------
 -- Settings
 --
--- Defaults belong to the extension; overrides belong to the operator. Keeping
--- them apart lets pg_dump save only the overrides (a dumped default would
--- collide with the row CREATE EXTENSION writes on restore).
+-- Defaults belong to filegc; overrides belong to the operator. Keeping them
+-- apart lets pg_dump save only the overrides (a dumped default would collide
+-- with the row CREATE EXTENSION writes on restore). The rows and the checks
+-- are in settings.sql.
 ------------------------------------------------------------------------------
 
 CREATE TABLE filegc.setting_defaults (
     name text PRIMARY KEY,
     default_value text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text')),
+    kind text NOT NULL CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text', 'patterns',
+                                       'boolean', 'window', 'url', 'integer_or_off')),
     description text NOT NULL
 );
 COMMENT ON TABLE filegc.setting_defaults IS 'Every filegc setting with its default and its kind (owned by the extension)';
@@ -43,148 +48,9 @@ CREATE TABLE filegc.setting_overrides (
 );
 COMMENT ON TABLE filegc.setting_overrides IS 'Settings the operator changed; change them through the view filegc.settings';
 
-INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VALUES
-    ('unreferenced_delay', '10 minutes', 'interval',
-     'How long a file that lost its last reference waits before the sweeper may delete it'),
-    ('orphan_min_age', '1 hour', 'interval',
-     'A file on disk that no row references is an eligible orphan only when both its first sighting and its mtime are older than this'),
-    ('trash_retention', '24 hours', 'interval',
-     'How long a deleted file stays in .filegc-trash/ on the volume, restorable, before it is unlinked'),
-    ('max_delete_fraction', '0.25', 'fraction',
-     'Circuit breaker: a cleanup that would schedule more than this fraction of the files in the latest scan is refused unless forced'),
-    ('alert_warning_pct', '80', 'percent', 'Volume use (percent) at which the alert level becomes warning'),
-    ('alert_critical_pct', '90', 'percent', 'Volume use (percent) at which the alert level becomes critical'),
-    ('alert_emergency_pct', '95', 'percent', 'Volume use (percent) at which the alert level becomes emergency'),
-    ('lease', '5 minutes', 'interval',
-     'How long a sweeper owns a claimed tombstone; after that another sweeper may claim it again'),
-    ('max_attempts', '5', 'integer',
-     'A tombstone whose deletion failed this many times becomes failed and is left for the operator');
-
-CREATE VIEW filegc.settings AS
-SELECT d.name,
-       coalesce(o.value, d.default_value) AS value,
-       d.description,
-       d.default_value,
-       d.kind,
-       o.changed_at,
-       o.changed_by
-  FROM filegc.setting_defaults d
-  LEFT JOIN filegc.setting_overrides o USING (name);
-COMMENT ON VIEW filegc.settings IS
-    'filegc settings: UPDATE filegc.settings SET value = ... WHERE name = ... changes one, DELETE resets it to its default';
-
--- Returns the value of a setting, raising a clear error for an unknown name.
-CREATE FUNCTION filegc.setting(setting_name text) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    result text;
-BEGIN
-    SELECT coalesce(o.value, d.default_value) INTO result
-      FROM filegc.setting_defaults d
-      LEFT JOIN filegc.setting_overrides o USING (name)
-     WHERE d.name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'filegc: unknown setting "%"', setting_name
-            USING HINT = 'SELECT name, value, description FROM filegc.settings lists them.';
-    END IF;
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION filegc.setting(text) IS 'The current value of a filegc setting, as text';
-
--- Checks a proposed value for a setting; raises an error that names the
--- setting, the value and what would be accepted.
-CREATE FUNCTION filegc.validate_setting(setting_name text, proposed text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    setting_kind text;
-    as_number numeric;
-    as_interval interval;
-BEGIN
-    SELECT kind INTO setting_kind FROM filegc.setting_defaults WHERE name = setting_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'filegc: unknown setting "%"', setting_name
-            USING HINT = 'SELECT name, value, description FROM filegc.settings lists them.';
-    END IF;
-    IF proposed IS NULL THEN
-        RAISE EXCEPTION 'filegc: setting "%" cannot be NULL', setting_name
-            USING HINT = format('DELETE FROM filegc.settings WHERE name = %L resets it to its default.', setting_name);
-    END IF;
-    CASE setting_kind
-    WHEN 'interval' THEN
-        BEGIN
-            as_interval := proposed::interval;
-        EXCEPTION WHEN others THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes an interval, not "%"', setting_name, proposed
-                USING HINT = 'For example ''10 minutes'', ''1 hour'' or ''0''.';
-        END;
-        IF as_interval < interval '0' THEN
-            RAISE EXCEPTION 'filegc: setting "%" cannot be negative ("%")', setting_name, proposed;
-        END IF;
-    WHEN 'fraction', 'percent', 'integer' THEN
-        BEGIN
-            as_number := proposed::numeric;
-        EXCEPTION WHEN others THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a number, not "%"', setting_name, proposed;
-        END;
-        IF setting_kind = 'fraction' AND NOT (as_number > 0 AND as_number <= 1) THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a fraction greater than 0 and at most 1, not %', setting_name, proposed
-                USING HINT = 'For example 0.25 lets one cleanup schedule at most a quarter of the volume.';
-        ELSIF setting_kind = 'percent' AND NOT (as_number >= 0 AND as_number <= 100) THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a percentage from 0 to 100, not %', setting_name, proposed;
-        ELSIF setting_kind = 'integer' AND NOT (as_number >= 1 AND as_number = trunc(as_number)) THEN
-            RAISE EXCEPTION 'filegc: setting "%" takes a whole number of at least 1, not %', setting_name, proposed;
-        END IF;
-    ELSE
-        NULL;
-    END CASE;
-END
-$$;
-COMMENT ON FUNCTION filegc.validate_setting(text, text) IS 'Raises an error when a value is not acceptable for a setting';
-
--- Makes the settings view writable: UPDATE changes a setting, DELETE resets it.
-CREATE FUNCTION filegc.settings_write() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    warning_pct numeric;
-    critical_pct numeric;
-    emergency_pct numeric;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        RAISE EXCEPTION 'filegc: settings cannot be added'
-            USING HINT = 'Change an existing one: UPDATE filegc.settings SET value = ... WHERE name = ...';
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM filegc.setting_overrides WHERE name = OLD.name;
-        RETURN OLD;
-    END IF;
-    IF NEW.name IS DISTINCT FROM OLD.name THEN
-        RAISE EXCEPTION 'filegc: a setting cannot be renamed';
-    END IF;
-    PERFORM filegc.validate_setting(NEW.name, NEW.value);
-    IF NEW.value = OLD.default_value THEN
-        DELETE FROM filegc.setting_overrides WHERE name = NEW.name;
-    ELSE
-        INSERT INTO filegc.setting_overrides (name, value) VALUES (NEW.name, NEW.value)
-        ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, changed_at = now(), changed_by = session_user;
-    END IF;
-    warning_pct := filegc.setting('alert_warning_pct')::numeric;
-    critical_pct := filegc.setting('alert_critical_pct')::numeric;
-    emergency_pct := filegc.setting('alert_emergency_pct')::numeric;
-    IF NOT (warning_pct <= critical_pct AND critical_pct <= emergency_pct) THEN
-        RAISE EXCEPTION 'filegc: alert levels must rise, but alert_warning_pct is %, alert_critical_pct %, alert_emergency_pct %',
-            warning_pct, critical_pct, emergency_pct
-            USING HINT = 'Change them in an order that keeps warning <= critical <= emergency.';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER settings_write INSTEAD OF INSERT OR UPDATE OR DELETE ON filegc.settings
-    FOR EACH ROW EXECUTE FUNCTION filegc.settings_write();
-
 ------------------------------------------------------------------------------
--- Tracked columns: which application columns hold file references.
+-- Tracked columns: which application columns hold file references
+-- (tracking.sql).
 ------------------------------------------------------------------------------
 
 CREATE TABLE filegc.tracked (
@@ -195,12 +61,17 @@ CREATE TABLE filegc.tracked (
     index_name name NOT NULL,
     index_created_by_filegc boolean NOT NULL,
     tracked_at timestamptz NOT NULL DEFAULT now(),
+    -- The column's number, to follow a rename: its name is what every query
+    -- and every dump uses, its number what a rename keeps.
+    attnum smallint,
     PRIMARY KEY (table_name, column_name)
 );
 COMMENT ON TABLE filegc.tracked IS 'The columns filegc.track() registered; read filegc.tracked_columns';
+COMMENT ON COLUMN filegc.tracked.attnum IS 'The column''s number, by which filegc.sync_tracking() follows a rename';
 
 ------------------------------------------------------------------------------
--- Tombstones: files scheduled for deletion, and the audit trail of each.
+-- Tombstones: files scheduled for deletion, and the audit trail of each
+-- (queue.sql, trash.sql).
 ------------------------------------------------------------------------------
 
 CREATE TABLE filegc.tombstones (
@@ -215,33 +86,171 @@ CREATE TABLE filegc.tombstones (
     lease_until timestamptz,
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
-    outcome text CHECK (outcome IN ('deleted', 'trashed', 'already_gone', 'skipped_referenced')),
+    -- What a deletion came to. A file is also kept when an invalid reference
+    -- may name it (skipped_protected) and when filegc no longer manages it
+    -- (skipped_unmanaged), whatever the patterns were when its deletion was
+    -- scheduled.
+    outcome text CHECK (outcome IN ('deleted', 'trashed', 'already_gone', 'skipped_referenced', 'skipped_protected',
+                                    'skipped_unmanaged')),
     bytes_freed bigint,
     finished_at timestamptz,
     restore_requested_at timestamptz,
+    restored_at timestamptz,
+    purged_at timestamptz,
     CHECK ((state IN ('done', 'cancelled', 'failed')) = (finished_at IS NOT NULL)),
     CHECK ((state = 'done') = (outcome IS NOT NULL))
 );
 COMMENT ON TABLE filegc.tombstones IS
     'Files scheduled for deletion (pending, claimed) and what became of them (done, cancelled, failed)';
-
--- At most one open tombstone per path; the triggers rely on it for ON CONFLICT.
+-- At most one open tombstone per path (filegc.process_notes and the
+-- cleanups rely on it for ON CONFLICT).
 CREATE UNIQUE INDEX tombstones_open_path ON filegc.tombstones (path) WHERE state IN ('pending', 'claimed');
 CREATE INDEX tombstones_due ON filegc.tombstones (due_at) WHERE state IN ('pending', 'claimed');
 CREATE INDEX tombstones_path ON filegc.tombstones (path);
+-- Every claim first fails the claims whose lease ran out for good; without
+-- this index that meant reading every open tombstone, once per batch (most
+-- of a 200,000-file sweep's time). Few tombstones are claimed at a time.
+CREATE INDEX tombstones_claimed_lease ON filegc.tombstones (lease_until) WHERE state = 'claimed';
+-- Every function that writes a tombstone validates its path, but a superuser
+-- can INSERT one directly; a path the sweeper must refuse would then be
+-- claimed and failed again and again. The rules are those of
+-- path_rules::validate_relative (not empty, no backslash, not absolute, no
+-- empty, . or .. segment, not too long; text cannot hold NUL). NOT VALID, as
+-- an upgrade adds it: tombstones 0.1.0 wrote stay readable history.
+ALTER TABLE filegc.tombstones ADD CONSTRAINT tombstones_path_is_relative CHECK (
+    path <> ''
+    AND strpos(path, '\') = 0
+    AND left(path, 1) <> '/'
+    AND ('/' || path || '/') !~ '/\.{0,2}/'
+    AND filegc.path_fits(path)
+) NOT VALID;
 
 ------------------------------------------------------------------------------
--- Stored values that cannot be references.
+-- Stored values that cannot be references, once processed (notes.sql). A
+-- value of any length is recorded: rows are told apart by a digest of it, as
+-- an index on the value itself would refuse long ones.
 ------------------------------------------------------------------------------
 
-CREATE TABLE filegc.invalid_refs (
+CREATE TABLE filegc.invalid_values (
     table_name regclass NOT NULL,
     column_name name NOT NULL,
     value text NOT NULL,
     problem text NOT NULL,
     first_seen_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_name, column_name, value)
+    value_key text NOT NULL,
+    name text
 );
-COMMENT ON TABLE filegc.invalid_refs IS
-    'Values in tracked columns that cannot name a file under the volume root: never references, and their file names are never orphans';
+COMMENT ON TABLE filegc.invalid_values IS
+    'Internal: stored values that cannot be references, as processed from the notes; read filegc.invalid_refs';
+COMMENT ON COLUMN filegc.invalid_values.name IS 'The file name the value may mean: such files are never deleted';
+CREATE UNIQUE INDEX invalid_values_key ON filegc.invalid_values (table_name, column_name, value_key);
+CREATE INDEX invalid_values_name ON filegc.invalid_values (name);
+
+------------------------------------------------------------------------------
+-- What the triggers saw in the application's transactions, until the
+-- sweeper processes it (notes.sql). No unique index and no row anyone
+-- updates: two writers never wait for each other here.
+------------------------------------------------------------------------------
+
+CREATE TABLE filegc.notes (
+    -- 'r': the path left a row; 'e': the path entered a row while a
+    -- deletion of it was open or a copy of it in the trash, or the writer
+    -- could not tell; 'i': a stored value that is no reference.
+    kind "char" NOT NULL,
+    path text,
+    -- For 'i': the file name the value may mean (filegc.protected_name).
+    name text,
+    table_name regclass,
+    column_name name,
+    value text,
+    problem text,
+    noted_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE filegc.notes IS
+    'Internal: what the triggers saw in the application''s transactions, until the sweeper processes it (filegc.process_notes)';
+-- The final check asks whether an invalid value noted moments ago may name
+-- the file it is about to delete.
+CREATE INDEX notes_invalid_name ON filegc.notes (name) WHERE kind = 'i';
+
+------------------------------------------------------------------------------
+-- What the sweeper reports: runs, the inventory, the volume's capacity
+-- (inventory.sql, reports.sql).
+------------------------------------------------------------------------------
+
+CREATE TABLE filegc.runs (
+    id bigserial PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('scan', 'sweep', 'purge', 'orphan_cleanup', 'retention_cleanup')),
+    worker text NOT NULL,
+    volume_path text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    files_seen bigint NOT NULL DEFAULT 0,
+    files_deleted bigint NOT NULL DEFAULT 0,
+    bytes_freed bigint NOT NULL DEFAULT 0,
+    errors bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE filegc.runs IS 'Every scan, sweep, trash purge and scheduled cleanup a sweeper ran; read filegc.sweeps';
+CREATE INDEX runs_kind_finished ON filegc.runs (kind, finished_at);
+
+-- The files of the latest complete scan. `managed` is whether the file
+-- matched managed_patterns when filegc.finish_scan recorded it: matching the
+-- patterns' regular expression costs about a second per million files,
+-- which every report paid. It holds only while the patterns are those of
+-- filegc.inventory_managed_by; NULL, or other patterns, and the reports
+-- match the path themselves (see filegc.path_states).
+CREATE TABLE filegc.inventory (
+    path text PRIMARY KEY,
+    size_bytes bigint NOT NULL,
+    modified_at timestamptz NOT NULL,
+    first_seen_at timestamptz NOT NULL,
+    scan_id bigint NOT NULL,
+    managed boolean
+);
+COMMENT ON TABLE filegc.inventory IS 'The files of the latest complete scan; read filegc.files';
+
+-- The managed_patterns the inventory's managed flags were computed with. Not
+-- kept in dumps: after a restore the reports match paths themselves until
+-- the next scan computes the flags again.
+CREATE TABLE filegc.inventory_managed_by (
+    patterns text NOT NULL
+);
+CREATE UNIQUE INDEX inventory_managed_by_one_row ON filegc.inventory_managed_by ((true));
+COMMENT ON TABLE filegc.inventory_managed_by IS
+    'The managed_patterns setting the managed flags of filegc.inventory were computed with';
+
+-- A scan in progress COPYs its files here; filegc.finish_scan merges them
+-- into the inventory in one transaction, so readers never see half a scan.
+CREATE UNLOGGED TABLE filegc.inventory_staging (
+    scan_id bigint NOT NULL,
+    path text NOT NULL,
+    size_bytes bigint NOT NULL,
+    modified_at timestamptz NOT NULL
+);
+COMMENT ON TABLE filegc.inventory_staging IS 'Where a running scan COPYs the files it finds, before filegc.finish_scan';
+
+-- What a finishing scan changes in the inventory: the files that appeared,
+-- vanished or changed. filegc.finish_scan fills it from one join of the
+-- scan with the inventory and then touches only these rows; in a rescan
+-- they are a few among millions. Only finish_scan uses it, one at a time.
+CREATE UNLOGGED TABLE filegc.scan_changes (
+    path text NOT NULL,
+    vanished boolean NOT NULL,
+    appeared boolean NOT NULL,
+    size_bytes bigint,
+    modified_at timestamptz
+);
+COMMENT ON TABLE filegc.scan_changes IS 'Work table of filegc.finish_scan: the files a scan found new, changed or gone';
+
+CREATE TABLE filegc.volume_reports (
+    id bigserial PRIMARY KEY,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    worker text NOT NULL,
+    volume_path text NOT NULL,
+    total_bytes bigint NOT NULL,
+    used_bytes bigint NOT NULL,
+    free_bytes bigint NOT NULL,
+    trash_files bigint NOT NULL,
+    trash_bytes bigint NOT NULL
+);
+COMMENT ON TABLE filegc.volume_reports IS 'The volume''s capacity (statvfs) and trash, as each scan and sweep saw it';

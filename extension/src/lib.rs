@@ -2,9 +2,9 @@
 //! reference, and schedules the deletion of files that lost their last one.
 //!
 //! The SQL in `../sql/` holds the tables, views, the lock protocol and the
-//! scheduling logic (shared with the portable engine). This crate provides
-//! what is faster or only possible in Rust: the path rules as SQL functions
-//! and the row triggers.
+//! sweeper's protocol (shared with the portable engine), one file per
+//! concept. This crate provides what is faster or only possible in Rust: the
+//! path rules as SQL functions and the row triggers.
 
 use pgrx::prelude::*;
 
@@ -29,43 +29,59 @@ pub extern "C-unwind" fn _PG_init() {
     }
 }
 
-extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+// The current definition of every SQL object, one file per concept, in the
+// order a new install needs them (each file names what it is for). An
+// upgrade from an earlier release runs `sql/filegc--A--B.sql` instead.
+extension_sql_file!(
+    "../sql/paths.sql",
+    name = "paths",
+    requires = [
+        ref_path::ref_path,
+        ref_path::ref_paths,
+        ref_path::ref_path_problem
+    ]
+);
+extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["paths"]);
+extension_sql_file!("../sql/settings.sql", name = "settings", requires = ["schema"]);
 extension_sql_file!(
     "../sql/references.sql",
     name = "references",
+    requires = ["settings"]
+);
+extension_sql_file!("../sql/notes.sql", name = "notes", requires = ["references"]);
+extension_sql_file!(
+    "../sql/extension/triggers.sql",
+    name = "triggers",
     requires = [
-        "schema",
-        ref_path::ref_path,
-        ref_path::ref_paths,
-        ref_path::ref_path_problem,
+        "notes",
         triggers::references_trigger,
         triggers::truncate_trigger
     ]
 );
 extension_sql_file!(
-    "../sql/extension_trigger_privileges.sql",
-    name = "trigger_privileges",
-    requires = [
-        "references",
-        triggers::references_trigger,
-        triggers::truncate_trigger
-    ]
+    "../sql/tracking.sql",
+    name = "tracking",
+    requires = ["triggers"]
 );
+extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["tracking"]);
+extension_sql_file!("../sql/trash.sql", name = "trash", requires = ["queue"]);
+extension_sql_file!(
+    "../sql/inventory.sql",
+    name = "inventory",
+    requires = ["trash"]
+);
+extension_sql_file!(
+    "../sql/reports.sql",
+    name = "reports",
+    requires = ["inventory"]
+);
+extension_sql_file!("../sql/cleanup.sql", name = "cleanup", requires = ["reports"]);
+extension_sql_file!("../sql/install.sql", name = "install", requires = ["cleanup"]);
+extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["install"]);
 extension_sql_file!(
     "../sql/event_triggers.sql",
     name = "event_triggers",
-    requires = ["references"]
-);
-extension_sql_file!(
-    "../sql/extension_config_dump.sql",
-    name = "config_dump",
-    requires = ["schema", "references"]
-);
-// Each later version's changes, in order; see the head of each script.
-extension_sql_file!(
-    "../sql/filegc--0.1.0--0.2.0.sql",
-    name = "v0_2_0",
-    requires = ["config_dump", "trigger_privileges", "event_triggers"]
+    requires = ["grants"]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

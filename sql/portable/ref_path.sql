@@ -1,10 +1,13 @@
--- The portable engine's path rules: the same rules as extension/src/path_rules.rs,
--- in PL/pgSQL, for a PostgreSQL that cannot load the extension. Both must agree
--- exactly: tests check them against the shared vectors
--- (tests/data/ref_path_vectors.tsv) and against each other on generated input.
+-- The portable engine's path rules: the same rules as the Rust path rules the
+-- extension and the sweeper share, in PL/pgSQL, for a PostgreSQL that cannot
+-- load the extension. Both must agree exactly: tests check them against the
+-- shared vectors (tests/data/ref_path_vectors.tsv) and against each other on
+-- generated input.
 
 -- What a stored value means: the path it references, or why it cannot be one;
--- both NULL when the value is empty (not a reference at all).
+-- both NULL when the value is empty (not a reference at all). A query and a
+-- fragment are dropped from every value, and a path too long to be indexed
+-- is an invalid reference.
 CREATE FUNCTION filegc.normalize_ref(value text, prefixes text[], OUT path text, OUT problem text)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -22,7 +25,8 @@ BEGIN
     IF value = '' THEN
         RETURN;
     END IF;
-    path := value;
+    -- A query and a fragment name nothing: the path ends before them.
+    path := split_part(split_part(value, '?', 1), '#', 1);
 
     -- A URL is reduced to its path: no scheme, host, query or fragment.
     url := regexp_match(value, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)');
@@ -98,6 +102,10 @@ BEGIN
                 EXIT;
             END IF;
         END LOOP;
+    END IF;
+    IF problem IS NULL AND (octet_length(path) > 2048
+                            OR EXISTS (SELECT FROM unnest(string_to_array(path, '/')) AS s WHERE octet_length(s) > 255)) THEN
+        problem := 'too long to be a file path (a name over 255 bytes, or over 2048 bytes in all)';
     END IF;
     IF problem IS NOT NULL THEN
         path := NULL;

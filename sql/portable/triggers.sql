@@ -1,10 +1,12 @@
--- The portable engine's row and TRUNCATE triggers: what extension/src/triggers.rs
--- does, in PL/pgSQL. filegc.install_triggers passes the tracked columns as
--- arguments: per column its name, 'array' or 'scalar', the number of
--- prefixes, then the prefixes.
+-- The portable engine's row and TRUNCATE triggers: what the extension's Rust
+-- triggers do, in PL/pgSQL. filegc.install_triggers passes the tracked
+-- columns as arguments: per column its name, 'array' or 'scalar', the number
+-- of prefixes, then the prefixes.
 
--- The references and invalid values of one row: `values` holds the row's
--- tracked values, each tagged with its column index in `columns`.
+-- The row trigger writes only notes (filegc.note_entered,
+-- filegc.note_released), and when a tracked column cannot be read (renamed
+-- without the event trigger that follows renames) it holds off every
+-- deletion instead of failing the application's write.
 CREATE FUNCTION filegc.references_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -20,12 +22,14 @@ DECLARE
     old_paths text[] := '{}';
     new_paths text[] := '{}';
     old_raw text[] := '{}';
-    invalid_columns name[] := '{}';
+    invalid_columns text[] := '{}';
     invalid_values text[] := '{}';
     invalid_problems text[] := '{}';
     stored text;
     normalized record;
     changed boolean := false;
+    added text[];
+    removed text[];
 BEGIN
     WHILE arg < TG_NARGS LOOP
         column_name := TG_ARGV[arg];
@@ -34,8 +38,8 @@ BEGIN
         prefixes := coalesce(TG_ARGV[arg + 3 : arg + 2 + prefix_count], '{}');
         arg := arg + 3 + prefix_count;
         IF (old_json IS NOT NULL AND NOT old_json ? column_name) OR (new_json IS NOT NULL AND NOT new_json ? column_name) THEN
-            RAISE EXCEPTION 'filegc: tracked column "%" is missing from table %.%', column_name, TG_TABLE_SCHEMA, TG_TABLE_NAME
-                USING HINT = 'Run filegc.track() with its new name, or filegc.untrack().';
+            PERFORM filegc.hold_every_path(TG_RELID::regclass, column_name::name);
+            RETURN NULL;
         END IF;
         old_values := filegc.json_values(old_json -> column_name, is_array);
         new_values := filegc.json_values(new_json -> column_name, is_array);
@@ -51,8 +55,9 @@ BEGIN
             normalized := filegc.normalize_ref(stored, prefixes);
             IF normalized.path IS NOT NULL THEN
                 new_paths := new_paths || normalized.path;
-            ELSIF normalized.problem IS NOT NULL THEN
-                invalid_columns := invalid_columns || column_name::name;
+            ELSIF normalized.problem IS NOT NULL AND stored <> ALL (old_raw) THEN
+                -- An UPDATE reports only values that are new to the row.
+                invalid_columns := invalid_columns || column_name;
                 invalid_values := invalid_values || stored;
                 invalid_problems := invalid_problems || normalized.problem;
             END IF;
@@ -62,18 +67,18 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    -- An UPDATE reports only values that are new to the row.
     FOR arg IN 1 .. coalesce(cardinality(invalid_values), 0) LOOP
-        CONTINUE WHEN invalid_values[arg] = ANY (old_raw);
         RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], invalid_values[arg], invalid_problems[arg];
-        PERFORM filegc.record_invalid_refs(TG_RELID::regclass, ARRAY[invalid_columns[arg]],
-                                           ARRAY[invalid_values[arg]], ARRAY[invalid_problems[arg]]);
+            TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
     END LOOP;
-
-    PERFORM filegc.apply_reference_changes(
-        ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths) ORDER BY p),
-        ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths) ORDER BY p));
+    added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths) ORDER BY p);
+    IF cardinality(added) > 0 OR cardinality(invalid_values) > 0 THEN
+        PERFORM filegc.note_entered(TG_RELID::regclass, added, invalid_columns, invalid_values, invalid_problems);
+    END IF;
+    removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
+    IF cardinality(removed) > 0 THEN
+        PERFORM filegc.note_released(removed);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -89,7 +94,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- BEFORE TRUNCATE, FOR EACH STATEMENT: schedules the paths only this table referenced.
+-- BEFORE TRUNCATE, FOR EACH STATEMENT: the rows are still there, so their
+-- paths are noted as released.
 CREATE FUNCTION filegc.truncate_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -97,5 +103,3 @@ BEGIN
     RETURN NULL;
 END
 $$;
-
-REVOKE EXECUTE ON FUNCTION filegc.references_trigger(), filegc.truncate_trigger() FROM PUBLIC;

@@ -13,46 +13,61 @@ use crate::db::DbError;
 /// The version of filegc this sweeper installs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The statements one release adds to the one before it.
-struct Release {
+/// The current definition of every object, in the order a new install
+/// needs them: the files the extension includes, with the portable path
+/// rules and triggers in place of the Rust ones.
+const CURRENT: &[(&str, &str)] = &[
+    (
+        "portable/ref_path.sql",
+        include_str!("../../sql/portable/ref_path.sql"),
+    ),
+    ("paths.sql", include_str!("../../sql/paths.sql")),
+    ("schema.sql", include_str!("../../sql/schema.sql")),
+    ("settings.sql", include_str!("../../sql/settings.sql")),
+    ("references.sql", include_str!("../../sql/references.sql")),
+    ("notes.sql", include_str!("../../sql/notes.sql")),
+    (
+        "portable/triggers.sql",
+        include_str!("../../sql/portable/triggers.sql"),
+    ),
+    ("tracking.sql", include_str!("../../sql/tracking.sql")),
+    ("queue.sql", include_str!("../../sql/queue.sql")),
+    ("trash.sql", include_str!("../../sql/trash.sql")),
+    ("inventory.sql", include_str!("../../sql/inventory.sql")),
+    ("reports.sql", include_str!("../../sql/reports.sql")),
+    ("cleanup.sql", include_str!("../../sql/cleanup.sql")),
+    ("install.sql", include_str!("../../sql/install.sql")),
+    ("grants.sql", include_str!("../../sql/grants.sql")),
+    ("event_triggers.sql", include_str!("../../sql/event_triggers.sql")),
+];
+
+/// The first release with the portable engine, exactly as it installed:
+/// every upgrade starts from there.
+const FIRST_RELEASE: &str = "0.1.0";
+const FIRST_RELEASE_SCRIPT: &str = include_str!("../../sql/archive/portable--0.1.0.sql");
+
+/// The statements that take an install from the release before to `version`.
+struct Upgrade {
     version: &'static str,
     parts: &'static [(&'static str, &'static str)],
 }
 
-/// Every release in order. The first one is the extension's first release
-/// with the portable engine in place of the Rust one; each later release is
-/// the extension's upgrade script, plus any change of the portable engine
-/// (which then goes in a file of its own under sql/portable/).
-const RELEASES: &[Release] = &[
-    Release {
-        version: "0.1.0",
-        parts: &[
-            ("schema.sql", include_str!("../../sql/schema.sql")),
-            (
-                "portable/ref_path.sql",
-                include_str!("../../sql/portable/ref_path.sql"),
-            ),
-            (
-                "portable/triggers.sql",
-                include_str!("../../sql/portable/triggers.sql"),
-            ),
-            ("references.sql", include_str!("../../sql/references.sql")),
-        ],
-    },
-    Release {
-        version: "0.2.0",
-        parts: &[
-            (
-                "portable/filegc--0.1.0--0.2.0.sql",
-                include_str!("../../sql/portable/filegc--0.1.0--0.2.0.sql"),
-            ),
-            (
-                "filegc--0.1.0--0.2.0.sql",
-                include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
-            ),
-        ],
-    },
-];
+/// Every upgrade in order: the extension's upgrade script, after the
+/// portable engine's own changes (which go in a file of their own under
+/// sql/portable/).
+const UPGRADES: &[Upgrade] = &[Upgrade {
+    version: "0.2.0",
+    parts: &[
+        (
+            "portable/filegc--0.1.0--0.2.0.sql",
+            include_str!("../../sql/portable/filegc--0.1.0--0.2.0.sql"),
+        ),
+        (
+            "filegc--0.1.0--0.2.0.sql",
+            include_str!("../../sql/filegc--0.1.0--0.2.0.sql"),
+        ),
+    ],
+}];
 
 /// A version this sweeper has no script for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +81,12 @@ pub enum UnknownRelease {
 }
 
 fn known_versions() -> String {
-    RELEASES
-        .iter()
-        .map(|release| release.version)
-        .collect::<Vec<_>>()
-        .join(", ")
+    versions().collect::<Vec<_>>().join(", ")
+}
+
+/// Every release, oldest first.
+fn versions() -> impl Iterator<Item = &'static str> {
+    std::iter::once(FIRST_RELEASE).chain(UPGRADES.iter().map(|upgrade| upgrade.version))
 }
 
 /// The numbers of a dotted version, which order releases.
@@ -81,61 +97,67 @@ fn numbers_of(version: &str) -> Vec<u64> {
         .collect()
 }
 
-fn release_index(version: &str) -> Option<usize> {
-    RELEASES
-        .iter()
-        .position(|release| release.version == version)
+/// How many upgrades lie between the first release and `version`.
+fn upgrades_to(version: &str) -> Option<usize> {
+    versions().position(|known| known == version)
 }
 
-fn append_parts(script: &mut String, releases: &[Release]) {
-    for release in releases {
-        for (name, text) in release.parts {
-            script.push_str(&format!("\n-- sql/{name}\n{text}\n"));
-        }
+fn append_parts(script: &mut String, parts: &[(&str, &str)]) {
+    for (name, text) in parts {
+        script.push_str(&format!("\n-- sql/{name}\n{text}\n"));
     }
 }
 
-/// The script `filegc install-sql` prints and `--apply` runs in one transaction.
+fn append_upgrades(script: &mut String, upgrades: &[Upgrade]) {
+    for upgrade in upgrades {
+        append_parts(script, upgrade.parts);
+    }
+}
+
+/// The script `filegc install-sql` prints and `--apply` runs in one
+/// transaction: the current definition of every object.
 pub fn install_script() -> String {
-    install_script_of(VERSION).expect("the sweeper's own version is a release")
+    let mut script = format!(
+        "-- filegc {VERSION}, portable install: run it as the owner of the application's tables.\n\
+         CREATE SCHEMA filegc;\n"
+    );
+    append_parts(&mut script, CURRENT);
+    script.push_str(&format!(
+        "\n-- The portable install records its version; filegc.version() reads it.\n\
+         CREATE TABLE filegc.portable_install (version text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());\n\
+         INSERT INTO filegc.portable_install (version) VALUES ('{VERSION}');\n"
+    ));
+    script
 }
 
 /// A new portable install of one release, as that release would have
 /// installed it; upgrading from an older install starts from here.
 pub fn install_script_of(version: &str) -> Result<String, UnknownRelease> {
-    let last = release_index(version).ok_or_else(|| UnknownRelease::Unknown(version.to_owned()))?;
-    let mut script = format!(
-        "-- filegc {version}, portable install: run it as the owner of the application's tables.\n\
-         CREATE SCHEMA filegc;\n"
-    );
-    append_parts(&mut script, &RELEASES[..=last]);
-    script.push_str(&format!(
-        "\n-- The portable install records its version; filegc.version() reads it.\n\
-         CREATE TABLE filegc.portable_install (version text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());\n\
-         INSERT INTO filegc.portable_install (version) VALUES ('{version}');\n\
-         -- Keeping filegc.tracked in step with DROP TABLE needs an event trigger, which needs a superuser.\n\
-         DO $$ BEGIN\n\
-             IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN\n\
-                 CREATE EVENT TRIGGER filegc_forget_dropped ON sql_drop EXECUTE FUNCTION filegc.forget_dropped();\n\
-             ELSE\n\
-                 RAISE NOTICE 'filegc: not a superuser, so no event trigger: after DROP TABLE of a tracked table, run DELETE FROM filegc.tracked WHERE NOT EXISTS (SELECT FROM pg_class WHERE oid = table_name)';\n\
-             END IF;\n\
-         END $$;\n"
-    ));
+    if version == VERSION {
+        return Ok(install_script());
+    }
+    let upgrades = upgrades_to(version).ok_or_else(|| UnknownRelease::Unknown(version.to_owned()))?;
+    let mut script = FIRST_RELEASE_SCRIPT.to_owned();
+    if upgrades > 0 {
+        append_upgrades(&mut script, &UPGRADES[..upgrades]);
+        script.push_str(&format!(
+            "\nUPDATE filegc.portable_install SET version = '{version}', installed_at = now();\n"
+        ));
+    }
     Ok(script)
 }
 
 /// The script that takes a portable install of `from` to this sweeper's
 /// version in place: the releases after `from`, then the new version number.
 pub fn upgrade_script(from: &str) -> Result<String, UnknownRelease> {
-    let installed = release_index(from).ok_or_else(|| {
+    let installed = upgrades_to(from).ok_or_else(|| {
         if numbers_of(from) > numbers_of(VERSION) {
             UnknownRelease::Newer(from.to_owned())
         } else {
             UnknownRelease::Unknown(from.to_owned())
         }
     })?;
-    let current = release_index(VERSION).expect("the sweeper's own version is a release");
+    let current = upgrades_to(VERSION).expect("the sweeper's own version is a release");
     let mut script = format!(
         "-- filegc portable install: upgrade from {from} to {VERSION}, in place; run it as the owner of the application's tables.\n\
          -- Fails at once if the installed version is not {from}.\n\
@@ -145,7 +167,7 @@ pub fn upgrade_script(from: &str) -> Result<String, UnknownRelease> {
              END IF;\n\
          END $$;\n"
     );
-    append_parts(&mut script, &RELEASES[installed + 1..=current]);
+    append_upgrades(&mut script, &UPGRADES[installed..current]);
     script.push_str(&format!(
         "\nUPDATE filegc.portable_install SET version = '{VERSION}', installed_at = now();\n"
     ));
@@ -286,7 +308,7 @@ mod tests {
     #[test]
     fn the_script_has_every_part_once_and_nothing_only_the_extension_may_run() {
         let script = install_script();
-        for (name, _) in RELEASES.iter().flat_map(|release| release.parts) {
+        for (name, _) in CURRENT {
             assert_eq!(
                 script.matches(&format!("-- sql/{name}\n")).count(),
                 1,
@@ -298,15 +320,16 @@ mod tests {
             "only CREATE EXTENSION may register dumps"
         );
         assert!(!script.contains("MODULE_PATHNAME"), "no C functions");
+        assert!(
+            !script.contains("filegc--"),
+            "a new install runs no upgrade script"
+        );
         assert!(script.contains("INSERT INTO filegc.portable_install (version) VALUES ('0.2.0')"));
     }
 
     #[test]
     fn the_last_release_is_the_version_this_sweeper_installs() {
-        assert_eq!(
-            RELEASES.last().map(|release| release.version),
-            Some(VERSION)
-        );
+        assert_eq!(versions().last(), Some(VERSION));
     }
 
     #[test]
@@ -329,6 +352,7 @@ mod tests {
     #[test]
     fn an_older_release_installs_without_the_later_scripts() {
         let script = install_script_of("0.1.0").unwrap();
+        assert_eq!(script, FIRST_RELEASE_SCRIPT, "the first release as it installed");
         assert!(script.contains("-- sql/references.sql\n"));
         assert!(!script.contains("-- sql/filegc--0.1.0--0.2.0.sql\n"));
         assert!(script.contains("INSERT INTO filegc.portable_install (version) VALUES ('0.1.0')"));

@@ -1,0 +1,258 @@
+-- filegc: the writers' side. Whatever the application's transaction does
+-- with tracked values, its triggers take the shared locks of point 1 of the
+-- lock protocol (references.sql) and write only into filegc.notes: a table
+-- without a unique index or a row that anyone updates, so the application's
+-- writes never wait for one another because of filegc, never deadlock
+-- through it, and never fail with a serialization error at REPEATABLE READ
+-- or SERIALIZABLE. The sweeper turns the notes into deletions,
+-- cancellations, restore requests and recorded invalid values
+-- (filegc.process_notes) before it claims anything.
+--
+-- The row triggers themselves are the engine's (Rust in the extension,
+-- sql/portable/triggers.sql in the portable install); both call the
+-- functions here.
+
+-- Wakes a sweeper that listens (filegc run). A transaction that sent a
+-- NOTIFY cannot PREPARE TRANSACTION; where prepared transactions are
+-- enabled, the sweeper finds the notes at its next interval instead.
+CREATE FUNCTION filegc.wake_sweeper() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('max_prepared_transactions') = '0' THEN
+        PERFORM pg_notify('filegc', 'notes');
+    END IF;
+END
+$$;
+
+-- Point 1 of the lock protocol, and the notes of what entered a row: the
+-- SHARED lock of every path entering a row and of every file name an
+-- invalid value entering it may mean. At READ COMMITTED a path is noted only
+-- when a deletion of it may be open or its file in the trash (the sweeper
+-- then cancels the deletion or brings the file back; a path that left a row
+-- moments ago is not scheduled at all while a row references it again); at
+-- REPEATABLE READ and SERIALIZABLE the writer reads nothing that other
+-- transactions write, so it notes every path and lets the sweeper sort them
+-- out. (Column names come as text: a name[] argument would give the call the
+-- collation "C", and the path comparisons below could not use the
+-- tombstones' index, which has the database's.)
+CREATE FUNCTION filegc.note_entered(tbl regclass, paths text[], invalid_columns text[], invalid_values text[],
+                                    invalid_problems text[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    names text[] := ARRAY(SELECT DISTINCT n FROM unnest(invalid_values) AS v, filegc.protected_name(v) AS n
+                           WHERE n IS NOT NULL);
+    wanted integer := coalesce(cardinality(paths), 0) + cardinality(names);
+    noted text[];
+BEGIN
+    IF wanted > 0 AND filegc.reserve_path_locks(wanted) THEN
+        PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p)) FROM unnest(paths) AS p;
+        PERFORM pg_advisory_xact_lock_shared(filegc.name_lock_class(), hashtext(n)) FROM unnest(names) AS n;
+    END IF;
+    IF coalesce(cardinality(paths), 0) > 0 THEN
+        IF current_setting('transaction_isolation') = 'read committed' THEN
+            -- Scalar subqueries, so that each path is an index probe: the
+            -- generic plan of EXISTS hashed every note for every row.
+            noted := ARRAY(
+                SELECT p FROM unnest(paths) AS p
+                 WHERE (SELECT true FROM filegc.tombstones t
+                         WHERE t.path = p
+                           AND (t.state IN ('pending', 'claimed')
+                                OR (t.state = 'done' AND t.outcome = 'trashed'
+                                    AND t.restored_at IS NULL AND t.purged_at IS NULL))
+                         LIMIT 1));
+        ELSE
+            noted := paths;
+        END IF;
+        IF cardinality(noted) > 0 THEN
+            INSERT INTO filegc.notes (kind, path) SELECT 'e', p FROM unnest(noted) AS p;
+            PERFORM filegc.wake_sweeper();
+        END IF;
+    END IF;
+    IF coalesce(cardinality(invalid_values), 0) > 0 THEN
+        INSERT INTO filegc.notes (kind, table_name, column_name, value, problem, name)
+        SELECT 'i', tbl, c, v, p, filegc.protected_name(v)
+          FROM unnest(invalid_columns, invalid_values, invalid_problems) AS u(c, v, p);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.note_entered(regclass, text[], text[], text[], text[]) IS
+    'Internal, for the triggers: locks and notes the paths and invalid values that entered a row';
+
+-- Notes paths that left rows; the sweeper schedules those no row references
+-- any more.
+CREATE FUNCTION filegc.note_released(paths text[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    noted integer;
+BEGIN
+    INSERT INTO filegc.notes (kind, path) SELECT DISTINCT 'r', p FROM unnest(paths) AS p WHERE p IS NOT NULL;
+    GET DIAGNOSTICS noted = ROW_COUNT;
+    IF noted > 0 THEN
+        PERFORM filegc.wake_sweeper();
+    END IF;
+    RETURN noted;
+END
+$$;
+COMMENT ON FUNCTION filegc.note_released(text[]) IS
+    'Internal, for the triggers: notes paths that left rows';
+
+-- When a trigger cannot read a tracked column (renamed without the event
+-- trigger that follows renames), it cannot tell which paths its row holds:
+-- it holds every path instead, until its transaction ends, so the final
+-- check waits for it, and warns. The application's write goes on.
+CREATE FUNCTION filegc.hold_every_path(tbl regclass, col name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
+    RAISE WARNING 'filegc: % has no column "%" any more, which filegc tracks; this transaction holds off every deletion until it ends',
+        tbl, col
+        USING HINT = 'SELECT filegc.sync_tracking() follows a renamed column; filegc.untrack() forgets a dropped one.';
+END
+$$;
+COMMENT ON FUNCTION filegc.hold_every_path(regclass, name) IS
+    'Internal, for the triggers: holds off every deletion while a tracked column cannot be read';
+
+-- BEFORE TRUNCATE: the rows are still there, so list their paths.
+CREATE FUNCTION filegc.release_table(tbl regclass) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN filegc.note_released(
+        filegc.paths_in(tbl, ARRAY(SELECT t FROM filegc.tracked t WHERE t.table_name = tbl)));
+END
+$$;
+
+-- What filegc.track() finds in a column it starts tracking (the triggers
+-- write notes instead).
+CREATE FUNCTION filegc.record_invalid_refs(tbl regclass, columns name[], stored_values text[], problems text[])
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO filegc.invalid_values AS i (table_name, column_name, value, problem, value_key, name)
+    SELECT DISTINCT ON (c, md5(v)) tbl, c, v, p, md5(v), filegc.protected_name(v)
+      FROM unnest(columns, stored_values, problems) AS u(c, v, p)
+        ON CONFLICT (table_name, column_name, value_key)
+        DO UPDATE SET last_seen_at = now(), problem = EXCLUDED.problem
+$$;
+
+CREATE VIEW filegc.invalid_refs AS
+SELECT v.table_name, v.column_name, v.value, v.problem, v.first_seen_at, v.last_seen_at
+  FROM filegc.invalid_values v
+UNION ALL
+SELECT n.table_name, n.column_name, n.value, min(n.problem), min(n.noted_at), max(n.noted_at)
+  FROM filegc.notes n
+ WHERE n.kind = 'i'
+   AND NOT EXISTS (SELECT FROM filegc.invalid_values v
+                    WHERE v.table_name = n.table_name AND v.column_name = n.column_name AND v.value_key = md5(n.value))
+ GROUP BY n.table_name, n.column_name, n.value;
+COMMENT ON VIEW filegc.invalid_refs IS
+    'Values in tracked columns that cannot name a file under the volume root: never references, and the file names they may mean are never deleted';
+
+-- Rows written into the view go to the table: a dump of 0.1.0, where
+-- invalid_refs was the table, restores its rows into this release
+-- (pg_dump writes CREATE EXTENSION without a version, so the restore
+-- creates the newest one and then COPYs into filegc.invalid_refs).
+CREATE FUNCTION filegc.invalid_refs_insert() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO filegc.invalid_values AS i
+                (table_name, column_name, value, problem, first_seen_at, last_seen_at, value_key, name)
+    VALUES (NEW.table_name, NEW.column_name, NEW.value, NEW.problem,
+            coalesce(NEW.first_seen_at, now()), coalesce(NEW.last_seen_at, now()),
+            md5(NEW.value), filegc.protected_name(NEW.value))
+        ON CONFLICT (table_name, column_name, value_key)
+        DO UPDATE SET first_seen_at = least(i.first_seen_at, EXCLUDED.first_seen_at),
+                      last_seen_at = greatest(i.last_seen_at, EXCLUDED.last_seen_at);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION filegc.invalid_refs_insert() IS
+    'Internal: rows written into the view filegc.invalid_refs (a restored dump of 0.1.0) go to filegc.invalid_values';
+CREATE TRIGGER invalid_refs_insert INSTEAD OF INSERT ON filegc.invalid_refs
+    FOR EACH ROW EXECUTE FUNCTION filegc.invalid_refs_insert();
+
+-- Every file name an invalid reference may mean, processed or not.
+CREATE VIEW filegc.protected_names AS
+SELECT v.name FROM filegc.invalid_values v WHERE v.name IS NOT NULL
+UNION
+SELECT n.name FROM filegc.notes n WHERE n.kind = 'i' AND n.name IS NOT NULL;
+COMMENT ON VIEW filegc.protected_names IS
+    'Internal: file names that an invalid reference (filegc.invalid_refs) may mean; no route deletes a file with such a name';
+
+-- The notes become what they mean, in a READ COMMITTED transaction:
+-- invalid values are recorded, released paths scheduled after
+-- unreferenced_delay (counted from when they left their rows), and paths
+-- that entered rows and are referenced now cancel their pending deletion
+-- and ask their trashed copy back. Two processors at once (two sweepers)
+-- take different notes and never wait for each other's: each writes in path
+-- order, so neither can hold what the other waits for. Processed in either
+-- order, a release and a later entry of the same path can at worst leave a
+-- deletion open that the final check then skips.
+CREATE FUNCTION filegc.process_notes() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    released text[];
+    released_at timestamptz[];
+    unreferenced text[];
+    entered text[];
+    delay interval;
+    wanted text[];
+BEGIN
+    WITH taken AS (
+        DELETE FROM filegc.notes n
+         WHERE n.ctid = ANY (ARRAY(SELECT x.ctid FROM filegc.notes x FOR UPDATE SKIP LOCKED))
+        RETURNING n.*
+    ), recorded AS (
+        INSERT INTO filegc.invalid_values AS v (table_name, column_name, value, problem, first_seen_at, last_seen_at,
+                                                value_key, name)
+        SELECT DISTINCT ON (t.table_name, t.column_name, md5(t.value))
+               t.table_name, t.column_name, t.value, t.problem, t.noted_at, t.noted_at, md5(t.value), t.name
+          FROM taken t
+         WHERE t.kind = 'i' AND (SELECT true FROM pg_class c WHERE c.oid = t.table_name)
+         ORDER BY t.table_name, t.column_name, md5(t.value), t.noted_at DESC
+            ON CONFLICT (table_name, column_name, value_key)
+            DO UPDATE SET last_seen_at = greatest(v.last_seen_at, EXCLUDED.last_seen_at), problem = EXCLUDED.problem
+    )
+    SELECT array_agg(t.path) FILTER (WHERE t.kind = 'r'),
+           array_agg(t.noted_at) FILTER (WHERE t.kind = 'r'),
+           array_agg(DISTINCT t.path) FILTER (WHERE t.kind = 'e')
+      INTO released, released_at, entered
+      FROM taken t;
+
+    IF released IS NOT NULL THEN
+        -- Scheduled when no committed row references them now: a note is
+        -- read only after its transaction committed, so a row that still
+        -- held the path then either is seen here or was being deleted by a
+        -- transaction that notes the path itself.
+        unreferenced := filegc.unreferenced_among(ARRAY(SELECT DISTINCT p FROM unnest(released) AS p));
+        delay := filegc.setting('unreferenced_delay')::interval;
+        INSERT INTO filegc.tombstones (path, reason, created_at, due_at)
+        SELECT r.path, 'unreferenced', min(r.noted_at), min(r.noted_at) + delay
+          FROM unnest(released, released_at) AS r(path, noted_at)
+         WHERE r.path = ANY (unreferenced)
+         GROUP BY r.path
+         ORDER BY r.path
+            ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
+    END IF;
+
+    IF entered IS NOT NULL THEN
+        wanted := ARRAY(SELECT p FROM unnest(entered) AS p
+                         WHERE p <> ALL (filegc.unreferenced_among(entered)));
+        UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
+          FROM (SELECT x.id FROM filegc.tombstones x
+                 WHERE x.path = ANY (wanted) AND x.state = 'pending'
+                 ORDER BY x.path, x.id FOR UPDATE SKIP LOCKED) AS l
+         WHERE t.id = l.id;
+        UPDATE filegc.tombstones t SET restore_requested_at = now()
+          FROM (SELECT x.id FROM filegc.tombstones x
+                 WHERE x.path = ANY (wanted) AND x.state = 'done' AND x.outcome = 'trashed'
+                   AND x.restore_requested_at IS NULL AND x.restored_at IS NULL AND x.purged_at IS NULL
+                 ORDER BY x.path, x.id FOR UPDATE SKIP LOCKED) AS l
+         WHERE t.id = l.id;
+        IF FOUND THEN
+            PERFORM pg_notify('filegc', 'restore');
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION filegc.process_notes() IS
+    'Sweeper protocol: turns the triggers'' notes into deletions, cancellations, restore requests and recorded invalid values';
