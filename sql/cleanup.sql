@@ -13,6 +13,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION filegc.require_scan() IS
+    'Internal: raises an error until the sweeper has reported a scan of the volume';
 
 -- The circuit breaker: one call may schedule at most max_delete_fraction of
 -- the managed files in the latest scan, unless forced. Files filegc does
@@ -45,6 +47,8 @@ BEGIN
                      'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
 END
 $$;
+COMMENT ON FUNCTION filegc.check_breaker(bigint, bigint, boolean, text) IS
+    'Internal: the circuit breaker; raises an error when a call would schedule more than max_delete_fraction of the managed files, unless forced';
 
 -- What both cleanups do once they know their candidates: list them (dry
 -- run), or pass the breaker and schedule them, and return the files.
@@ -68,6 +72,8 @@ BEGIN
      ORDER BY i.modified_at, i.path;
 END
 $$;
+COMMENT ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) IS
+    'Internal: what both cleanups do with their candidates: list them, or pass the breaker and schedule them';
 
 -- The cleanups read filegc.files, which hashes every referenced path to
 -- join it with the inventory: a million paths spill to disk in batches

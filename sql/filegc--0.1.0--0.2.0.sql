@@ -2347,3 +2347,82 @@ BEGIN
 END
 $$;
 SELECT filegc.sync_tracking();
+
+------------------------------------------------------------------------------
+-- Every object has a comment; internal ones say so
+------------------------------------------------------------------------------
+
+COMMENT ON FUNCTION filegc.file_name(text) IS
+    'Internal: the last segment of a path (its file name)';
+COMMENT ON FUNCTION filegc.ref_path(text, text[]) IS
+    'The path a stored value references, relative to the volume root; NULL when it references nothing or cannot be a reference';
+COMMENT ON FUNCTION filegc.ref_paths(text[], text[]) IS
+    'The paths an array of stored values references (NULLs and invalid values left out, duplicates kept once)';
+COMMENT ON FUNCTION filegc.ref_path_problem(text, text[]) IS
+    'Why a stored value cannot be a reference; NULL when it is one or is empty';
+COMMENT ON FUNCTION filegc.managed_regex() IS
+    'Internal: the managed_patterns setting as one case-insensitive regular expression over relative paths';
+COMMENT ON FUNCTION filegc.settings_write() IS
+    'Internal: makes the view filegc.settings writable (UPDATE changes a setting, DELETE resets it)';
+COMMENT ON FUNCTION filegc.path_lock_class() IS
+    'Internal: the advisory-lock class of path locks (point 1 and 2 of the lock protocol in references.sql)';
+COMMENT ON FUNCTION filegc.escalation_lock_class() IS
+    'Internal: the advisory-lock class of the escalation lock a transaction takes past max_path_locks() path locks';
+COMMENT ON FUNCTION filegc.max_path_locks() IS
+    'Internal: how many path locks one transaction takes before it escalates';
+COMMENT ON FUNCTION filegc.path_lock_key(text) IS
+    'Internal: the advisory-lock key of a path, in the class filegc.path_lock_class()';
+COMMENT ON FUNCTION filegc.reserve_path_locks(integer) IS
+    'Internal, for the triggers: counts this transactions path locks; false, with the escalation lock taken, past max_path_locks()';
+COMMENT ON FUNCTION filegc.reference_expression(name, boolean, text[]) IS
+    'Internal: the expression that maps a tracked column to its references, as the index, the probes and the listings use it';
+COMMENT ON FUNCTION filegc.reference_rows_query(regclass, filegc.tracked[]) IS
+    'Internal: the query that lists (path, source) for the given tracked columns of one table';
+COMMENT ON FUNCTION filegc.paths_in(regclass, filegc.tracked[]) IS
+    'Internal: the distinct paths the given tracked columns of one table reference';
+COMMENT ON FUNCTION filegc.unreferenced_probe(regclass) IS
+    'Internal: the query that finds which candidate paths no tracked column references (one index probe per path and column)';
+COMMENT ON FUNCTION filegc.unreferenced_among(text[], regclass) IS
+    'Internal: the paths among the given ones that no tracked column references';
+COMMENT ON FUNCTION filegc.reference_rows() IS
+    'Internal: every (path, source) of every tracked column, computed from the rows; read filegc.references';
+COMMENT ON FUNCTION filegc.wake_sweeper() IS
+    'Internal: wakes a listening sweeper (NOTIFY filegc), unless prepared transactions are enabled';
+COMMENT ON FUNCTION filegc.release_table(regclass) IS
+    'Internal, for the TRUNCATE trigger: notes every path of a tables rows as released';
+COMMENT ON FUNCTION filegc.record_invalid_refs(regclass, name[], text[], text[]) IS
+    'Internal: records the invalid values filegc.track() finds in a column it starts tracking';
+COMMENT ON FUNCTION filegc.references_trigger() IS
+    'Internal: the row trigger filegc.track() installs on tracked tables; it locks and notes the paths that enter and leave rows';
+COMMENT ON FUNCTION filegc.truncate_trigger() IS
+    'Internal: the TRUNCATE trigger filegc.track() installs on tracked tables; it notes the paths of the rows as released';
+COMMENT ON FUNCTION filegc.find_reference_index(regclass, name, boolean, text[]) IS
+    'Internal: an existing valid index on exactly the reference expression of a column, if there is one';
+COMMENT ON FUNCTION filegc.install_triggers(regclass) IS
+    'Internal: (re)creates the triggers of a table from its tracked columns';
+COMMENT ON FUNCTION filegc.forget_dropped() IS
+    'Internal: the event trigger filegc_forget_dropped, which forgets dropped tables and columns';
+COMMENT ON FUNCTION filegc.untrack(regclass, name, boolean) IS
+    'Stops tracking a column (and the same column of the tables inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the columns paths unless force';
+COMMENT ON FUNCTION filegc.schedule_now(text[], text, boolean) IS
+    'Internal: writes deletions due now for the given paths; returns the paths it scheduled';
+COMMENT ON FUNCTION filegc.restore_requests() IS
+    'Sweeper protocol: the trashed files someone asked back';
+COMMENT ON FUNCTION filegc.purge_due(interval) IS
+    'Sweeper protocol: trashed files older than trash_retention that nobody asked back';
+COMMENT ON FUNCTION filegc.trash_done(bigint[], bigint[]) IS
+    'Sweeper protocol: records the restores and purges of a batch';
+COMMENT ON FUNCTION filegc.start_run(text, text, text) IS
+    'Sweeper protocol: records the start of a scan, sweep, purge or scheduled cleanup; returns its id';
+COMMENT ON FUNCTION filegc.finish_run(bigint, bigint, bigint, bigint, bigint) IS
+    'Sweeper protocol: records the end of a run and what it did';
+COMMENT ON FUNCTION filegc.finish_scan(bigint, bigint) IS
+    'Sweeper protocol: merges the files a scan copied into filegc.inventory_staging into the inventory and finishes the run';
+COMMENT ON FUNCTION filegc.require_scan() IS
+    'Internal: raises an error until the sweeper has reported a scan of the volume';
+COMMENT ON FUNCTION filegc.check_breaker(bigint, bigint, boolean, text) IS
+    'Internal: the circuit breaker; raises an error when a call would schedule more than max_delete_fraction of the managed files, unless forced';
+COMMENT ON FUNCTION filegc.run_cleanup(text[], text, boolean, boolean, boolean, text) IS
+    'Internal: what both cleanups do with their candidates: list them, or pass the breaker and schedule them';
+COMMENT ON FUNCTION filegc.keep_in_dumps(regclass) IS
+    'Internal: registers a table of operator data with pg_dump (inside CREATE or ALTER EXTENSION only)';

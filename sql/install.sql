@@ -26,6 +26,8 @@ EXCEPTION WHEN feature_not_supported THEN
     NULL;
 END
 $$;
+COMMENT ON FUNCTION filegc.keep_in_dumps(regclass) IS
+    'Internal: registers a table of operator data with pg_dump (inside CREATE or ALTER EXTENSION only)';
 
 -- The tables whose rows are the operator's data, and their sequences:
 -- pg_dump saves them, while CREATE EXTENSION recreates the rest on restore.

@@ -6,6 +6,8 @@ CREATE FUNCTION filegc.start_run(kind text, worker text, volume_path text) RETUR
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO filegc.runs (kind, worker, volume_path) VALUES (kind, worker, volume_path) RETURNING id
 $$;
+COMMENT ON FUNCTION filegc.start_run(text, text, text) IS
+    'Sweeper protocol: records the start of a scan, sweep, purge or scheduled cleanup; returns its id';
 
 CREATE FUNCTION filegc.finish_run(run_id bigint, files_seen bigint, files_deleted bigint, bytes_freed bigint, errors bigint)
 RETURNS void
@@ -14,6 +16,8 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
        SET finished_at = now(), files_seen = $2, files_deleted = $3, bytes_freed = $4, errors = $5
      WHERE id = run_id AND finished_at IS NULL
 $$;
+COMMENT ON FUNCTION filegc.finish_run(bigint, bigint, bigint, bigint, bigint) IS
+    'Sweeper protocol: records the end of a run and what it did';
 
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
@@ -86,6 +90,8 @@ BEGIN
     RETURN QUERY SELECT scanned_files, scanned_bytes;
 END
 $$;
+COMMENT ON FUNCTION filegc.finish_scan(bigint, bigint) IS
+    'Sweeper protocol: merges the files a scan copied into filegc.inventory_staging into the inventory and finishes the run';
 
 CREATE FUNCTION filegc.report_volume(worker text, volume_path text, total_bytes bigint, used_bytes bigint,
                                      free_bytes bigint, trash_files bigint, trash_bytes bigint)

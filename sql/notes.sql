@@ -23,6 +23,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION filegc.wake_sweeper() IS
+    'Internal: wakes a listening sweeper (NOTIFY filegc), unless prepared transactions are enabled';
 
 -- Point 1 of the lock protocol, and the notes of what entered a row: the
 -- SHARED lock of every path entering a row and of every file name an
@@ -121,6 +123,8 @@ BEGIN
         filegc.paths_in(tbl, ARRAY(SELECT t FROM filegc.tracked t WHERE t.table_name = tbl)));
 END
 $$;
+COMMENT ON FUNCTION filegc.release_table(regclass) IS
+    'Internal, for the TRUNCATE trigger: notes every path of a tables rows as released';
 
 -- What filegc.track() finds in a column it starts tracking (the triggers
 -- write notes instead).
@@ -133,6 +137,8 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         ON CONFLICT (table_name, column_name, value_key)
         DO UPDATE SET last_seen_at = now(), problem = EXCLUDED.problem
 $$;
+COMMENT ON FUNCTION filegc.record_invalid_refs(regclass, name[], text[], text[]) IS
+    'Internal: records the invalid values filegc.track() finds in a column it starts tracking';
 
 CREATE VIEW filegc.invalid_refs AS
 SELECT v.table_name, v.column_name, v.value, v.problem, v.first_seen_at, v.last_seen_at

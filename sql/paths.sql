@@ -13,6 +13,8 @@ CREATE FUNCTION filegc.file_name(path text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT reverse(split_part(reverse(path), '/', 1))
 $$;
+COMMENT ON FUNCTION filegc.file_name(text) IS
+    'Internal: the last segment of a path (its file name)';
 
 -- Whether a path is short enough to be a reference: no segment over 255
 -- bytes (a file name's limit) and at most 2,048 bytes in all (an index
@@ -55,3 +57,12 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                 ELSE left(value, 200) || format('... (%s characters)', length(value)) END
 $$;
 COMMENT ON FUNCTION filegc.shown_value(text) IS 'Internal: a stored value as a warning shows it, at most 200 characters';
+
+-- The engine's path rules (Rust in the extension, sql/portable/ref_path.sql
+-- in the portable install) are described here, the same for both.
+COMMENT ON FUNCTION filegc.ref_path(text, text[]) IS
+    'The path a stored value references, relative to the volume root; NULL when it references nothing or cannot be a reference';
+COMMENT ON FUNCTION filegc.ref_paths(text[], text[]) IS
+    'The paths an array of stored values references (NULLs and invalid values left out, duplicates kept once)';
+COMMENT ON FUNCTION filegc.ref_path_problem(text, text[]) IS
+    'Why a stored value cannot be a reference; NULL when it is one or is empty';

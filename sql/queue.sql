@@ -82,6 +82,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION filegc.schedule_now(text[], text, boolean) IS
+    'Internal: writes deletions due now for the given paths; returns the paths it scheduled';
 
 -- Claims up to `batch_size` due tombstones for `worker` for one lease,
 -- after turning the triggers' notes into tombstones. Tombstones whose lease

@@ -85,7 +85,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 64 $$;
 
 CREATE FUNCTION filegc.path_lock_key(path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(path) $$;
-COMMENT ON FUNCTION filegc.path_lock_key(text) IS 'The advisory-lock key of a path (in the classes filegc.path_lock_class() and filegc.order_lock_class())';
+COMMENT ON FUNCTION filegc.path_lock_key(text) IS
+    'Internal: the advisory-lock key of a path, in the class filegc.path_lock_class()';
 
 -- The count of a transaction's path locks lives in a setting, which any role
 -- can change: only a count this function could have written is trusted, and
@@ -108,6 +109,14 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION filegc.reserve_path_locks(integer) IS
+    'Internal, for the triggers: counts this transactions path locks; false, with the escalation lock taken, past max_path_locks()';
+COMMENT ON FUNCTION filegc.max_path_locks() IS
+    'Internal: how many path locks one transaction takes before it escalates';
+COMMENT ON FUNCTION filegc.escalation_lock_class() IS
+    'Internal: the advisory-lock class of the escalation lock a transaction takes past max_path_locks() path locks';
+COMMENT ON FUNCTION filegc.path_lock_class() IS
+    'Internal: the advisory-lock class of path locks (point 1 and 2 of the lock protocol in references.sql)';
 
 ------------------------------------------------------------------------------
 -- Asking the tracked columns
@@ -121,6 +130,8 @@ LANGUAGE sql IMMUTABLE AS $$
                        ELSE 'filegc.ref_path(%I, %L::text[])' END,
                   col, prefixes)
 $$;
+COMMENT ON FUNCTION filegc.reference_expression(name, boolean, text[]) IS
+    'Internal: the expression that maps a tracked column to its references, as the index, the probes and the listings use it';
 
 -- The rows of a tracked table, as a FROM item: a partitioned table with its
 -- partitions, any other without its inheritance children, which filegc
@@ -145,6 +156,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                ' UNION ALL ')
       FROM unnest(columns) AS t
 $$;
+COMMENT ON FUNCTION filegc.reference_rows_query(regclass, filegc.tracked[]) IS
+    'Internal: the query that lists (path, source) for the given tracked columns of one table';
 
 -- The distinct paths referenced by the given columns of one table.
 CREATE FUNCTION filegc.paths_in(tbl regclass, columns filegc.tracked[]) RETURNS text[]
@@ -161,6 +174,8 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION filegc.paths_in(regclass, filegc.tracked[]) IS
+    'Internal: the distinct paths the given tracked columns of one table reference';
 
 -- The query that finds which candidate paths ($1) no tracked column
 -- references: one index probe per candidate and column. Built in PL/pgSQL,
@@ -190,6 +205,8 @@ BEGIN
            AND (excluded IS NULL OR t.table_name <> excluded));
 END
 $$;
+COMMENT ON FUNCTION filegc.unreferenced_probe(regclass) IS
+    'Internal: the query that finds which candidate paths no tracked column references (one index probe per path and column)';
 
 -- The paths among `paths` that no tracked column references.
 CREATE FUNCTION filegc.unreferenced_among(paths text[], excluded regclass DEFAULT NULL) RETURNS text[]
@@ -204,6 +221,8 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION filegc.unreferenced_among(text[], regclass) IS
+    'Internal: the paths among the given ones that no tracked column references';
 
 CREATE FUNCTION filegc.is_referenced(path text) RETURNS boolean
 LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -229,6 +248,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION filegc.reference_rows() IS
+    'Internal: every (path, source) of every tracked column, computed from the rows; read filegc.references';
 
 CREATE VIEW filegc.references AS
 SELECT r.path,

@@ -187,6 +187,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT trim(p) AS pattern
               FROM unnest(string_to_array(filegc.setting('managed_patterns'), ',')) AS p) AS g
 $$;
+COMMENT ON FUNCTION filegc.managed_regex() IS
+    'Internal: the managed_patterns setting as one case-insensitive regular expression over relative paths';
 
 CREATE VIEW filegc.settings AS
 SELECT d.name,
@@ -237,6 +239,8 @@ BEGIN
     RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION filegc.settings_write() IS
+    'Internal: makes the view filegc.settings writable (UPDATE changes a setting, DELETE resets it)';
 CREATE TRIGGER settings_write INSTEAD OF INSERT OR UPDATE OR DELETE ON filegc.settings
     FOR EACH ROW EXECUTE FUNCTION filegc.settings_write();
 

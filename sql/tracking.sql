@@ -28,6 +28,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      ORDER BY ic.relname
      LIMIT 1
 $$;
+COMMENT ON FUNCTION filegc.find_reference_index(regclass, name, boolean, text[]) IS
+    'Internal: an existing valid index on exactly the reference expression of a column, if there is one';
 
 -- (Re)creates the triggers of a table from its tracked columns: one for
 -- INSERT and DELETE; one for UPDATE whenever the row changed, however it
@@ -88,6 +90,13 @@ BEGIN
     PERFORM set_config('filegc.changing_schema', coalesce(outer_change, ''), true);
 END
 $$;
+COMMENT ON FUNCTION filegc.install_triggers(regclass) IS
+    'Internal: (re)creates the triggers of a table from its tracked columns';
+-- The triggers it installs are the engine's (Rust, or sql/portable/triggers.sql).
+COMMENT ON FUNCTION filegc.references_trigger() IS
+    'Internal: the row trigger filegc.track() installs on tracked tables; it locks and notes the paths that enter and leave rows';
+COMMENT ON FUNCTION filegc.truncate_trigger() IS
+    'Internal: the TRUNCATE trigger filegc.track() installs on tracked tables; it notes the paths of the rows as released';
 
 -- Stops tracking one column of one table: its triggers and the index filegc
 -- made go, and the paths that lost their last reference are noted for
@@ -287,7 +296,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.untrack(regclass, name, boolean) IS
-    'Stops tracking a column (and the same column of the table''s inheritance children): removes its triggers and the index filegc created; returns how many paths lost their last reference and were scheduled, which past max_delete_fraction of the column''s paths takes force';
+    'Stops tracking a column (and the same column of the tables inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the columns paths unless force';
 
 -- Brings filegc in step with schema changes that would otherwise leave rows
 -- or writes out of its sight; the event trigger filegc_sync_tracking runs it
@@ -429,6 +438,8 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = i.table_name);
 END
 $$;
+COMMENT ON FUNCTION filegc.forget_dropped() IS
+    'Internal: the event trigger filegc_forget_dropped, which forgets dropped tables and columns';
 
 ------------------------------------------------------------------------------
 -- Seeing every row and every write

@@ -33,6 +33,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      WHERE t.restore_requested_at IS NOT NULL AND t.restored_at IS NULL AND t.purged_at IS NULL
      ORDER BY t.id
 $$;
+COMMENT ON FUNCTION filegc.restore_requests() IS
+    'Sweeper protocol: the trashed files someone asked back';
 
 -- For the sweeper, after each scan: asks back every trashed copy that must
 -- be kept now (a committed row references its path, or an invalid reference
@@ -85,6 +87,8 @@ BEGIN
      ORDER BY t.id;
 END
 $$;
+COMMENT ON FUNCTION filegc.purge_due(interval) IS
+    'Sweeper protocol: trashed files older than trash_retention that nobody asked back';
 
 -- Sweeper protocol for the trash: which trashed copies may be unlinked for
 -- good. Between listing a copy and unlinking it, a row may reference its path
@@ -155,3 +159,5 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     UPDATE filegc.tombstones SET restored_at = now() WHERE id = ANY (restored_ids) AND restored_at IS NULL;
     UPDATE filegc.tombstones SET purged_at = now() WHERE id = ANY (purged_ids) AND purged_at IS NULL;
 $$;
+COMMENT ON FUNCTION filegc.trash_done(bigint[], bigint[]) IS
+    'Sweeper protocol: records the restores and purges of a batch';

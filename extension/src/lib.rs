@@ -42,13 +42,21 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["paths"]);
-extension_sql_file!("../sql/settings.sql", name = "settings", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/settings.sql",
+    name = "settings",
+    requires = ["schema"]
+);
 extension_sql_file!(
     "../sql/references.sql",
     name = "references",
     requires = ["settings"]
 );
-extension_sql_file!("../sql/notes.sql", name = "notes", requires = ["references"]);
+extension_sql_file!(
+    "../sql/notes.sql",
+    name = "notes",
+    requires = ["references"]
+);
 extension_sql_file!(
     "../sql/extension/triggers.sql",
     name = "triggers",
@@ -75,8 +83,16 @@ extension_sql_file!(
     name = "reports",
     requires = ["inventory"]
 );
-extension_sql_file!("../sql/cleanup.sql", name = "cleanup", requires = ["reports"]);
-extension_sql_file!("../sql/install.sql", name = "install", requires = ["cleanup"]);
+extension_sql_file!(
+    "../sql/cleanup.sql",
+    name = "cleanup",
+    requires = ["reports"]
+);
+extension_sql_file!(
+    "../sql/install.sql",
+    name = "install",
+    requires = ["cleanup"]
+);
 extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["install"]);
 extension_sql_file!(
     "../sql/event_triggers.sql",

@@ -192,3 +192,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+COMMENT ON TABLE filegc.portable_install IS 'Internal: the version of this portable install; read filegc.version()';
+COMMENT ON FUNCTION filegc.json_values(jsonb, boolean) IS
+    'Internal, for the row trigger: a tracked column''s stored values from a row as JSON';

@@ -122,8 +122,6 @@ CREATE FUNCTION filegc.ref_path(value text, prefixes text[]) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT (filegc.normalize_ref(value, prefixes)).path
 $$;
-COMMENT ON FUNCTION filegc.ref_path(text, text[]) IS
-    'The path a stored value references, relative to the volume root; NULL when it references nothing or cannot be a reference';
 
 CREATE FUNCTION filegc.ref_paths(stored_values text[], prefixes text[]) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -131,12 +129,8 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = p
       FROM unnest(stored_values) AS v, filegc.ref_path(v, prefixes) AS p
      WHERE p IS NOT NULL
 $$;
-COMMENT ON FUNCTION filegc.ref_paths(text[], text[]) IS
-    'The paths an array of stored values references (NULLs and invalid values left out, duplicates kept once)';
 
 CREATE FUNCTION filegc.ref_path_problem(value text, prefixes text[]) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT (filegc.normalize_ref(value, prefixes)).problem
 $$;
-COMMENT ON FUNCTION filegc.ref_path_problem(text, text[]) IS
-    'Why a stored value cannot be a reference; NULL when it is one or is empty';

@@ -93,6 +93,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ELSE ARRAY[value #>> '{}']
     END
 $$;
+COMMENT ON FUNCTION filegc.json_values(jsonb, boolean) IS
+    'Internal, for the row trigger: a tracked column''s stored values from a row as JSON';
 
 -- BEFORE TRUNCATE, FOR EACH STATEMENT: the rows are still there, so their
 -- paths are noted as released.

@@ -38,7 +38,10 @@ const CURRENT: &[(&str, &str)] = &[
     ("cleanup.sql", include_str!("../../sql/cleanup.sql")),
     ("install.sql", include_str!("../../sql/install.sql")),
     ("grants.sql", include_str!("../../sql/grants.sql")),
-    ("event_triggers.sql", include_str!("../../sql/event_triggers.sql")),
+    (
+        "event_triggers.sql",
+        include_str!("../../sql/event_triggers.sql"),
+    ),
 ];
 
 /// The first release with the portable engine, exactly as it installed:
@@ -125,6 +128,7 @@ pub fn install_script() -> String {
     script.push_str(&format!(
         "\n-- The portable install records its version; filegc.version() reads it.\n\
          CREATE TABLE filegc.portable_install (version text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now());\n\
+         COMMENT ON TABLE filegc.portable_install IS 'Internal: the version of this portable install; read filegc.version()';\n\
          INSERT INTO filegc.portable_install (version) VALUES ('{VERSION}');\n"
     ));
     script
@@ -136,7 +140,8 @@ pub fn install_script_of(version: &str) -> Result<String, UnknownRelease> {
     if version == VERSION {
         return Ok(install_script());
     }
-    let upgrades = upgrades_to(version).ok_or_else(|| UnknownRelease::Unknown(version.to_owned()))?;
+    let upgrades =
+        upgrades_to(version).ok_or_else(|| UnknownRelease::Unknown(version.to_owned()))?;
     let mut script = FIRST_RELEASE_SCRIPT.to_owned();
     if upgrades > 0 {
         append_upgrades(&mut script, &UPGRADES[..upgrades]);
@@ -352,7 +357,10 @@ mod tests {
     #[test]
     fn an_older_release_installs_without_the_later_scripts() {
         let script = install_script_of("0.1.0").unwrap();
-        assert_eq!(script, FIRST_RELEASE_SCRIPT, "the first release as it installed");
+        assert_eq!(
+            script, FIRST_RELEASE_SCRIPT,
+            "the first release as it installed"
+        );
         assert!(script.contains("-- sql/references.sql\n"));
         assert!(!script.contains("-- sql/filegc--0.1.0--0.2.0.sql\n"));
         assert!(script.contains("INSERT INTO filegc.portable_install (version) VALUES ('0.1.0')"));

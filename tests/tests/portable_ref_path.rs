@@ -14,22 +14,10 @@ fn database() -> &'static TestDb {
         let db = cluster().create_plain_database();
         let mut client = db.connect();
         client.batch_execute("CREATE SCHEMA filegc").unwrap();
-        // The portable rules as the current release has them: the first
-        // release's, then what each later release changed.
-        for (file, text) in [
-            (
-                "sql/portable/ref_path.sql",
-                include_str!("../../sql/portable/ref_path.sql"),
-            ),
-            (
-                "sql/portable/filegc--0.1.0--0.2.0.sql",
-                include_str!("../../sql/portable/filegc--0.1.0--0.2.0.sql"),
-            ),
-        ] {
-            client
-                .batch_execute(text)
-                .unwrap_or_else(|e| panic!("{file}: {:?}", e.as_db_error()));
-        }
+        // The current definition of the portable rules.
+        client
+            .batch_execute(include_str!("../../sql/portable/ref_path.sql"))
+            .unwrap_or_else(|e| panic!("sql/portable/ref_path.sql: {:?}", e.as_db_error()));
         db
     })
 }

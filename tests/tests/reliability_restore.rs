@@ -7,8 +7,8 @@
 //! dump of an older release restores into the new one (`pg_dump` writes
 //! `CREATE EXTENSION filegc` without a version) with the same protections.
 
-use filegc_tests::{cluster, Engine};
 use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database};
+use filegc_tests::{cluster, Engine};
 use postgres::Client;
 use std::process::Command;
 
@@ -28,7 +28,10 @@ fn a_restored_database_keeps_what_the_triggers_noted() {
         .query_one("SELECT count(*) FROM filegc.notes", &[])
         .unwrap()
         .get(0);
-    assert!(unprocessed >= 2, "the dump is taken before the sweeper processes the notes");
+    assert!(
+        unprocessed >= 2,
+        "the dump is taken before the sweeper processes the notes"
+    );
 
     let restored = cluster().create_plain_database();
     dump_and_restore(source.name(), restored.name());

@@ -233,3 +233,28 @@ fn released_scripts_are_never_edited() {
     }
     assert!(checked >= 1, "SHA256SUMS lists no released script");
 }
+
+#[test]
+fn every_function_view_and_table_says_what_it_is_for() {
+    let db = cluster().create_database();
+    let mut client = db.connect();
+    let silent: Vec<String> = client
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p
+              WHERE p.pronamespace = 'filegc'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+             UNION ALL
+             SELECT c.oid::regclass::text FROM pg_class c
+              WHERE c.relnamespace = 'filegc'::regnamespace AND c.relkind IN ('r', 'v', 'u', 'p')
+                AND obj_description(c.oid, 'pg_class') IS NULL
+             ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "without a COMMENT (\\df and \\dv show it; internal ones start with 'Internal'): {silent:?}"
+    );
+}
