@@ -2365,7 +2365,7 @@ COMMENT ON FUNCTION filegc.managed_regex() IS
 COMMENT ON FUNCTION filegc.settings_write() IS
     'Internal: makes the view filegc.settings writable (UPDATE changes a setting, DELETE resets it)';
 COMMENT ON FUNCTION filegc.path_lock_class() IS
-    'Internal: the advisory-lock class of path locks (point 1 and 2 of the lock protocol in references.sql)';
+    'Internal: the advisory-lock class of path locks (points 1 and 2 of the lock protocol in references.sql)';
 COMMENT ON FUNCTION filegc.escalation_lock_class() IS
     'Internal: the advisory-lock class of the escalation lock a transaction takes past max_path_locks() path locks';
 COMMENT ON FUNCTION filegc.max_path_locks() IS
@@ -2373,7 +2373,7 @@ COMMENT ON FUNCTION filegc.max_path_locks() IS
 COMMENT ON FUNCTION filegc.path_lock_key(text) IS
     'Internal: the advisory-lock key of a path, in the class filegc.path_lock_class()';
 COMMENT ON FUNCTION filegc.reserve_path_locks(integer) IS
-    'Internal, for the triggers: counts this transactions path locks; false, with the escalation lock taken, past max_path_locks()';
+    'Internal, for the triggers: counts this transaction''s path locks; false, with the escalation lock taken, past max_path_locks()';
 COMMENT ON FUNCTION filegc.reference_expression(name, boolean, text[]) IS
     'Internal: the expression that maps a tracked column to its references, as the index, the probes and the listings use it';
 COMMENT ON FUNCTION filegc.reference_rows_query(regclass, filegc.tracked[]) IS
@@ -2389,7 +2389,7 @@ COMMENT ON FUNCTION filegc.reference_rows() IS
 COMMENT ON FUNCTION filegc.wake_sweeper() IS
     'Internal: wakes a listening sweeper (NOTIFY filegc), unless prepared transactions are enabled';
 COMMENT ON FUNCTION filegc.release_table(regclass) IS
-    'Internal, for the TRUNCATE trigger: notes every path of a tables rows as released';
+    'Internal, for the TRUNCATE trigger: notes every path of a table''s rows as released';
 COMMENT ON FUNCTION filegc.record_invalid_refs(regclass, name[], text[], text[]) IS
     'Internal: records the invalid values filegc.track() finds in a column it starts tracking';
 COMMENT ON FUNCTION filegc.references_trigger() IS
@@ -2403,7 +2403,7 @@ COMMENT ON FUNCTION filegc.install_triggers(regclass) IS
 COMMENT ON FUNCTION filegc.forget_dropped() IS
     'Internal: the event trigger filegc_forget_dropped, which forgets dropped tables and columns';
 COMMENT ON FUNCTION filegc.untrack(regclass, name, boolean) IS
-    'Stops tracking a column (and the same column of the tables inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the columns paths unless force';
+    'Stops tracking a column (and the same column of the table''s inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the column''s paths unless force';
 COMMENT ON FUNCTION filegc.schedule_now(text[], text, boolean) IS
     'Internal: writes deletions due now for the given paths; returns the paths it scheduled';
 COMMENT ON FUNCTION filegc.restore_requests() IS

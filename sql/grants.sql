@@ -36,57 +36,41 @@ REVOKE EXECUTE ON FUNCTION
     filegc.sync_tracking()
 FROM PUBLIC;
 
--- The sweeper's protocol and the cleanups: for the sweeper's role.
-REVOKE EXECUTE ON FUNCTION
-    filegc.is_referenced(text),
-    filegc.reference_rows(),
-    filegc.cleanup_orphans(boolean, boolean),
-    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
-    filegc.schedule_delete(text[], text, boolean),
-    filegc.cancel(text),
-    filegc.restore(text),
-    filegc.start_run(text, text, text),
-    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
-    filegc.finish_scan(bigint, bigint),
-    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
-    filegc.process_notes(),
-    filegc.claim(text, integer),
-    filegc.check_before_delete(text, bigint[]),
-    filegc.complete(text, bigint[], text[], bigint[]),
-    filegc.fail(text, bigint[], text[]),
-    filegc.restore_requests(),
-    filegc.request_restores(text[]),
-    filegc.purge_due(interval),
-    filegc.check_before_purge(bigint[]),
-    filegc.trash_done(bigint[], bigint[]),
-    filegc.tracking_problems(),
-    filegc.require_sound_tracking()
-FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    filegc.is_referenced(text),
-    filegc.reference_rows(),
-    filegc.cleanup_orphans(boolean, boolean),
-    filegc.cleanup_older_than(integer, boolean, boolean, boolean),
-    filegc.schedule_delete(text[], text, boolean),
-    filegc.cancel(text),
-    filegc.restore(text),
-    filegc.start_run(text, text, text),
-    filegc.finish_run(bigint, bigint, bigint, bigint, bigint),
-    filegc.finish_scan(bigint, bigint),
-    filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint),
-    filegc.process_notes(),
-    filegc.claim(text, integer),
-    filegc.check_before_delete(text, bigint[]),
-    filegc.complete(text, bigint[], text[], bigint[]),
-    filegc.fail(text, bigint[], text[]),
-    filegc.restore_requests(),
-    filegc.request_restores(text[]),
-    filegc.purge_due(interval),
-    filegc.check_before_purge(bigint[]),
-    filegc.trash_done(bigint[], bigint[]),
-    filegc.tracking_problems(),
-    filegc.require_sound_tracking()
-TO filegc_sweeper;
+-- The sweeper's protocol and the cleanups: for the sweeper's role only.
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[
+        'filegc.is_referenced(text)',
+        'filegc.reference_rows()',
+        'filegc.cleanup_orphans(boolean, boolean)',
+        'filegc.cleanup_older_than(integer, boolean, boolean, boolean)',
+        'filegc.schedule_delete(text[], text, boolean)',
+        'filegc.cancel(text)',
+        'filegc.restore(text)',
+        'filegc.start_run(text, text, text)',
+        'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
+        'filegc.finish_scan(bigint, bigint)',
+        'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
+        'filegc.process_notes()',
+        'filegc.claim(text, integer)',
+        'filegc.check_before_delete(text, bigint[])',
+        'filegc.complete(text, bigint[], text[], bigint[])',
+        'filegc.fail(text, bigint[], text[])',
+        'filegc.restore_requests()',
+        'filegc.request_restores(text[])',
+        'filegc.purge_due(interval)',
+        'filegc.check_before_purge(bigint[])',
+        'filegc.trash_done(bigint[], bigint[])',
+        'filegc.tracking_problems()',
+        'filegc.require_sound_tracking()']::regprocedure[]
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
+    END LOOP;
+END
+$$;
 
 -- The reports the sweeper prints.
 GRANT EXECUTE ON FUNCTION filegc.file_totals(), filegc.old_files(integer) TO filegc_sweeper;

@@ -124,7 +124,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.release_table(regclass) IS
-    'Internal, for the TRUNCATE trigger: notes every path of a tables rows as released';
+    'Internal, for the TRUNCATE trigger: notes every path of a table''s rows as released';
 
 -- What filegc.track() finds in a column it starts tracking (the triggers
 -- write notes instead).

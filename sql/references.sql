@@ -60,14 +60,18 @@
 --    deletions until it ends, which keeps point 3 true.
 ------------------------------------------------------------------------------
 
--- The advisory-lock class of SAFETY path locks ('fgc1'); the two-key form
+-- The advisory-lock class of path locks ('fgc1'); the two-key form
 -- keeps filegc's keys apart from an application's single-bigint locks.
 CREATE FUNCTION filegc.path_lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052657 $$;
+COMMENT ON FUNCTION filegc.path_lock_class() IS
+    'Internal: the advisory-lock class of path locks (points 1 and 2 of the lock protocol in references.sql)';
 
--- The advisory-lock class of the SAFETY escalation lock ('fgc2').
+-- The advisory-lock class of the escalation lock ('fgc2').
 CREATE FUNCTION filegc.escalation_lock_class() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1718052658 $$;
+COMMENT ON FUNCTION filegc.escalation_lock_class() IS
+    'Internal: the advisory-lock class of the escalation lock a transaction takes past max_path_locks() path locks';
 
 -- The advisory-lock class of the locks on the file names invalid references
 -- may mean ('fgc4'): a writer holds SHARED on each name it stores, and the
@@ -82,6 +86,8 @@ COMMENT ON FUNCTION filegc.name_lock_class() IS
 -- sizes its lock table for max_locks_per_transaction (64 by default) each.
 CREATE FUNCTION filegc.max_path_locks() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 64 $$;
+COMMENT ON FUNCTION filegc.max_path_locks() IS
+    'Internal: how many path locks one transaction takes before it escalates';
 
 CREATE FUNCTION filegc.path_lock_key(path text) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(path) $$;
@@ -110,13 +116,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.reserve_path_locks(integer) IS
-    'Internal, for the triggers: counts this transactions path locks; false, with the escalation lock taken, past max_path_locks()';
-COMMENT ON FUNCTION filegc.max_path_locks() IS
-    'Internal: how many path locks one transaction takes before it escalates';
-COMMENT ON FUNCTION filegc.escalation_lock_class() IS
-    'Internal: the advisory-lock class of the escalation lock a transaction takes past max_path_locks() path locks';
-COMMENT ON FUNCTION filegc.path_lock_class() IS
-    'Internal: the advisory-lock class of path locks (point 1 and 2 of the lock protocol in references.sql)';
+    'Internal, for the triggers: counts this transaction''s path locks; false, with the escalation lock taken, past max_path_locks()';
 
 ------------------------------------------------------------------------------
 -- Asking the tracked columns

@@ -296,7 +296,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION filegc.untrack(regclass, name, boolean) IS
-    'Stops tracking a column (and the same column of the tables inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the columns paths unless force';
+    'Stops tracking a column (and the same column of the table''s inheritance children): removes its triggers and the index filegc created, and notes every path the column held as released, so that the sweeper schedules those no other row references; returns how many it noted, and refuses past max_delete_fraction of the column''s paths unless force';
 
 -- Brings filegc in step with schema changes that would otherwise leave rows
 -- or writes out of its sight; the event trigger filegc_sync_tracking runs it
