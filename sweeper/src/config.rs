@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use filegc_path_rules::{file_name, validate_relative, InvalidReason};
 use thiserror::Error;
 
 use crate::cli::{self, Cli, DeleteArgs, FilterArgs, ListArgs, LogFormatArg};
-use crate::path_rules::{file_name, validate_relative, InvalidReason};
 use crate::units::{
     format_size, parse_date, parse_duration, parse_size, DateError, DurationError, SizeError,
 };

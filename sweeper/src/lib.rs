@@ -32,10 +32,6 @@
 
 #![warn(missing_docs)]
 
-/// The rules that map stored values to volume paths, shared with the extension.
-#[path = "../../extension/src/path_rules.rs"]
-pub mod path_rules;
-
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -23,12 +23,11 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use filegc_path_rules::{validate_relative, InvalidReason, MAX_PATH_BYTES};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use thiserror::Error;
 use walkdir::WalkDir;
-
-use crate::path_rules::{validate_relative, InvalidReason, MAX_PATH_BYTES};
 
 /// The trash folder at the root of the volume; trashed files keep their relative path under it.
 pub const TRASH_DIR: &str = ".filegc-trash";
