@@ -21,6 +21,13 @@ pub struct FileRow {
     pub managed: bool,
 }
 
+impl FileRow {
+    /// Its size as a count of bytes, for totals and filters.
+    pub fn size(&self) -> u64 {
+        u64::try_from(self.size_bytes).unwrap_or_default()
+    }
+}
+
 impl Db {
     /// Every file of the latest scan, by path.
     pub async fn files(&self) -> Result<Vec<FileRow>, DbError> {
