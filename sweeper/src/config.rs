@@ -20,7 +20,16 @@ use crate::units::{
 
 /// Everything a run of `filegc` needs to know, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub enum Config {
+    /// A command on the volume: every command but the portable install's.
+    Volume(VolumeConfig),
+    /// A script of the portable install, printed or run: no volume, and the database only to run it.
+    Portable(PortableCommand),
+}
+
+/// What a command on the volume needs to know, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeConfig {
     /// The volume's mount point.
     pub volume: PathBuf,
     /// The database, when one is configured; `list`, `old` and `stats` work without it.
@@ -50,6 +59,45 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DatabaseUrl(<hidden>)")
     }
+}
+
+/// A command of the portable install (`install-sql`, `uninstall-sql`, `switch-engine`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortableCommand {
+    /// Print the script.
+    Print(PortableScript),
+    /// `install-sql --upgrade-from VERSION`: print the upgrade of a portable install of that version.
+    PrintUpgrade {
+        /// The version installed.
+        from: String,
+    },
+    /// `--apply`: run the script against the database, in one transaction.
+    Apply {
+        /// Which script.
+        script: PortableScript,
+        /// The database to run it in.
+        database_url: DatabaseUrl,
+    },
+}
+
+/// Which script of the portable install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortableScript {
+    /// `install-sql`: a new install, or the upgrade of an older portable install.
+    Install,
+    /// `uninstall-sql`: the removal of a portable install.
+    Uninstall,
+    /// `switch-engine --to`: the move to the other engine, with the data kept.
+    Switch(Engine),
+}
+
+/// The two ways filegc can be installed; both provide the same schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `CREATE EXTENSION filegc`: Rust path rules and triggers.
+    Extension,
+    /// The portable install: PL/pgSQL path rules and triggers.
+    Portable,
 }
 
 /// How log lines are written to stderr.
@@ -324,6 +372,9 @@ pub enum ConfigError {
         /// The upper bound, as given.
         until: String,
     },
+    /// `--apply` was given, but no database to run the script in.
+    #[error("--apply needs the database: pass --database-url URL or set DATABASE_URL")]
+    ApplyWithoutDatabase,
     /// The path given to `restore` could leave the volume.
     #[error("restore {path:?}: {reason} (give the path relative to the volume, like user_123_1700000000.jpg)")]
     RestorePath {
@@ -337,6 +388,37 @@ pub enum ConfigError {
 impl Config {
     /// Checks the command line and fills in what the environment provides.
     pub fn from_cli(cli: Cli, environment: &Environment) -> Result<Config, ConfigError> {
+        // The portable install's scripts need neither a volume nor a worker name.
+        let (script, apply) = match cli.command {
+            Some(cli::Command::InstallSql {
+                apply: false,
+                upgrade_from: Some(from),
+            }) => return Ok(Config::Portable(PortableCommand::PrintUpgrade { from })),
+            Some(cli::Command::InstallSql { apply, .. }) => (PortableScript::Install, apply),
+            Some(cli::Command::UninstallSql { apply }) => (PortableScript::Uninstall, apply),
+            Some(cli::Command::SwitchEngine { to, apply }) => {
+                let to = match to {
+                    cli::EngineArg::Extension => Engine::Extension,
+                    cli::EngineArg::Portable => Engine::Portable,
+                };
+                (PortableScript::Switch(to), apply)
+            }
+            _ => return VolumeConfig::from_cli(cli, environment).map(Config::Volume),
+        };
+        if !apply {
+            return Ok(Config::Portable(PortableCommand::Print(script)));
+        }
+        let database_url =
+            database_url(cli.global.database_url).ok_or(ConfigError::ApplyWithoutDatabase)?;
+        Ok(Config::Portable(PortableCommand::Apply {
+            script,
+            database_url,
+        }))
+    }
+}
+
+impl VolumeConfig {
+    fn from_cli(cli: Cli, environment: &Environment) -> Result<VolumeConfig, ConfigError> {
         let global = cli.global;
         let volume = global
             .volume
@@ -359,12 +441,9 @@ impl Config {
             (1, _) => LogLevel::Warn,
             _ => LogLevel::Error,
         };
-        Ok(Config {
+        Ok(VolumeConfig {
             volume,
-            database_url: global
-                .database_url
-                .filter(|url| !url.trim().is_empty())
-                .map(DatabaseUrl),
+            database_url: database_url(global.database_url),
             log_format: match global.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -374,6 +453,11 @@ impl Config {
             command: cli.command.map_or(Ok(Command::Menu), command)?,
         })
     }
+}
+
+/// A connection string, unless it is missing or blank.
+fn database_url(given: Option<String>) -> Option<DatabaseUrl> {
+    given.filter(|url| !url.trim().is_empty()).map(DatabaseUrl)
 }
 
 fn command(command: cli::Command) -> Result<Command, ConfigError> {
@@ -423,9 +507,7 @@ fn command(command: cli::Command) -> Result<Command, ConfigError> {
         cli::Command::InstallSql { .. }
         | cli::Command::UninstallSql { .. }
         | cli::Command::SwitchEngine { .. } => {
-            unreachable!(
-                "main runs the portable install's commands before it needs a configuration"
-            )
+            unreachable!("Config::from_cli takes the portable install's commands first")
         }
         cli::Command::Run(args) => {
             let mut child = args.command.into_iter();
@@ -557,13 +639,22 @@ mod tests {
         }
     }
 
-    fn config_with(environment: &Environment, args: &[&str]) -> Result<Config, ConfigError> {
+    fn parsed(environment: &Environment, args: &[&str]) -> Result<Config, ConfigError> {
         let cli = Cli::try_parse_from(std::iter::once("filegc").chain(args.iter().copied()))
             .expect("the command line parses");
         Config::from_cli(cli, environment)
     }
 
-    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+    fn config_with(environment: &Environment, args: &[&str]) -> Result<VolumeConfig, ConfigError> {
+        match parsed(environment, args)? {
+            Config::Volume(config) => Ok(config),
+            Config::Portable(command) => {
+                panic!("expected a command on the volume, got {command:?}")
+            }
+        }
+    }
+
+    fn config(args: &[&str]) -> Result<VolumeConfig, ConfigError> {
         let mut with_volume = vec!["--volume", "/data"];
         with_volume.extend_from_slice(args);
         config_with(&environment(), &with_volume)
@@ -765,6 +856,57 @@ mod tests {
         assert!(
             error.to_string().starts_with("--sweep-interval: "),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_portable_install_needs_no_volume_and_its_apply_needs_the_database() {
+        let nowhere = Environment::default();
+        let portable = |args: &[&str]| match parsed(&nowhere, args) {
+            Ok(Config::Portable(command)) => Ok(command),
+            Ok(other) => panic!("expected a portable install command, got {other:?}"),
+            Err(error) => Err(error),
+        };
+        assert_eq!(
+            portable(&["install-sql"]),
+            Ok(PortableCommand::Print(PortableScript::Install))
+        );
+        assert_eq!(
+            portable(&["install-sql", "--upgrade-from", "0.1.0"]),
+            Ok(PortableCommand::PrintUpgrade {
+                from: "0.1.0".into()
+            })
+        );
+        assert_eq!(
+            portable(&["switch-engine", "--to", "extension"]),
+            Ok(PortableCommand::Print(PortableScript::Switch(
+                Engine::Extension
+            )))
+        );
+        for blank in [
+            &["uninstall-sql", "--apply"][..],
+            &["install-sql", "--apply", "--database-url", " "],
+        ] {
+            let error = portable(blank).unwrap_err();
+            assert_eq!(error, ConfigError::ApplyWithoutDatabase);
+            assert_eq!(
+                error.to_string(),
+                "--apply needs the database: pass --database-url URL or set DATABASE_URL"
+            );
+        }
+        assert_eq!(
+            portable(&[
+                "switch-engine",
+                "--to",
+                "portable",
+                "--apply",
+                "--database-url",
+                "postgres://db/app"
+            ]),
+            Ok(PortableCommand::Apply {
+                script: PortableScript::Switch(Engine::Portable),
+                database_url: DatabaseUrl("postgres://db/app".into()),
+            })
         );
     }
 
