@@ -9,7 +9,6 @@
 use pgrx::prelude::*;
 
 mod error;
-pub mod path_rules;
 mod ref_path;
 mod triggers;
 

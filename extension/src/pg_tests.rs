@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
-    use crate::path_rules::vectors;
+    use filegc_path_rules::vectors;
     use pgrx::prelude::*;
 
     const PREFIX: &str = "/app/facial_evaluations/";

@@ -1,6 +1,6 @@
 //! The SQL faces of the path rules.
 
-use crate::path_rules::{normalize, normalize_borrowed, Reference};
+use filegc_path_rules::{normalize, normalize_borrowed, Reference};
 use pgrx::prelude::*;
 
 /// The path a stored value references, relative to the volume root; NULL when

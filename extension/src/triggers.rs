@@ -18,7 +18,7 @@
 //! meanwhile: the trigger then runs the 0.1.0 protocol ([`Sql::Tombstones`]).
 
 use crate::error::FilegcError;
-use crate::path_rules::{normalize, Reference};
+use filegc_path_rules::{normalize, Reference};
 use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;

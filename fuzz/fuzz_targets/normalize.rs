@@ -1,4 +1,4 @@
-//! Fuzz target: the path rules (`extension/src/path_rules.rs`) that map a
+//! Fuzz target: the path rules (the crate `filegc-path-rules`) that map a
 //! stored value to a file under the volume root.
 //!
 //! How to run it for a bounded time (cargo-fuzz needs a nightly compiler, or
@@ -17,15 +17,8 @@
 
 #![no_main]
 
+use filegc_path_rules::{normalize, normalize_borrowed, validate_relative, Reference};
 use libfuzzer_sys::fuzz_target;
-
-// The shared rules, included by path exactly as the extension and the
-// sweeper include them; the test-vector helpers in it are not used here.
-#[allow(dead_code)]
-#[path = "../../extension/src/path_rules.rs"]
-mod path_rules;
-
-use path_rules::{normalize, normalize_borrowed, validate_relative, Reference};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -4,7 +4,7 @@
 
 -- The path rules: a query and a fragment are dropped from every value, and a
 -- path too long to be indexed is an invalid reference (the rules of
--- extension/src/path_rules.rs).
+-- path_rules/, which the extension and the sweeper share).
 CREATE OR REPLACE FUNCTION filegc.normalize_ref(value text, prefixes text[], OUT path text, OUT problem text)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -3,17 +3,15 @@
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use chrono::{DateTime, Utc};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use thiserror::Error;
 
-use crate::config::{
-    Confirmation, Deletion, FileFacts, Filter, Inventory, Listing, Output, Removal,
-};
+use crate::config::{Confirmation, Deletion, Inventory, Listing, Output, Removal};
 use crate::db::{Cleanup, Db, DbError, FileRow};
 use crate::exit_codes::ExitCode;
+use crate::filter::{FileFacts, Filter};
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
+use crate::output::{invalid_references_note, print_preview, print_stats, print_table};
 use crate::progress::Progress;
 use crate::scan::{scan, ScanOptions};
 use crate::sweep::{
@@ -21,9 +19,6 @@ use crate::sweep::{
 };
 use crate::units::{format_count, format_size};
 use crate::volume::{Volume, TRASH_DIR};
-
-/// How many files a deletion shows before asking.
-const PREVIEW_LINES: usize = 20;
 
 /// A deletion that was not carried out on purpose; the run ends with exit status 2.
 #[derive(Debug, Error)]
@@ -140,7 +135,7 @@ impl Context {
             &deletion.listing.filter,
         );
         let json = deletion.listing.output == Output::Json;
-        let total: u64 = candidates.iter().map(size_of).sum();
+        let total: u64 = candidates.iter().map(FileRow::size).sum();
         if !json {
             print_preview(&candidates, total, out)?;
         }
@@ -363,173 +358,17 @@ pub struct Carried {
     pub report: DeletionReport,
 }
 
-fn size_of(row: &FileRow) -> u64 {
-    u64::try_from(row.size_bytes).unwrap_or_default()
-}
-
 /// The rows the filter lets through.
 pub fn filtered(rows: Vec<FileRow>, filter: &Filter) -> Vec<FileRow> {
     rows.into_iter()
         .filter(|row| {
             filter.matches(&FileFacts {
                 path: &row.path,
-                size_bytes: size_of(row),
+                size_bytes: row.size(),
                 modified: row.modified_at,
             })
         })
         .collect()
-}
-
-/// Prints files as a table with their total.
-pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) -> io::Result<()> {
-    if rows.is_empty() {
-        return writeln!(out, "No files found.");
-    }
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED);
-    let mut header = vec!["Name", "Size", "Modified", "Referenced"];
-    if show_managed {
-        header.push("Managed");
-    }
-    table.set_header(header);
-    for row in rows {
-        let mut cells = vec![
-            Cell::new(&row.path),
-            Cell::new(format_size(size_of(row))).set_alignment(CellAlignment::Right),
-            Cell::new(row.modified_at.format("%Y-%m-%d %H:%M")),
-            Cell::new(match row.referenced {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "unknown",
-            }),
-        ];
-        if show_managed {
-            cells.push(Cell::new(if row.managed { "yes" } else { "no" }));
-        }
-        table.add_row(cells);
-    }
-    writeln!(out, "{table}")?;
-    let total: u64 = rows.iter().map(size_of).sum();
-    writeln!(
-        out,
-        "{} files, {} in total",
-        format_count(rows.len() as u64),
-        format_size(total)
-    )
-}
-
-/// What invalid references cost: the images they may mean are never orphans.
-fn invalid_references_note(values: &str, images: &str) -> String {
-    format!(
-        "{values} stored values name no file under the volume; {images} images they may mean are never deleted \
-         (SELECT * FROM filegc.invalid_refs lists them; check the prefixes given to filegc.track())"
-    )
-}
-
-/// Prints `filegc.storage_stats` (or the disk's share of it) as the old tool's statistics did.
-pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Result<()> {
-    const UNKNOWN: &str = "unknown (needs the database)";
-    let number = |key: &str| stats.get(key).and_then(Value::as_u64);
-    let count = |key: &str| number(key).map(format_count);
-    let size = |key: &str| number(key).map(format_size);
-    let with_size = |files: &str, bytes: &str| match (count(files), size(bytes)) {
-        (Some(files), Some(bytes)) => Some(format!("{files} ({bytes})")),
-        _ => None,
-    };
-    let date = |key: &str| match stats.get(key) {
-        Some(Value::String(text)) => Some(DateTime::parse_from_rfc3339(text).map_or_else(
-            |_| text.clone(),
-            |at| {
-                at.with_timezone(&Utc)
-                    .format("%Y-%m-%d %H:%M UTC")
-                    .to_string()
-            },
-        )),
-        _ => None,
-    };
-    let text = |key: &str| stats.get(key).and_then(Value::as_str).map(str::to_owned);
-    let orphaned = with_size("orphaned_files", "orphaned_bytes").map(|orphans| {
-        match count("eligible_orphan_files") {
-            Some(eligible) => format!("{orphans}, {eligible} old enough to delete"),
-            None => orphans,
-        }
-    });
-    let capacity = size("capacity_bytes").map(|total| {
-        let used = stats
-            .get("used_pct")
-            .and_then(Value::as_f64)
-            .map_or_else(|| "?".into(), |pct| format!("{pct:.1}"));
-        let level = text("alert_level").unwrap_or_else(|| UNKNOWN.into());
-        format!("{total}, {used}% used, alert level {level}")
-    });
-    let invalid = count("invalid_refs").map(|values| match number("invalid_refs") {
-        Some(0) => values,
-        _ => invalid_references_note(
-            &values,
-            &count("protected_files").unwrap_or_else(|| "the".into()),
-        ),
-    });
-    let lines: [(&str, Option<String>, &str); 15] = [
-        ("Volume path", text("volume_path"), "not reported yet"),
-        ("Total images", count("total_files"), "0"),
-        ("Total size", size("total_bytes"), "0 B"),
-        ("Oldest image", date("oldest_modified_at"), "-"),
-        ("Newest image", date("newest_modified_at"), "-"),
-        (
-            "Referenced images",
-            with_size("referenced_files", "referenced_bytes"),
-            UNKNOWN,
-        ),
-        ("Orphaned images", orphaned, UNKNOWN),
-        (
-            "Missing images",
-            count("missing_refs").map(|n| format!("{n} (rows point at files not on the volume)")),
-            UNKNOWN,
-        ),
-        ("Invalid references", invalid, UNKNOWN),
-        (
-            "Pending deletions",
-            with_size("pending_deletions", "pending_bytes"),
-            UNKNOWN,
-        ),
-        ("Trash", with_size("trash_files", "trash_bytes"), "-"),
-        (
-            "Unmanaged files",
-            with_size("unmanaged_files", "unmanaged_bytes"),
-            "0",
-        ),
-        ("Capacity", capacity, "not reported yet"),
-        ("Last scan", date("last_scan_at"), "never"),
-        ("Last sweep", date("last_sweep_at"), "never"),
-    ];
-    writeln!(out, "Storage statistics")?;
-    for (label, value, otherwise) in lines {
-        let value = value.unwrap_or_else(|| otherwise.to_owned());
-        writeln!(out, "{label}: {value}")?;
-    }
-    Ok(())
-}
-
-/// Shows the first files of a deletion, how many there are and their size.
-fn print_preview(rows: &[FileRow], total: u64, out: &mut dyn Write) -> io::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let shown = &rows[..rows.len().min(PREVIEW_LINES)];
-    print_table(shown, false, out)?;
-    if rows.len() > shown.len() {
-        writeln!(
-            out,
-            "... and {} more",
-            format_count((rows.len() - shown.len()) as u64)
-        )?;
-    }
-    writeln!(
-        out,
-        "{} images to delete, {} in total",
-        format_count(rows.len() as u64),
-        format_size(total)
-    )
 }
 
 /// Asks on the terminal whether to go ahead; without one, refuses with `refusal`.
@@ -585,7 +424,7 @@ impl MenuBackend<'_> {
             context.refresh(Inventory::Rescan).await?;
             context.db.cleanup(cleanup, true, false).await
         })?;
-        let total_bytes = candidates.iter().map(size_of).sum();
+        let total_bytes = candidates.iter().map(FileRow::size).sum();
         print_preview(&candidates, total_bytes, out)?;
         Ok(PendingDeletion {
             images: candidates.len() as u64,

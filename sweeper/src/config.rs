@@ -9,18 +9,27 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use filegc_path_rules::{validate_relative, InvalidReason};
 use thiserror::Error;
 
 use crate::cli::{self, Cli, DeleteArgs, FilterArgs, ListArgs, LogFormatArg};
-use crate::path_rules::{file_name, validate_relative, InvalidReason};
+use crate::filter::Filter;
 use crate::units::{
     format_size, parse_date, parse_duration, parse_size, DateError, DurationError, SizeError,
 };
 
 /// Everything a run of `filegc` needs to know, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub enum Config {
+    /// A command on the volume: every command but the portable install's.
+    Volume(VolumeConfig),
+    /// A script of the portable install, printed or run: no volume, and the database only to run it.
+    Portable(PortableCommand),
+}
+
+/// What a command on the volume needs to know, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeConfig {
     /// The volume's mount point.
     pub volume: PathBuf,
     /// The database, when one is configured; `list`, `old` and `stats` work without it.
@@ -50,6 +59,45 @@ impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DatabaseUrl(<hidden>)")
     }
+}
+
+/// A command of the portable install (`install-sql`, `uninstall-sql`, `switch-engine`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortableCommand {
+    /// Print the script.
+    Print(PortableScript),
+    /// `install-sql --upgrade-from VERSION`: print the upgrade of a portable install of that version.
+    PrintUpgrade {
+        /// The version installed.
+        from: String,
+    },
+    /// `--apply`: run the script against the database, in one transaction.
+    Apply {
+        /// Which script.
+        script: PortableScript,
+        /// The database to run it in.
+        database_url: DatabaseUrl,
+    },
+}
+
+/// Which script of the portable install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortableScript {
+    /// `install-sql`: a new install, or the upgrade of an older portable install.
+    Install,
+    /// `uninstall-sql`: the removal of a portable install.
+    Uninstall,
+    /// `switch-engine --to`: the move to the other engine, with the data kept.
+    Switch(Engine),
+}
+
+/// The two ways filegc can be installed; both provide the same schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `CREATE EXTENSION filegc`: Rust path rules and triggers.
+    Extension,
+    /// The portable install: PL/pgSQL path rules and triggers.
+    Portable,
 }
 
 /// How log lines are written to stderr.
@@ -240,108 +288,6 @@ pub struct ChildCommand {
     pub args: Vec<OsString>,
 }
 
-/// Which files a listing or deletion includes; the default includes every file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Only images whose name carries this user id.
-    pub user_id: Option<u64>,
-    /// Only these extensions, lowercase and without the dot; empty means any.
-    pub extensions: Vec<String>,
-    /// Only files at least this large.
-    pub min_size: Option<u64>,
-    /// Only files at most this large.
-    pub max_size: Option<u64>,
-    /// Only files modified at or after this instant.
-    pub modified_since: Option<DateTime<Utc>>,
-    /// Only files modified before this instant.
-    pub modified_before: Option<DateTime<Utc>>,
-}
-
-/// What a filter looks at in one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileFacts<'a> {
-    /// The path relative to the volume root.
-    pub path: &'a str,
-    /// The file's size.
-    pub size_bytes: u64,
-    /// Its last modification.
-    pub modified: DateTime<Utc>,
-}
-
-impl Filter {
-    /// Whether `file` passes every condition of the filter.
-    pub fn matches(&self, file: &FileFacts<'_>) -> bool {
-        let name = file_name(file.path);
-        let user_matches = self.user_id.is_none_or(|wanted| {
-            ImageName::parse(name).is_some_and(|image| image.user_id == wanted)
-        });
-        let extension_matches = self.extensions.is_empty()
-            || name.rsplit_once('.').is_some_and(|(_, extension)| {
-                self.extensions
-                    .iter()
-                    .any(|wanted| wanted.eq_ignore_ascii_case(extension))
-            });
-        user_matches
-            && extension_matches
-            && self.min_size.is_none_or(|min| file.size_bytes >= min)
-            && self.max_size.is_none_or(|max| file.size_bytes <= max)
-            && self
-                .modified_since
-                .is_none_or(|since| file.modified >= since)
-            && self
-                .modified_before
-                .is_none_or(|before| file.modified < before)
-    }
-}
-
-/// The parts of an image name `user_{id}_{unix_ts}.{ext}` or `user_{id}_{unix_ts}_2.{ext}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageName<'a> {
-    /// The user the image belongs to.
-    pub user_id: u64,
-    /// The upload time, in seconds since 1970, as the application wrote it.
-    pub timestamp: u64,
-    /// Whether this is the secondary image (`_2`) of the upload.
-    pub secondary: bool,
-    /// The extension as written, without the dot.
-    pub extension: &'a str,
-}
-
-impl<'a> ImageName<'a> {
-    /// Reads a file name (not a path); `None` when it does not follow the naming convention.
-    pub fn parse(name: &'a str) -> Option<ImageName<'a>> {
-        let (stem, extension) = name.strip_prefix("user_")?.rsplit_once('.')?;
-        if extension.is_empty() || !extension.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return None;
-        }
-        let mut parts = stem.split('_');
-        let user_id = parse_digits(parts.next()?)?;
-        let timestamp = parse_digits(parts.next()?)?;
-        let secondary = match parts.next() {
-            None => false,
-            Some("2") => true,
-            Some(_) => return None,
-        };
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(ImageName {
-            user_id,
-            timestamp,
-            secondary,
-            extension,
-        })
-    }
-}
-
-/// Digits only: `u64::from_str` would also take a leading `+`.
-fn parse_digits(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
 /// What the process's surroundings contribute: fallbacks that are not options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
@@ -426,6 +372,9 @@ pub enum ConfigError {
         /// The upper bound, as given.
         until: String,
     },
+    /// `--apply` was given, but no database to run the script in.
+    #[error("--apply needs the database: pass --database-url URL or set DATABASE_URL")]
+    ApplyWithoutDatabase,
     /// The path given to `restore` could leave the volume.
     #[error("restore {path:?}: {reason} (give the path relative to the volume, like user_123_1700000000.jpg)")]
     RestorePath {
@@ -439,6 +388,37 @@ pub enum ConfigError {
 impl Config {
     /// Checks the command line and fills in what the environment provides.
     pub fn from_cli(cli: Cli, environment: &Environment) -> Result<Config, ConfigError> {
+        // The portable install's scripts need neither a volume nor a worker name.
+        let (script, apply) = match cli.command {
+            Some(cli::Command::InstallSql {
+                apply: false,
+                upgrade_from: Some(from),
+            }) => return Ok(Config::Portable(PortableCommand::PrintUpgrade { from })),
+            Some(cli::Command::InstallSql { apply, .. }) => (PortableScript::Install, apply),
+            Some(cli::Command::UninstallSql { apply }) => (PortableScript::Uninstall, apply),
+            Some(cli::Command::SwitchEngine { to, apply }) => {
+                let to = match to {
+                    cli::EngineArg::Extension => Engine::Extension,
+                    cli::EngineArg::Portable => Engine::Portable,
+                };
+                (PortableScript::Switch(to), apply)
+            }
+            _ => return VolumeConfig::from_cli(cli, environment).map(Config::Volume),
+        };
+        if !apply {
+            return Ok(Config::Portable(PortableCommand::Print(script)));
+        }
+        let database_url =
+            database_url(cli.global.database_url).ok_or(ConfigError::ApplyWithoutDatabase)?;
+        Ok(Config::Portable(PortableCommand::Apply {
+            script,
+            database_url,
+        }))
+    }
+}
+
+impl VolumeConfig {
+    fn from_cli(cli: Cli, environment: &Environment) -> Result<VolumeConfig, ConfigError> {
         let global = cli.global;
         let volume = global
             .volume
@@ -461,12 +441,9 @@ impl Config {
             (1, _) => LogLevel::Warn,
             _ => LogLevel::Error,
         };
-        Ok(Config {
+        Ok(VolumeConfig {
             volume,
-            database_url: global
-                .database_url
-                .filter(|url| !url.trim().is_empty())
-                .map(DatabaseUrl),
+            database_url: database_url(global.database_url),
             log_format: match global.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -476,6 +453,11 @@ impl Config {
             command: cli.command.map_or(Ok(Command::Menu), command)?,
         })
     }
+}
+
+/// A connection string, unless it is missing or blank.
+fn database_url(given: Option<String>) -> Option<DatabaseUrl> {
+    given.filter(|url| !url.trim().is_empty()).map(DatabaseUrl)
 }
 
 fn command(command: cli::Command) -> Result<Command, ConfigError> {
@@ -525,9 +507,7 @@ fn command(command: cli::Command) -> Result<Command, ConfigError> {
         cli::Command::InstallSql { .. }
         | cli::Command::UninstallSql { .. }
         | cli::Command::SwitchEngine { .. } => {
-            unreachable!(
-                "main runs the portable install's commands before it needs a configuration"
-            )
+            unreachable!("Config::from_cli takes the portable install's commands first")
         }
         cli::Command::Run(args) => {
             let mut child = args.command.into_iter();
@@ -649,8 +629,8 @@ fn confirmation(yes: bool) -> Confirmation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use clap::Parser;
-    use proptest::prelude::*;
 
     fn environment() -> Environment {
         Environment {
@@ -659,13 +639,22 @@ mod tests {
         }
     }
 
-    fn config_with(environment: &Environment, args: &[&str]) -> Result<Config, ConfigError> {
+    fn parsed(environment: &Environment, args: &[&str]) -> Result<Config, ConfigError> {
         let cli = Cli::try_parse_from(std::iter::once("filegc").chain(args.iter().copied()))
             .expect("the command line parses");
         Config::from_cli(cli, environment)
     }
 
-    fn config(args: &[&str]) -> Result<Config, ConfigError> {
+    fn config_with(environment: &Environment, args: &[&str]) -> Result<VolumeConfig, ConfigError> {
+        match parsed(environment, args)? {
+            Config::Volume(config) => Ok(config),
+            Config::Portable(command) => {
+                panic!("expected a command on the volume, got {command:?}")
+            }
+        }
+    }
+
+    fn config(args: &[&str]) -> Result<VolumeConfig, ConfigError> {
         let mut with_volume = vec!["--volume", "/data"];
         with_volume.extend_from_slice(args);
         config_with(&environment(), &with_volume)
@@ -682,18 +671,6 @@ mod tests {
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
-    }
-
-    fn facts(path: &str, size_bytes: u64, modified: &str) -> (String, u64, DateTime<Utc>) {
-        (path.to_owned(), size_bytes, at(modified))
-    }
-
-    fn passes(filter: &Filter, file: &(String, u64, DateTime<Utc>)) -> bool {
-        filter.matches(&FileFacts {
-            path: &file.0,
-            size_bytes: file.1,
-            modified: file.2,
-        })
     }
 
     #[test]
@@ -883,6 +860,57 @@ mod tests {
     }
 
     #[test]
+    fn the_portable_install_needs_no_volume_and_its_apply_needs_the_database() {
+        let nowhere = Environment::default();
+        let portable = |args: &[&str]| match parsed(&nowhere, args) {
+            Ok(Config::Portable(command)) => Ok(command),
+            Ok(other) => panic!("expected a portable install command, got {other:?}"),
+            Err(error) => Err(error),
+        };
+        assert_eq!(
+            portable(&["install-sql"]),
+            Ok(PortableCommand::Print(PortableScript::Install))
+        );
+        assert_eq!(
+            portable(&["install-sql", "--upgrade-from", "0.1.0"]),
+            Ok(PortableCommand::PrintUpgrade {
+                from: "0.1.0".into()
+            })
+        );
+        assert_eq!(
+            portable(&["switch-engine", "--to", "extension"]),
+            Ok(PortableCommand::Print(PortableScript::Switch(
+                Engine::Extension
+            )))
+        );
+        for blank in [
+            &["uninstall-sql", "--apply"][..],
+            &["install-sql", "--apply", "--database-url", " "],
+        ] {
+            let error = portable(blank).unwrap_err();
+            assert_eq!(error, ConfigError::ApplyWithoutDatabase);
+            assert_eq!(
+                error.to_string(),
+                "--apply needs the database: pass --database-url URL or set DATABASE_URL"
+            );
+        }
+        assert_eq!(
+            portable(&[
+                "switch-engine",
+                "--to",
+                "portable",
+                "--apply",
+                "--database-url",
+                "postgres://db/app"
+            ]),
+            Ok(PortableCommand::Apply {
+                script: PortableScript::Switch(Engine::Portable),
+                database_url: DatabaseUrl("postgres://db/app".into()),
+            })
+        );
+    }
+
+    #[test]
     fn restore_refuses_paths_that_leave_the_volume() {
         for path in ["../etc/passwd", "/etc/passwd", "a/../b.jpg"] {
             let error = config(&["restore", path]).unwrap_err();
@@ -898,111 +926,5 @@ mod tests {
                 path: "sub/user_1_2.jpg".into()
             }
         );
-    }
-
-    #[test]
-    fn image_names_follow_the_applications_convention() {
-        assert_eq!(
-            ImageName::parse("user_123_1700000000.jpg"),
-            Some(ImageName {
-                user_id: 123,
-                timestamp: 1_700_000_000,
-                secondary: false,
-                extension: "jpg",
-            })
-        );
-        assert_eq!(
-            ImageName::parse("user_7_1700000001_2.WEBP"),
-            Some(ImageName {
-                user_id: 7,
-                timestamp: 1_700_000_001,
-                secondary: true,
-                extension: "WEBP",
-            })
-        );
-        for name in [
-            "user_123.jpg",
-            "user_123_1700000000",
-            "user_123_1700000000.",
-            "user_123_1700000000_3.jpg",
-            "user_123_1700000000_2_2.jpg",
-            "user_+1_1700000000.jpg",
-            "user_x_1700000000.jpg",
-            "user__1700000000.jpg",
-            "avatar_123_1700000000.jpg",
-            "user_123_1700000000.tar.gz",
-            "user_99999999999999999999_1.jpg",
-        ] {
-            assert_eq!(ImageName::parse(name), None, "{name}");
-        }
-    }
-
-    #[test]
-    fn the_filter_checks_every_condition() {
-        let primary = facts("user_7_1700000000.jpg", 2_000_000, "2024-01-15T12:00:00Z");
-        let secondary = facts("sub/user_7_1700000000_2.PNG", 500, "2024-01-31T23:59:59Z");
-        let other_user = facts("user_8_1700000000.jpg", 2_000_000, "2024-01-15T12:00:00Z");
-        let unrelated = facts("notes.txt", 10, "2024-01-15T12:00:00Z");
-
-        assert!(passes(&Filter::default(), &unrelated));
-
-        let by_user = Filter {
-            user_id: Some(7),
-            ..Filter::default()
-        };
-        assert!(passes(&by_user, &primary));
-        assert!(
-            passes(&by_user, &secondary),
-            "the secondary image belongs to the user too"
-        );
-        assert!(!passes(&by_user, &other_user));
-        assert!(!passes(&by_user, &unrelated));
-
-        let by_extension = Filter {
-            extensions: vec!["png".into()],
-            ..Filter::default()
-        };
-        assert!(passes(&by_extension, &secondary));
-        assert!(!passes(&by_extension, &primary));
-
-        let by_size = Filter {
-            min_size: Some(1000),
-            max_size: Some(2_000_000),
-            ..Filter::default()
-        };
-        assert!(passes(&by_size, &primary), "the bounds are inclusive");
-        assert!(!passes(&by_size, &secondary));
-
-        let january = Filter {
-            modified_since: Some(at("2024-01-15T12:00:00Z")),
-            modified_before: Some(at("2024-02-01T00:00:00Z")),
-            ..Filter::default()
-        };
-        assert!(passes(&january, &primary), "since is inclusive");
-        assert!(passes(&january, &secondary));
-        let early_january = Filter {
-            modified_before: Some(at("2024-01-15T12:00:00Z")),
-            ..Filter::default()
-        };
-        assert!(!passes(&early_january, &primary), "before is exclusive");
-    }
-
-    proptest! {
-        #[test]
-        fn a_written_image_name_reads_back(
-            user_id in any::<u64>(),
-            timestamp in any::<u64>(),
-            secondary in any::<bool>(),
-            extension in prop::sample::select(vec!["png", "jpg", "jpeg", "webp", "JPG"]),
-        ) {
-            let name = format!(
-                "user_{user_id}_{timestamp}{}.{extension}",
-                if secondary { "_2" } else { "" }
-            );
-            prop_assert_eq!(
-                ImageName::parse(&name),
-                Some(ImageName { user_id, timestamp, secondary, extension })
-            );
-        }
     }
 }

@@ -32,18 +32,16 @@
 
 #![warn(missing_docs)]
 
-/// The rules that map stored values to volume paths, shared with the extension.
-#[path = "../../extension/src/path_rules.rs"]
-pub mod path_rules;
-
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod exit_codes;
+pub mod filter;
 pub mod maintenance;
 pub mod menu;
 pub mod offline;
+pub mod output;
 pub mod portable;
 pub mod progress;
 pub mod run;

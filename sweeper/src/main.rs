@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
-use filegc_sweeper::cli::{self, Cli};
+use filegc_sweeper::cli::Cli;
 use filegc_sweeper::commands::{Context, ListKind, MenuBackend, Refused};
-use filegc_sweeper::config::{Command, Config, Environment, LogFormat, LogLevel};
+use filegc_sweeper::config::{
+    Command, Config, Environment, LogFormat, LogLevel, PortableCommand, PortableScript,
+    VolumeConfig,
+};
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
 use filegc_sweeper::offline;
-use filegc_sweeper::portable::{self, Engine, Installed};
+use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, ScanOptions};
@@ -43,48 +46,15 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let refused = Ok(ExitCode::UsageOrRefused.into());
-    // These touch only the database, so they need no volume.
-    match cli.command {
-        Some(cli::Command::InstallSql {
-            apply,
-            upgrade_from: Some(from),
-        }) if !apply => {
-            return match portable::upgrade_script(&from) {
-                Ok(script) => {
-                    io::stdout().write_all(script.as_bytes())?;
-                    Ok(ExitCode::Success.into())
-                }
-                Err(why) => {
-                    eprintln!("filegc: {why}");
-                    refused
-                }
-            }
-        }
-        Some(cli::Command::InstallSql { apply, .. }) => {
-            return portable_sql(cli.global.database_url, PortableScript::Install, apply)
-                .map(Into::into)
-        }
-        Some(cli::Command::UninstallSql { apply }) => {
-            return portable_sql(cli.global.database_url, PortableScript::Uninstall, apply)
-                .map(Into::into)
-        }
-        Some(cli::Command::SwitchEngine { to, apply }) => {
-            let to = match to {
-                cli::EngineArg::Extension => Engine::Extension,
-                cli::EngineArg::Portable => Engine::Portable,
-            };
-            return portable_sql(cli.global.database_url, PortableScript::Switch(to), apply)
-                .map(Into::into);
-        }
-        _ => {}
-    }
     if cli.command.is_none() && !io::stdin().is_terminal() {
         // The menu needs someone to answer it; a script gets the help instead.
         eprintln!("{}", Cli::command().render_help());
         return refused;
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
-        Ok(config) => config,
+        Ok(Config::Volume(config)) => config,
+        // These touch only the database, so they need no volume (and log nothing).
+        Ok(Config::Portable(command)) => return portable_sql(command).map(Into::into),
         Err(error) => {
             eprintln!("filegc: {error}");
             return refused;
@@ -126,43 +96,43 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// Which script of the portable install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PortableScript {
-    Install,
-    Uninstall,
-    Switch(Engine),
-}
-
-/// `filegc install-sql` and `uninstall-sql`: print the script, or run it in one transaction.
-fn portable_sql(
-    database_url: Option<String>,
-    script: PortableScript,
-    apply: bool,
-) -> anyhow::Result<ExitCode> {
-    if !apply {
-        let text = match script {
-            PortableScript::Install => portable::install_script(),
-            PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
-            PortableScript::Switch(to) => portable::switch_script(to),
-        };
-        io::stdout().write_all(text.as_bytes())?;
-        return Ok(ExitCode::Success);
-    }
-    let Some(url) = database_url.filter(|url| !url.trim().is_empty()) else {
-        eprintln!(
-            "filegc: --apply needs the database: pass --database-url URL or set DATABASE_URL"
-        );
-        return Ok(ExitCode::UsageOrRefused);
+/// `filegc install-sql`, `uninstall-sql` and `switch-engine`: print the script, or run it in one transaction.
+fn portable_sql(command: PortableCommand) -> anyhow::Result<ExitCode> {
+    let (script, url) = match command {
+        PortableCommand::PrintUpgrade { from } => {
+            return match portable::upgrade_script(&from) {
+                Ok(script) => {
+                    io::stdout().write_all(script.as_bytes())?;
+                    Ok(ExitCode::Success)
+                }
+                Err(why) => {
+                    eprintln!("filegc: {why}");
+                    Ok(ExitCode::UsageOrRefused)
+                }
+            };
+        }
+        PortableCommand::Print(script) => {
+            let text = match script {
+                PortableScript::Install => portable::install_script(),
+                PortableScript::Uninstall => portable::UNINSTALL_SCRIPT.to_owned(),
+                PortableScript::Switch(to) => portable::switch_script(to),
+            };
+            io::stdout().write_all(text.as_bytes())?;
+            return Ok(ExitCode::Success);
+        }
+        PortableCommand::Apply {
+            script,
+            database_url,
+        } => (script, database_url),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut client = Db::connect_unchecked(&url).await?;
+        let mut client = Db::connect_unchecked(url.expose()).await?;
         let installed = portable::installed(&client).await?;
-        let (text, done) = match portable_plan(script, &installed) {
+        let (text, done) = match portable::portable_plan(script, &installed) {
             PortablePlan::Run { script, done } => (script, done),
             PortablePlan::NothingToDo(why) => {
                 println!("{why}");
@@ -184,73 +154,9 @@ fn portable_sql(
     })
 }
 
-/// What `--apply` does, given what the database has.
-#[derive(Debug, PartialEq)]
-enum PortablePlan {
-    Run { script: String, done: String },
-    NothingToDo(String),
-    Refuse(String),
-}
-
-fn portable_plan(script: PortableScript, installed: &Installed) -> PortablePlan {
-    let run = |script: String, done: String| PortablePlan::Run { script, done };
-    match (script, installed) {
-        (_, Installed::EmptySchema) => PortablePlan::Refuse(
-            "this database has a schema filegc without filegc in it (DROP EXTENSION leaves the schema behind): \
-             if it holds nothing you need, run DROP SCHEMA filegc CASCADE and try again"
-                .into(),
-        ),
-        (PortableScript::Switch(Engine::Portable), Installed::Extension(_)) => run(
-            portable::switch_script(Engine::Portable),
-            "filegc now runs as the portable install, with its data kept".into(),
-        ),
-        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) if version == portable::VERSION => run(
-            portable::switch_script(Engine::Extension),
-            "filegc now runs as the extension, with its data kept".into(),
-        ),
-        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) => PortablePlan::Refuse(format!(
-            "the portable install is at {version}: upgrade it first with `filegc install-sql --apply`, then switch"
-        )),
-        (PortableScript::Switch(_), Installed::Nothing) => PortablePlan::Refuse(
-            "filegc is not installed in this database: there is nothing to move".into(),
-        ),
-        (PortableScript::Switch(_), _) => {
-            PortablePlan::NothingToDo("filegc already runs on that engine here; nothing to do".into())
-        }
-        (_, Installed::Extension(version)) => PortablePlan::Refuse(format!(
-            "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it \
-             (upgrade the extension with ALTER EXTENSION filegc UPDATE, or move with `filegc switch-engine --to portable`)"
-        )),
-        (PortableScript::Install, Installed::Nothing) => run(
-            portable::install_script(),
-            format!("installed filegc {} (portable)", portable::VERSION),
-        ),
-        (PortableScript::Install, Installed::Portable(version)) if version == portable::VERSION => {
-            PortablePlan::NothingToDo(format!("filegc {version} (portable) is installed already; nothing to do"))
-        }
-        (PortableScript::Install, Installed::Portable(version)) => match portable::upgrade_script(version) {
-            Ok(script) => run(
-                script,
-                format!(
-                    "upgraded the portable filegc from {version} to {}, with its data kept",
-                    portable::VERSION
-                ),
-            ),
-            Err(why) => PortablePlan::Refuse(why.to_string()),
-        },
-        (PortableScript::Uninstall, Installed::Nothing) => {
-            PortablePlan::NothingToDo("filegc is not installed in this database; nothing to do".into())
-        }
-        (PortableScript::Uninstall, Installed::Portable(_)) => run(
-            portable::UNINSTALL_SCRIPT.to_owned(),
-            "removed the portable filegc install".into(),
-        ),
-    }
-}
-
 /// The interactive menu on the terminal.
 fn menu(
-    config: &Config,
+    config: &VolumeConfig,
     volume: Volume,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
@@ -261,7 +167,7 @@ fn menu(
 }
 
 /// Connects to the database the configuration names.
-async fn connect(config: &Config, volume: Volume) -> anyhow::Result<Context> {
+async fn connect(config: &VolumeConfig, volume: Volume) -> anyhow::Result<Context> {
     Ok(Context {
         volume,
         db: connect_db(config).await?,
@@ -270,7 +176,7 @@ async fn connect(config: &Config, volume: Volume) -> anyhow::Result<Context> {
 }
 
 /// Connects to the database alone.
-async fn connect_db(config: &Config) -> Result<Db, DbError> {
+async fn connect_db(config: &VolumeConfig) -> Result<Db, DbError> {
     let Some(url) = &config.database_url else {
         return Err(DbError::Unreachable {
             host: "(none)".into(),
@@ -311,7 +217,7 @@ filegc: warning: showing what is on disk only; \
     }
 }
 
-async fn execute(config: Config, volume: Volume) -> anyhow::Result<ExitCode> {
+async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCode> {
     let db = match connect_db(&config).await {
         Ok(db) => db,
         Err(error @ DbError::Unreachable { .. }) => {
@@ -426,54 +332,5 @@ fn init_logging(format: LogFormat, level: LogLevel) {
     match format {
         LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_older_portable_install_is_upgraded_and_a_newer_one_refused() {
-        let PortablePlan::Run { script, done } = portable_plan(
-            PortableScript::Install,
-            &Installed::Portable("0.1.0".into()),
-        ) else {
-            panic!("an older portable install must be upgraded");
-        };
-        assert_eq!(script, portable::upgrade_script("0.1.0").unwrap());
-        assert!(done.contains("from 0.1.0"), "{done}");
-
-        let PortablePlan::Refuse(why) = portable_plan(
-            PortableScript::Install,
-            &Installed::Portable("9.0.0".into()),
-        ) else {
-            panic!("a newer install must be left alone");
-        };
-        assert!(why.contains("newer"), "{why}");
-    }
-
-    #[test]
-    fn nothing_is_installed_over_the_extension_or_a_leftover_schema() {
-        for installed in [Installed::Extension("0.2.0".into()), Installed::EmptySchema] {
-            for script in [PortableScript::Install, PortableScript::Uninstall] {
-                assert!(
-                    matches!(portable_plan(script, &installed), PortablePlan::Refuse(_)),
-                    "{script:?} over {installed:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_switch_to_the_extension_waits_for_the_portable_upgrade() {
-        let plan = portable_plan(
-            PortableScript::Switch(Engine::Extension),
-            &Installed::Portable("0.1.0".into()),
-        );
-        assert!(
-            matches!(&plan, PortablePlan::Refuse(why) if why.contains("install-sql --apply")),
-            "{plan:?}"
-        );
     }
 }

@@ -8,10 +8,11 @@ use std::io::Write;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::commands::{filtered, print_stats, print_table, ListKind};
+use crate::commands::{filtered, ListKind};
 use crate::config::{Listing, Output};
 use crate::db::FileRow;
 use crate::exit_codes::ExitCode;
+use crate::output::{print_stats, print_table};
 use crate::volume::{Volume, WalkItem};
 
 /// The extensions of `managed_patterns`' default; the setting itself lives in the database.

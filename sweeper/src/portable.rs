@@ -8,6 +8,7 @@
 //! version, exactly the upgrade scripts `ALTER EXTENSION filegc UPDATE` runs,
 //! so tombstones, settings and history stay where they are.
 
+use crate::config::{Engine, PortableScript};
 use crate::db::DbError;
 
 /// The version of filegc this sweeper installs.
@@ -188,15 +189,6 @@ DROP EVENT TRIGGER IF EXISTS filegc_sync_tracking;
 DROP SCHEMA filegc CASCADE;
 ";
 
-/// The two ways filegc can be installed; both provide the same schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// `CREATE EXTENSION filegc`: Rust path rules and triggers.
-    Extension,
-    /// The portable install: PL/pgSQL path rules and triggers.
-    Portable,
-}
-
 /// The tables whose rows are the operator's data, kept across a change of
 /// engine. Both engines build them with the same statements, so their
 /// columns line up.
@@ -292,6 +284,79 @@ pub async fn installed(client: &tokio_postgres::Client) -> Result<Installed, DbE
     })
 }
 
+/// What `--apply` does, given what the database has.
+#[derive(Debug, PartialEq)]
+pub enum PortablePlan {
+    /// Run this script in one transaction, then say what was done.
+    Run {
+        /// The script.
+        script: String,
+        /// What to say once it is committed.
+        done: String,
+    },
+    /// Nothing to run; says why.
+    NothingToDo(String),
+    /// The database holds what the script must not touch; says what, and the way out.
+    Refuse(String),
+}
+
+/// The plan of `--apply` for `script`, given what the database has installed.
+pub fn portable_plan(script: PortableScript, installed: &Installed) -> PortablePlan {
+    let run = |script: String, done: String| PortablePlan::Run { script, done };
+    match (script, installed) {
+        (_, Installed::EmptySchema) => PortablePlan::Refuse(
+            "this database has a schema filegc without filegc in it (DROP EXTENSION leaves the schema behind): \
+             if it holds nothing you need, run DROP SCHEMA filegc CASCADE and try again"
+                .into(),
+        ),
+        (PortableScript::Switch(Engine::Portable), Installed::Extension(_)) => run(
+            switch_script(Engine::Portable),
+            "filegc now runs as the portable install, with its data kept".into(),
+        ),
+        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) if version == VERSION => run(
+            switch_script(Engine::Extension),
+            "filegc now runs as the extension, with its data kept".into(),
+        ),
+        (PortableScript::Switch(Engine::Extension), Installed::Portable(version)) => PortablePlan::Refuse(format!(
+            "the portable install is at {version}: upgrade it first with `filegc install-sql --apply`, then switch"
+        )),
+        (PortableScript::Switch(_), Installed::Nothing) => PortablePlan::Refuse(
+            "filegc is not installed in this database: there is nothing to move".into(),
+        ),
+        (PortableScript::Switch(_), _) => {
+            PortablePlan::NothingToDo("filegc already runs on that engine here; nothing to do".into())
+        }
+        (_, Installed::Extension(version)) => PortablePlan::Refuse(format!(
+            "the filegc extension {version} is installed in this database; the portable install is for databases that cannot load it \
+             (upgrade the extension with ALTER EXTENSION filegc UPDATE, or move with `filegc switch-engine --to portable`)"
+        )),
+        (PortableScript::Install, Installed::Nothing) => run(
+            install_script(),
+            format!("installed filegc {} (portable)", VERSION),
+        ),
+        (PortableScript::Install, Installed::Portable(version)) if version == VERSION => {
+            PortablePlan::NothingToDo(format!("filegc {version} (portable) is installed already; nothing to do"))
+        }
+        (PortableScript::Install, Installed::Portable(version)) => match upgrade_script(version) {
+            Ok(script) => run(
+                script,
+                format!(
+                    "upgraded the portable filegc from {version} to {}, with its data kept",
+                    VERSION
+                ),
+            ),
+            Err(why) => PortablePlan::Refuse(why.to_string()),
+        },
+        (PortableScript::Uninstall, Installed::Nothing) => {
+            PortablePlan::NothingToDo("filegc is not installed in this database; nothing to do".into())
+        }
+        (PortableScript::Uninstall, Installed::Portable(_)) => run(
+            UNINSTALL_SCRIPT.to_owned(),
+            "removed the portable filegc install".into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +445,49 @@ mod tests {
         );
         let unknown = UnknownRelease::Unknown("0.0.9".into()).to_string();
         assert!(unknown.contains("0.1.0, 0.2.0"), "{unknown}");
+    }
+
+    #[test]
+    fn an_older_portable_install_is_upgraded_and_a_newer_one_refused() {
+        let PortablePlan::Run { script, done } = portable_plan(
+            PortableScript::Install,
+            &Installed::Portable("0.1.0".into()),
+        ) else {
+            panic!("an older portable install must be upgraded");
+        };
+        assert_eq!(script, upgrade_script("0.1.0").unwrap());
+        assert!(done.contains("from 0.1.0"), "{done}");
+
+        let PortablePlan::Refuse(why) = portable_plan(
+            PortableScript::Install,
+            &Installed::Portable("9.0.0".into()),
+        ) else {
+            panic!("a newer install must be left alone");
+        };
+        assert!(why.contains("newer"), "{why}");
+    }
+
+    #[test]
+    fn nothing_is_installed_over_the_extension_or_a_leftover_schema() {
+        for installed in [Installed::Extension("0.2.0".into()), Installed::EmptySchema] {
+            for script in [PortableScript::Install, PortableScript::Uninstall] {
+                assert!(
+                    matches!(portable_plan(script, &installed), PortablePlan::Refuse(_)),
+                    "{script:?} over {installed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_switch_to_the_extension_waits_for_the_portable_upgrade() {
+        let plan = portable_plan(
+            PortableScript::Switch(Engine::Extension),
+            &Installed::Portable("0.1.0".into()),
+        );
+        assert!(
+            matches!(&plan, PortablePlan::Refuse(why) if why.contains("install-sql --apply")),
+            "{plan:?}"
+        );
     }
 }

@@ -34,8 +34,7 @@ pub fn pending_deletions(client: &mut Client, path: &str) -> i64 {
 }
 
 /// The path rules the extension and the sweeper share, for checks at the Rust level.
-#[path = "../../extension/src/path_rules.rs"]
-pub mod path_rules;
+pub use filegc_path_rules as path_rules;
 
 /// Canary files, relative to the folder that holds the volume: what a
 /// reference climbing out of the root would reach.

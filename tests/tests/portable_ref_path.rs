@@ -2,7 +2,7 @@
 //! agree exactly with the Rust rules: on the shared vectors and on generated
 //! input.
 
-use filegc_sweeper::path_rules::{normalize, vectors, Reference};
+use filegc_path_rules::{normalize, vectors, Reference};
 use filegc_tests::{cluster, TestDb};
 use postgres::Client;
 use proptest::prelude::*;

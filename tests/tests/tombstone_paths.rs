@@ -2,7 +2,7 @@
 //! any other, even from a superuser's INSERT, with exactly the Rust rules
 //! (path_rules::validate_relative).
 
-use filegc_sweeper::path_rules::validate_relative;
+use filegc_path_rules::validate_relative;
 use filegc_tests::{cluster, TestDb};
 use proptest::prelude::*;
 use std::sync::OnceLock;

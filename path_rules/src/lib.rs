@@ -1,8 +1,8 @@
 //! How a value stored in an application column maps to a file on the volume.
 //!
-//! This module is plain Rust with no PostgreSQL dependency so that the
+//! This crate is plain Rust with no PostgreSQL dependency so that the
 //! extension, the sweeper, the integration tests and the fuzz target all use
-//! the very same rules (they include this file by path).
+//! the very same rules.
 //!
 //! The rules, in order:
 //! 1. NULL and the empty string are not references.
@@ -16,6 +16,8 @@
 //!    absolute, no `.` or `..` or empty segment, no NUL and no backslash, no
 //!    segment over [`MAX_NAME_BYTES`] and at most [`MAX_PATH_BYTES`] in all.
 //!    Anything else is an invalid reference: never a reference, but recorded.
+
+#![warn(missing_docs)]
 
 use std::borrow::Cow;
 use std::fmt;
@@ -263,7 +265,7 @@ pub mod vectors {
         pub expected_invalid: Option<String>,
     }
 
-    /// The vectors as text, compiled into whichever crate includes this module.
+    /// The vectors as text, compiled into this crate.
     pub const VECTORS_TSV: &str = include_str!("../../tests/data/ref_path_vectors.tsv");
 
     /// Parses the vector file; panics with the line number on a malformed line.

@@ -1,0 +1,21 @@
+//! The database client: the extension's functions and views, as typed calls.
+//!
+//! Every call is one round trip for a whole batch of files; the inventory
+//! goes in through a binary COPY.
+
+mod cleanup;
+mod connection;
+mod inventory;
+mod queue;
+mod runs;
+mod settings;
+mod trash;
+mod views;
+
+pub use self::cleanup::{Cleanup, ScheduledCleanup};
+pub use self::connection::{describe, Db, DbError};
+pub use self::inventory::{finish_inventory, write_inventory_row, VolumeReport};
+pub use self::queue::{Batch, BatchResult, Claimed, SettleError, Verdict};
+pub use self::settings::{SettingValue, SettingsSnapshot};
+pub use self::trash::TrashRequest;
+pub use self::views::FileRow;

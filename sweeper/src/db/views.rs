@@ -1,0 +1,97 @@
+//! The reports: the files, orphans and old files of the latest scan, and the storage statistics.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use super::connection::{Db, DbError};
+
+/// One file as a listing shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRow {
+    /// The path relative to the volume root.
+    pub path: String,
+    /// Its size.
+    pub size_bytes: i64,
+    /// Its last modification.
+    pub modified_at: DateTime<Utc>,
+    /// Whether a row references it; `None` (JSON `null`) when the database could not be asked.
+    pub referenced: Option<bool>,
+    /// Whether filegc manages it (an image name).
+    pub managed: bool,
+}
+
+impl FileRow {
+    /// Its size as a count of bytes, for totals and filters.
+    pub fn size(&self) -> u64 {
+        u64::try_from(self.size_bytes).unwrap_or_default()
+    }
+}
+
+impl Db {
+    /// Every file of the latest scan, by path.
+    pub async fn files(&self) -> Result<Vec<FileRow>, DbError> {
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, referenced, managed FROM filegc.files ORDER BY path",
+            &[],
+        )
+        .await
+    }
+
+    /// The orphans of the latest scan, by path.
+    pub async fn orphans(&self) -> Result<Vec<FileRow>, DbError> {
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, false, true FROM filegc.orphans ORDER BY path",
+            &[],
+        )
+        .await
+    }
+
+    /// Managed files last modified more than `days` days ago, oldest first.
+    pub async fn old_files(&self, days: u32) -> Result<Vec<FileRow>, DbError> {
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        self.file_rows(
+            "SELECT path, size_bytes, modified_at, referenced, true FROM filegc.old_files($1)",
+            &[&days],
+        )
+        .await
+    }
+
+    /// The one row of `filegc.storage_stats`, as a JSON object keyed by column.
+    pub async fn storage_stats(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, DbError> {
+        let row = self
+            .client
+            .query_one("SELECT to_jsonb(s)::text FROM filegc.storage_stats s", &[])
+            .await?;
+        let text: String = row.get(0);
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|error| DbError::Query(error.to_string()))?;
+        match value {
+            serde_json::Value::Object(map) => Ok(map),
+            other => Err(DbError::Query(format!(
+                "filegc.storage_stats gave {other} instead of a row"
+            ))),
+        }
+    }
+
+    async fn file_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<FileRow>, DbError> {
+        let rows = self.client.query(sql, params).await?;
+        Ok(rows.iter().map(file_row).collect())
+    }
+}
+
+pub(super) fn file_row(row: &Row) -> FileRow {
+    FileRow {
+        path: row.get(0),
+        size_bytes: row.get(1),
+        modified_at: row.get(2),
+        referenced: row.get(3),
+        managed: row.get(4),
+    }
+}
