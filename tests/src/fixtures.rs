@@ -1,7 +1,7 @@
-//! Shared starting points for tests: the application's tracked columns and a
-//! reported inventory.
+//! Starting points in the database: the application with its image columns
+//! tracked, and an inventory as a scan reports it.
 
-use crate::TestDb;
+use crate::{cluster, TestDb};
 use postgres::Client;
 
 /// The prefix the application stores absolute paths with.
@@ -30,6 +30,13 @@ impl TestDb {
         }
         client
     }
+}
+
+/// A database on the shared cluster with the application tracked, and a superuser connection to it.
+pub fn tracked_database() -> (TestDb, Client) {
+    let db = cluster().create_database();
+    let admin = db.tracked_app();
+    (db, admin)
 }
 
 /// A file as a scan reports it, with its ages in seconds before now.

@@ -9,11 +9,18 @@
 //! listens on 127.0.0.1 only and trusts every local connection. When the
 //! tests run as root, the server programs run as the `postgres` OS user,
 //! because `initdb` and `postgres` refuse to run as root.
+//!
+//! On top of the databases: [`fixtures`] puts the application and a scan's
+//! inventory in one, [`test_env::TestEnv`] adds a volume among canary files
+//! for the tests that run the sweeper, [`sweeper`] runs the real binary (to
+//! its end or in the background), and [`reliability`] holds what the
+//! reliability suite checks with.
 
 pub mod fixtures;
 pub mod reliability;
 mod server;
 pub mod sweeper;
+pub mod test_env;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

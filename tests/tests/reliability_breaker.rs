@@ -1,7 +1,9 @@
 //! The promise, scenario 10 (b): the circuit breaker stands in front of every
 //! bulk deletion, filtered or not, and counts the files filegc manages.
 
-use filegc_tests::reliability::{describe_output, error_of, EnclosedVolume};
+use filegc_tests::reliability::error_of;
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 
 fn image(i: usize) -> String {
     format!("user_{i}_1700000000.jpg")
@@ -10,8 +12,8 @@ fn image(i: usize) -> String {
 /// Twenty referenced images whose column is tracked with the prefix
 /// `/app/`, so that every reference names a file the volume does not have
 /// and every image looks orphaned.
-fn everything_looks_orphaned() -> EnclosedVolume {
-    let mut env = EnclosedVolume::new();
+fn everything_looks_orphaned() -> TestEnv {
+    let mut env = TestEnv::new();
     env.client
         .batch_execute(
             "SELECT filegc.untrack('facial_evaluations', 'image_path');
@@ -26,14 +28,14 @@ fn everything_looks_orphaned() -> EnclosedVolume {
     env
 }
 
-fn assert_every_image_stays(env: &EnclosedVolume, count: usize) {
+fn assert_every_image_stays(env: &TestEnv, count: usize) {
     for i in 0..count {
         assert!(env.on_volume(&image(i)), "{} was deleted", image(i));
     }
     env.assert_canaries_intact();
 }
 
-fn assert_refused_by_the_breaker(env: &EnclosedVolume, args: &[&str]) {
+fn assert_refused_by_the_breaker(env: &TestEnv, args: &[&str]) {
     let output = env.run(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
@@ -77,7 +79,7 @@ fn filters_do_not_take_a_deletion_around_the_breaker() {
 
 #[test]
 fn the_breaker_counts_the_managed_files_only() {
-    let env = EnclosedVolume::new();
+    let env = TestEnv::new();
     // Eight referenced images, four orphans, and a hundred log files that
     // filegc does not manage: deleting the orphans is a third of the images.
     for i in 0..12 {

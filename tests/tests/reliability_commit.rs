@@ -9,18 +9,18 @@
 
 use std::time::Duration;
 
-use filegc_tests::reliability::{describe_output, eventually, Background};
-use filegc_tests::sweeper::SweeperEnv;
-use filegc_tests::Cluster;
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
+use filegc_tests::{eventually, Cluster};
 use postgres::Client;
 
 const IMAGE: &str = "user_7_1700000000.jpg";
 const SIZE: usize = 4096;
 
 /// An environment with `IMAGE` on the volume and its deletion due.
-fn scheduled_on(cluster: &Cluster) -> SweeperEnv {
-    let mut env = SweeperEnv::on(cluster);
-    env.write(IMAGE, SIZE, 1);
+fn scheduled_on(cluster: &Cluster) -> TestEnv {
+    let mut env = TestEnv::on(cluster);
+    env.write_aged(IMAGE, SIZE, 1);
     env.reference(IMAGE);
     env.unreference(IMAGE);
     env
@@ -106,7 +106,7 @@ fn a_batch_committed_before_its_connection_failed_keeps_its_files_in_the_trash()
     });
     assert!(reloaded, "the server never read synchronous_standby_names");
 
-    let mut sweep = Background::spawn(env.command(&["sweep"]));
+    let mut sweep = env.start(&["sweep"]);
     let mut waiting: Option<i32> = None;
     let committing = eventually(Duration::from_secs(30), || {
         waiting = observer
@@ -202,7 +202,7 @@ fn a_batch_the_database_refused_to_commit_puts_its_files_back_for_a_later_sweep(
 
 /// The deletion is recorded `trashed`, with the file's size, at its second
 /// attempt, and the copy is in the trash.
-fn assert_trashed_at_the_second_attempt(env: &mut SweeperEnv) {
+fn assert_trashed_at_the_second_attempt(env: &mut TestEnv) {
     let (state, outcome, attempts, bytes) = tombstone(&mut env.client);
     assert_eq!(
         (state.as_str(), outcome.as_deref(), attempts, bytes),
@@ -213,7 +213,7 @@ fn assert_trashed_at_the_second_attempt(env: &mut SweeperEnv) {
 
 /// The state a lost batch leaves: the deletion claimed by a sweeper whose
 /// lease ran out, and its file moved into the trash without a record.
-fn trashed_without_a_record() -> SweeperEnv {
+fn trashed_without_a_record() -> TestEnv {
     let mut env = scheduled_on(filegc_tests::cluster());
     assert_eq!(
         env.query_i64("SELECT count(*) FROM filegc.claim('a_sweeper_that_lost_its_batch', 10)"),

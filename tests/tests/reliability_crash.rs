@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{
-    describe_output, eventually, files_in, soak, tombstones, Background, Rng, Tombstone,
-};
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::reliability::{files_in, soak, tombstones, Rng, Tombstone};
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 
 /// Referenced files with a tombstone forced on them.
 const CANARIES: usize = 20;
@@ -30,14 +30,14 @@ fn canary_name(i: usize) -> String {
 #[test]
 fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
     let (files, kills) = if soak() { (10_000, 20) } else { (2_000, 5) };
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let mut rng = Rng::seeded("reliability_crash");
 
     for i in 0..files {
-        env.write(&scheduled_name(i), 64, 1);
+        env.write_aged(&scheduled_name(i), 64, 1);
     }
     for i in 0..CANARIES {
-        env.write(&canary_name(i), 64, 1);
+        env.write_aged(&canary_name(i), 64, 1);
     }
     // The canaries' rows go into the other table, which the mass DELETE leaves alone.
     env.client
@@ -73,18 +73,14 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
 
     // A killed sweeper's batch comes back after a second; a tombstone may be
     // claimed as often as the kills make it necessary.
-    env.client
-        .batch_execute(
-            "UPDATE filegc.settings SET value = '1 second' WHERE name = 'lease';
-             UPDATE filegc.settings SET value = '1000' WHERE name = 'max_attempts'",
-        )
-        .unwrap();
+    env.set("lease", "1 second");
+    env.set("max_attempts", "1000");
 
     let started = Instant::now();
     let mut killed_while_working = 0;
     let mut watcher = env.db.connect();
     for _ in 0..kills {
-        let mut sweep = Background::spawn(env.command(&["sweep"]));
+        let mut sweep = env.start(&["sweep"]);
         // A kill lands once the sweeper holds a batch, at a random point of
         // its work: waiting a fixed time instead let a fast sweeper finish
         // before any kill.
@@ -147,7 +143,7 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
         "unexpected tombstone paths"
     );
 
-    let on_disk = files_in(env.volume.path());
+    let on_disk = files_in(&env.volume);
     let trashed = files_in(&env.path(".filegc-trash"));
     let mut reclaimed = 0;
     for i in 0..files {

@@ -8,7 +8,8 @@ use filegc_tests::fixtures::PREFIX;
 use filegc_tests::reliability::path_rules::{
     normalize, validate_relative, InvalidReason, Reference,
 };
-use filegc_tests::reliability::{describe_output, EnclosedVolume};
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 use postgres::Client;
 
 /// Values that cannot name a file under the root: each must land in `filegc.invalid_refs`.
@@ -68,7 +69,7 @@ fn odd_valid_values() -> Vec<(String, String)> {
 }
 
 /// Inserts, updates and deletes rows holding each value as the application role; panics if a write fails.
-fn write_and_delete_as_app(env: &EnclosedVolume, values: &[String]) {
+fn write_and_delete_as_app(env: &TestEnv, values: &[String]) {
     let mut app = env.db.connect_as("app");
     let mut tx = app.transaction().unwrap();
     for value in values {
@@ -110,7 +111,7 @@ fn assert_tombstones_are_plain(client: &mut Client) {
 
 #[test]
 fn hostile_references_never_reach_outside_the_root() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     let invalid = invalid_values();
     let valid = odd_valid_values();
     for value in &invalid {
@@ -195,7 +196,7 @@ fn hostile_references_never_reach_outside_the_root() {
 
 #[test]
 fn the_sweeper_refuses_hostile_paths_even_when_the_database_holds_them() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     // The table refuses such paths, but a superuser can drop that check (or
     // restore data from before it); the sweeper checks each path again before
     // it touches the disk.
@@ -273,7 +274,7 @@ fn nul_bytes_are_invalid_and_postgres_cannot_store_them() {
     }
     assert_eq!(validate_relative("x\0.jpg"), Err(InvalidReason::Nul));
     // PostgreSQL's text refuses the byte before any trigger runs.
-    let env = EnclosedVolume::new();
+    let env = TestEnv::new();
     let error = env
         .db
         .connect_as("app")
@@ -345,7 +346,7 @@ fn generated_hostile_references_never_reach_outside_the_root() {
     } else {
         300
     };
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.write("user_1_1700000000.jpg", "inside the volume\n");
     let values = generated_values(count);
     write_and_delete_as_app(&env, &values);

@@ -13,7 +13,8 @@ use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use filegc_tests::reliability::{describe_output, EnclosedVolume};
+use filegc_tests::sweeper::{describe_output, stderr};
+use filegc_tests::test_env::TestEnv;
 
 /// Makes paths immutable with `chattr +i`, and mutable again on Drop so the temporary folder can go.
 struct Immutable(Vec<PathBuf>);
@@ -44,7 +45,7 @@ fn chattr(flag: &str, path: &Path) {
     assert!(status.success(), "chattr {flag} {} failed", path.display());
 }
 
-fn schedule(env: &mut EnclosedVolume, paths: &[&str]) -> i32 {
+fn schedule(env: &mut TestEnv, paths: &[&str]) -> i32 {
     let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
     env.client
         .query_one(
@@ -55,7 +56,7 @@ fn schedule(env: &mut EnclosedVolume, paths: &[&str]) -> i32 {
         .get(0)
 }
 
-fn outcome(env: &mut EnclosedVolume, path: &str) -> (String, Option<String>, Option<String>) {
+fn outcome(env: &mut TestEnv, path: &str) -> (String, Option<String>, Option<String>) {
     let row = env
         .client
         .query_one(
@@ -64,10 +65,6 @@ fn outcome(env: &mut EnclosedVolume, path: &str) -> (String, Option<String>, Opt
         )
         .unwrap();
     (row.get(0), row.get(1), row.get(2))
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn assert_reports(output: &Output, path: &str, reason: &str) {
@@ -82,7 +79,7 @@ fn assert_reports(output: &Output, path: &str, reason: &str) {
 
 #[test]
 fn the_sweeper_reports_hostile_volume_contents_and_goes_on() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     symlink(env.outside("passwd"), env.path("link.jpg")).unwrap();
     symlink(env.outside("sibling"), env.path("linkdir")).unwrap();
     let fifo = env.path("pipe.jpg");
@@ -151,7 +148,7 @@ fn the_sweeper_reports_hostile_volume_contents_and_goes_on() {
 }
 
 /// Runs the binary with the volume mounted read-only in a private mount namespace; `None` when the machine does not allow it.
-fn run_on_read_only_volume(env: &EnclosedVolume, args: &[&str]) -> Option<Output> {
+fn run_on_read_only_volume(env: &TestEnv, args: &[&str]) -> Option<Output> {
     let volume = env.volume.display().to_string();
     let probe = Command::new("unshare")
         .args([
@@ -198,7 +195,7 @@ fn run_on_read_only_volume(env: &EnclosedVolume, args: &[&str]) -> Option<Output
 
 #[test]
 fn a_read_only_volume_fails_each_file_and_keeps_the_tombstones() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.write("user_1_1700000000.jpg", "on a read-only volume\n");
     env.write("user_2_1700000000.jpg", "on a read-only volume\n");
     assert_eq!(

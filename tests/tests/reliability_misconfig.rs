@@ -5,7 +5,8 @@
 
 use std::str::FromStr;
 
-use filegc_tests::reliability::{describe_output, EnclosedVolume};
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 
 /// How many files the application references.
 const FILES: usize = 20;
@@ -15,8 +16,8 @@ fn name(i: usize) -> String {
 }
 
 /// A volume of `FILES` referenced images whose column is tracked with `prefixes`.
-fn misconfigured(stored_prefix: &str, tracked_prefixes: &[&str]) -> EnclosedVolume {
-    let mut env = EnclosedVolume::new();
+fn misconfigured(stored_prefix: &str, tracked_prefixes: &[&str]) -> TestEnv {
+    let mut env = TestEnv::new();
     env.client
         .batch_execute("SELECT filegc.untrack('facial_evaluations', 'image_path')")
         .unwrap();
@@ -41,7 +42,7 @@ fn misconfigured(stored_prefix: &str, tracked_prefixes: &[&str]) -> EnclosedVolu
     env
 }
 
-fn assert_every_file_stays(env: &mut EnclosedVolume) {
+fn assert_every_file_stays(env: &mut TestEnv) {
     for i in 0..FILES {
         assert!(env.path(&name(i)).is_file(), "{} was deleted", name(i));
     }

@@ -5,7 +5,8 @@
 
 use filegc_tests::cluster;
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{describe_output, EnclosedVolume};
+use filegc_tests::sweeper::{describe_output, filegc_bin, filegc_command};
+use filegc_tests::test_env::TestEnv;
 use postgres::Client;
 
 /// The SQLSTATE of a statement that must fail; panics if it succeeds.
@@ -24,7 +25,7 @@ const PERMISSION_DENIED: &str = "42501";
 
 #[test]
 fn the_application_role_reaches_filegc_only_through_its_triggers() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.client
         .batch_execute("SELECT filegc.schedule_delete(ARRAY['x.jpg'], force => true)")
         .unwrap();
@@ -97,7 +98,7 @@ fn the_application_role_reaches_filegc_only_through_its_triggers() {
 
 #[test]
 fn a_sweeper_login_cannot_read_or_change_application_tables() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.client
         .batch_execute(
             "DO $$ BEGIN CREATE ROLE reliability_sweeper LOGIN; \
@@ -123,11 +124,7 @@ fn a_sweeper_login_cannot_read_or_change_application_tables() {
     env.write("secret.jpg", "referenced\n");
     let url = env.db.url_as("reliability_sweeper");
     for args in [&["scan"][..], &["sweep"][..]] {
-        let output = env
-            .command(args)
-            .args(["--database-url", &url])
-            .output()
-            .unwrap();
+        let output = env.command_on(&url, args).output().unwrap();
         assert!(output.status.success(), "{}", describe_output(&output));
     }
     assert!(env.path("secret.jpg").is_file());
@@ -137,13 +134,8 @@ fn a_sweeper_login_cannot_read_or_change_application_tables() {
 fn the_sweeper_names_a_database_without_the_extension() {
     let db = cluster().create_plain_database();
     let volume = tempfile::tempdir_in("/var/tmp").unwrap();
-    let output = std::process::Command::new(filegc_tests::sweeper::filegc_bin())
-        .arg("--volume")
-        .arg(volume.path())
-        .arg("--database-url")
-        .arg(db.url())
-        .args(["sweep"])
-        .env_remove("DATABASE_URL")
+    let output = filegc_command(filegc_bin(), volume.path(), &db.url())
+        .arg("sweep")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

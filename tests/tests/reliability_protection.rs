@@ -6,15 +6,17 @@
 use std::str::FromStr;
 
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{describe_output, final_verdict, EnclosedVolume};
+use filegc_tests::reliability::final_verdict;
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 
 fn image(i: usize) -> String {
     format!("user_{i}_1700000000.jpg")
 }
 
 /// Ten referenced images on the volume, scanned.
-fn ten_referenced_images() -> EnclosedVolume {
-    let env = EnclosedVolume::new();
+fn ten_referenced_images() -> TestEnv {
+    let env = TestEnv::new();
     for i in 0..10 {
         env.write(&image(i), "referenced\n");
         env.insert_row(i as i64, &format!("{PREFIX}{}", image(i)));
@@ -23,7 +25,7 @@ fn ten_referenced_images() -> EnclosedVolume {
     env
 }
 
-fn assert_kept(env: &EnclosedVolume, files: &[String]) {
+fn assert_kept(env: &TestEnv, files: &[String]) {
     for file in files {
         assert!(env.on_volume(file), "{file} was deleted");
     }
@@ -103,7 +105,7 @@ fn a_row_updated_to_a_url_outside_every_prefix_keeps_its_file() {
 
 #[test]
 fn query_strings_and_fragments_name_the_file_they_follow() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     let valid_with_query = "user_903_1.jpg";
     let invalid_with_query = "user_901_1.jpg";
     let invalid_with_fragment = "user_902_1.jpg";
@@ -172,15 +174,13 @@ fn query_strings_and_fragments_name_the_file_they_follow() {
 
 #[test]
 fn a_scheduled_deletion_of_a_file_no_longer_managed_is_skipped() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.write("user_1_1700000000.jpg", "image\n");
     env.insert_row(1, "user_1_1700000000.jpg");
     env.app()
         .batch_execute("DELETE FROM facial_evaluations")
         .unwrap();
-    env.client
-        .batch_execute("UPDATE filegc.settings SET value = '*.png' WHERE name = 'managed_patterns'")
-        .unwrap();
+    env.set("managed_patterns", "*.png");
     let sweep = env.run(&["sweep", "--no-trash"]);
     assert!(sweep.status.success(), "{}", describe_output(&sweep));
     assert_kept(&env, &["user_1_1700000000.jpg".to_owned()]);

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{eventually, files_in, pid_alive, soak, tombstones, Background};
-use filegc_tests::sweeper::SweeperEnv;
-use filegc_tests::Cluster;
+use filegc_tests::reliability::{files_in, pid_alive, soak, tombstones};
+use filegc_tests::test_env::TestEnv;
+use filegc_tests::{eventually, Cluster};
 
 /// Files deleted between two restarts.
 const PER_ROUND: usize = 40;
@@ -36,13 +36,11 @@ fn run_survives_fast_and_immediate_restarts_without_losing_or_repeating_work() {
     let files = PER_ROUND * rounds;
     let kept = 20;
     let cluster = Cluster::start_private();
-    let mut env = SweeperEnv::on(&cluster);
+    let mut env = TestEnv::on(&cluster);
     // A batch that a restart strands is taken over after 2 s, not 5 minutes.
-    env.client
-        .batch_execute("UPDATE filegc.settings SET value = '2 seconds' WHERE name = 'lease'")
-        .unwrap();
+    env.set("lease", "2 seconds");
     for i in 0..files + kept {
-        env.write(&name(i), 64, 1);
+        env.write_aged(&name(i), 64, 1);
     }
     env.client
         .execute(
@@ -58,7 +56,7 @@ fn run_survives_fast_and_immediate_restarts_without_losing_or_repeating_work() {
         "trap 'exit 0' TERM; echo $$ > '{}'; sleep 600 & wait",
         pid_file.display()
     );
-    let mut run = Background::spawn(env.command(&[
+    let mut run = env.start(&[
         "run",
         "--sweep-interval",
         "1s",
@@ -68,7 +66,7 @@ fn run_survives_fast_and_immediate_restarts_without_losing_or_repeating_work() {
         "sh",
         "-c",
         &script,
-    ]));
+    ]);
     assert!(
         eventually(RECONNECT, || connections(&run.log()) == 1),
         "filegc run never connected:\n{}",
@@ -153,7 +151,7 @@ fn run_survives_fast_and_immediate_restarts_without_losing_or_repeating_work() {
             .or_default()
             .push(tombstone.outcome.unwrap());
     }
-    let on_disk = files_in(env.volume.path());
+    let on_disk = files_in(&env.volume);
     let trashed = files_in(&env.path(".filegc-trash"));
     for i in 0..files {
         let path = name(i);

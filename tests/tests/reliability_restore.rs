@@ -7,7 +7,8 @@
 //! dump of an older release restores into the new one (`pg_dump` writes
 //! `CREATE EXTENSION filegc` without a version) with the same protections.
 
-use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database};
+use filegc_tests::fixtures::tracked_database;
+use filegc_tests::reliability::{final_verdict, pending_deletions};
 use filegc_tests::{cluster, Engine};
 use postgres::Client;
 use std::process::Command;

@@ -3,10 +3,8 @@
 //! the rows its policies show; filegc refuses to work blind instead, and
 //! says what to grant.
 
-use std::process::Command;
-
-use filegc_tests::reliability::{describe_output, error_of, final_verdict};
-use filegc_tests::sweeper::filegc_bin;
+use filegc_tests::reliability::{error_of, final_verdict};
+use filegc_tests::sweeper::filegc_at;
 use filegc_tests::{cluster, TestDb};
 use postgres::{Client, NoTls};
 
@@ -37,17 +35,7 @@ fn tenant_database(owner: &str) -> (TestDb, Client) {
              CREATE POLICY own_tenant ON photos USING (tenant = current_setting('app.tenant', true)::int);",
         )
         .unwrap();
-    let install = Command::new(filegc_bin())
-        .args([
-            "install-sql",
-            "--apply",
-            "--database-url",
-            &db.url_as(owner),
-        ])
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "{}", describe_output(&install));
+    filegc_at(&db.url_as(owner), &["install-sql", "--apply"]);
     (db, as_owner)
 }
 

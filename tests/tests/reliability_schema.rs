@@ -6,7 +6,8 @@
 use std::thread;
 use std::time::Duration;
 
-use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database, Rng};
+use filegc_tests::fixtures::tracked_database;
+use filegc_tests::reliability::{final_verdict, pending_deletions, Rng};
 use filegc_tests::{cluster, eventually, TestDb};
 use postgres::{Client, NoTls};
 

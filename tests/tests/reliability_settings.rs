@@ -4,11 +4,13 @@
 //! default, with a warning, so that no application write, report or sweep
 //! fails because of it.
 
-use filegc_tests::reliability::{describe_output, error_of, EnclosedVolume};
+use filegc_tests::reliability::error_of;
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 
 #[test]
 fn settings_outside_their_range_are_refused_with_the_range() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     for (name, value) in [
         ("unreferenced_delay", "300000 years"),
         ("orphan_min_age", "300000 years"),
@@ -40,7 +42,7 @@ fn settings_outside_their_range_are_refused_with_the_range() {
 
 #[test]
 fn no_stored_setting_breaks_a_write_a_report_or_a_sweep() {
-    let mut env = EnclosedVolume::new();
+    let mut env = TestEnv::new();
     env.write("user_1_1700000000.jpg", "image\n");
     env.insert_row(1, "user_1_1700000000.jpg");
     env.run_ok(&["scan"]);

@@ -13,16 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{
-    describe_output, eventually, files_in, soak, tombstones, Background, Rng,
-};
-use filegc_tests::sweeper::{filegc_bin, SweeperEnv};
+use filegc_tests::reliability::{files_in, soak, tombstones, Rng};
+use filegc_tests::sweeper::{filegc_bin, filegc_command, succeeded};
+use filegc_tests::test_env::TestEnv;
 use postgres::Client;
 
 /// The age below which an unreferenced file is not yet an orphan.
@@ -186,42 +184,22 @@ fn referenced(client: &mut Client) -> BTreeSet<String> {
     paths
 }
 
-/// Runs `filegc ARGS` on this volume and database to the end.
-fn filegc(volume: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(filegc_bin())
-        .arg("--volume")
-        .arg(volume)
-        .arg("--database-url")
-        .arg(url)
-        .env_remove("DATABASE_URL")
-        .env_remove("FILEGC_VOLUME")
-        .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running filegc")
-}
-
-/// Runs `filegc ARGS` and insists on success.
+/// Runs `filegc ARGS` on this volume and database to the end, under the
+/// binary's own worker name, and insists on success. The threads of the
+/// test share no [`TestEnv`], so this takes the volume and the URL.
 fn run_ok(volume: &Path, url: &str, args: &[&str]) {
-    let output = filegc(volume, url, args);
-    assert!(
-        output.status.success(),
-        "filegc {args:?}: {}",
-        describe_output(&output)
-    );
+    let output = filegc_command(filegc_bin(), volume, url)
+        .args(args)
+        .output()
+        .expect("running filegc");
+    succeeded(args, &output);
 }
 
 /// Runs `filegc scan` while the sweeper deletes. A file that vanishes
 /// between the listing and its inventory is simply not there, so the scan
 /// must succeed whatever the sweeper does meanwhile.
 fn concurrent_scan(volume: &Path, url: &str) {
-    let output = filegc(volume, url, &["scan"]);
-    assert!(
-        output.status.success(),
-        "filegc scan: {}",
-        describe_output(&output)
-    );
+    run_ok(volume, url, &["scan"]);
 }
 
 #[test]
@@ -239,32 +217,17 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
             transactions: 400,
         }
     };
-    let mut env = SweeperEnv::new();
-    env.client
-        .batch_execute(&format!(
-            "UPDATE filegc.settings SET value = '{ORPHAN_MIN_AGE_SECS} seconds' WHERE name = 'orphan_min_age'"
-        ))
-        .unwrap();
-    let mut run =
-        Background::spawn(env.command(&["run", "--sweep-interval", "1s", "--scan-interval", "1h"]));
+    let mut env = TestEnv::new();
+    env.set("orphan_min_age", &format!("{ORPHAN_MIN_AGE_SECS} seconds"));
+    let mut run = env.start(&["run", "--sweep-interval", "1s", "--scan-interval", "1h"]);
+    env.wait_until_listening(&mut run);
     let mut client = env.db.connect();
-    let listening = eventually(Duration::from_secs(10), || {
-        client
-            .query_one(
-                "SELECT count(*) FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL",
-                &[],
-            )
-            .unwrap()
-            .get::<_, i64>(0)
-            > 0
-    });
-    assert!(listening, "filegc run never scanned:\n{}", run.log());
 
     let mut seeds = Rng::seeded("reliability_soak");
     let stop = AtomicBool::new(false);
     let cleanups = Mutex::new((0usize, 0i64));
     let started = Instant::now();
-    let volume = env.volume.path().to_owned();
+    let volume = env.volume.clone();
     let url = env.db.url();
     let app_url = env.db.url_as("app");
     let writers: Vec<Writer> = std::thread::scope(|scope| {
@@ -340,7 +303,7 @@ fn concurrent_writers_sweeper_and_orphan_cleanup_lose_nothing() {
     run_ok(&volume, &url, &["sweep"]);
 
     let referenced = referenced(&mut client);
-    let on_disk = files_in(env.volume.path());
+    let on_disk = files_in(&env.volume);
     let created: BTreeSet<String> = writers
         .iter()
         .flat_map(|w| w.files.iter().cloned())

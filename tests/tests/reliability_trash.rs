@@ -5,14 +5,15 @@
 
 use std::fs;
 
-use filegc_tests::reliability::{describe_output, EnclosedVolume};
+use filegc_tests::sweeper::describe_output;
+use filegc_tests::test_env::TestEnv;
 use postgres::IsolationLevel;
 
 const IMAGE: &str = "user_7_1700000000.jpg";
 
 /// Moves `rel` into the trash by hand, as a sweeper does before it records
 /// the deletion.
-fn trash_by_hand(env: &EnclosedVolume, rel: &str) {
+fn trash_by_hand(env: &TestEnv, rel: &str) {
     let target = env.path(&format!(".filegc-trash/{rel}"));
     fs::create_dir_all(target.parent().unwrap()).unwrap();
     fs::rename(env.path(rel), target).unwrap();
@@ -21,8 +22,8 @@ fn trash_by_hand(env: &EnclosedVolume, rel: &str) {
 /// The state a sweeper killed between the rename into the trash and its
 /// batch's COMMIT leaves: the deletion claimed by a worker that holds the
 /// lease for another hour, the file in the trash.
-fn a_deletion_in_flight() -> EnclosedVolume {
-    let mut env = EnclosedVolume::new();
+fn a_deletion_in_flight() -> TestEnv {
+    let mut env = TestEnv::new();
     env.write(IMAGE, "image\n");
     env.insert_row(1, IMAGE);
     env.app()
@@ -97,8 +98,8 @@ fn a_purge_during_a_sweep_keeps_the_copy_until_the_deletion_is_recorded() {
 }
 
 /// A referenced image, its row deleted and the file swept into the trash.
-fn trashed_by_a_sweep() -> EnclosedVolume {
-    let env = EnclosedVolume::new();
+fn trashed_by_a_sweep() -> TestEnv {
+    let env = TestEnv::new();
     env.write(IMAGE, "image\n");
     env.insert_row(1, IMAGE);
     env.app()
@@ -111,7 +112,7 @@ fn trashed_by_a_sweep() -> EnclosedVolume {
 
 #[test]
 fn a_row_committed_at_repeatable_read_after_the_deletion_gets_its_file_back() {
-    let env = EnclosedVolume::new();
+    let env = TestEnv::new();
     env.write(IMAGE, "image\n");
     env.insert_row(1, IMAGE);
     env.app()
@@ -153,7 +154,7 @@ fn a_row_written_with_the_triggers_disabled_gets_its_trashed_file_back() {
 
 #[test]
 fn a_copy_no_deletion_recorded_comes_back_for_a_row_that_references_it() {
-    let env = EnclosedVolume::new();
+    let env = TestEnv::new();
     env.write(IMAGE, "image\n");
     trash_by_hand(&env, IMAGE);
     env.insert_row(1, IMAGE);
@@ -162,7 +163,7 @@ fn a_copy_no_deletion_recorded_comes_back_for_a_row_that_references_it() {
 
 /// A scan asks the copy back (or brings back one no deletion recorded), and
 /// the sweep after it carries the request out.
-fn assert_the_scan_brings_it_back(env: &EnclosedVolume) {
+fn assert_the_scan_brings_it_back(env: &TestEnv) {
     env.run_ok(&["scan"]);
     env.run_ok(&["sweep"]);
     assert!(

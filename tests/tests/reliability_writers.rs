@@ -4,8 +4,8 @@
 //! never fail or wait because of filegc, at any isolation level.
 
 use filegc_tests::cluster;
-use filegc_tests::fixtures::APP_COLUMNS;
-use filegc_tests::reliability::{final_verdict, pending_deletions, tracked_database};
+use filegc_tests::fixtures::{tracked_database, APP_COLUMNS};
+use filegc_tests::reliability::{final_verdict, pending_deletions};
 use postgres::{Client, IsolationLevel, Transaction};
 
 fn insert<'a>(transaction: &mut Transaction<'a>, table: &str, path: &str) {

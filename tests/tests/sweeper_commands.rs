@@ -1,15 +1,15 @@
 //! The listing and delete commands of `filegc`, run as a user would.
 
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::test_env::TestEnv;
 use serde_json::Value;
 
 /// Two orphans (one old), one referenced old image, one unmanaged file.
-fn known_volume() -> SweeperEnv {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 1_000, 100);
-    env.write("user_2_1700000000.png", 2_000, 100);
-    env.write("user_3_1700000000.webp", 4_000, 1);
-    env.write("readme.txt", 10, 100);
+fn known_volume() -> TestEnv {
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 1_000, 100);
+    env.write_aged("user_2_1700000000.png", 2_000, 100);
+    env.write_aged("user_3_1700000000.webp", 4_000, 1);
+    env.write_aged("readme.txt", 10, 100);
     env.reference("user_1_1700000000.jpg");
     env
 }

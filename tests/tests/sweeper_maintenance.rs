@@ -8,7 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filegc_tests::eventually;
-use filegc_tests::sweeper::{Running, SweeperEnv};
+use filegc_tests::sweeper::Running;
+use filegc_tests::test_env::TestEnv;
 
 /// How long anything the run does may take before a test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -32,18 +33,8 @@ const QUICK_VERBOSE: [&str; 6] = [
     "200ms",
 ];
 
-/// Changes a setting.
-fn set(env: &mut SweeperEnv, name: &str, value: &str) {
-    env.client
-        .execute(
-            "UPDATE filegc.settings SET value = $1 WHERE name = $2",
-            &[&value, &name],
-        )
-        .unwrap_or_else(|e| panic!("setting {name} to {value}: {e:?}"));
-}
-
 /// Scheduled cleanups of `kind` the database has recorded.
-fn cleanups(env: &mut SweeperEnv, kind: &str) -> i64 {
+fn cleanups(env: &mut TestEnv, kind: &str) -> i64 {
     env.client
         .query_one(
             "SELECT count(*) FROM filegc.sweeps WHERE kind = $1 AND finished_at IS NOT NULL",
@@ -71,25 +62,25 @@ fn window(around_now: bool) -> String {
 }
 
 /// Writes `names` as referenced images modified a day ago.
-fn referenced(env: &mut SweeperEnv, names: &[&str]) {
+fn referenced(env: &mut TestEnv, names: &[&str]) {
     for name in names {
-        env.write(name, 1000, 1);
+        env.write_aged(name, 1000, 1);
         env.reference(name);
     }
 }
 
 #[test]
 fn orphan_cleanup_runs_when_due_and_again_after_its_interval() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let keep = [
         "user_1_1700000000.jpg",
         "user_2_1700000000.jpg",
         "user_3_1700000000.jpg",
     ];
     referenced(&mut env, &keep);
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    set(&mut env, "maintenance_window", &window(true));
-    set(&mut env, "orphan_cleanup_interval", "1 second");
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    env.set("maintenance_window", &window(true));
+    env.set("orphan_cleanup_interval", "1 second");
     // The sweeper's role is enough for the policies.
     env.client
         .batch_execute(
@@ -99,7 +90,7 @@ fn orphan_cleanup_runs_when_due_and_again_after_its_interval() {
         )
         .unwrap();
     let url = env.db.url_as("maintenance_sweeper");
-    let mut running = Running::start_as(&env, &url, "maintenance-1", &QUICK);
+    let mut running = env.start_as(&url, "maintenance-1", &QUICK);
 
     let first = env.path(".filegc-trash/user_9_1700000000.jpg");
     assert!(
@@ -114,7 +105,7 @@ fn orphan_cleanup_runs_when_due_and_again_after_its_interval() {
         .is_some_and(|outcome| outcome == "trashed")));
 
     // A new orphan goes at a later cleanup, once a scan has seen it.
-    env.write("user_8_1700000000.jpg", 1000, 1);
+    env.write_aged("user_8_1700000000.jpg", 1000, 1);
     let second = env.path(".filegc-trash/user_8_1700000000.jpg");
     assert!(
         eventually(DEADLINE, || second.is_file()),
@@ -130,7 +121,7 @@ fn orphan_cleanup_runs_when_due_and_again_after_its_interval() {
 
 #[test]
 fn no_scheduled_cleanup_starts_outside_the_maintenance_window() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     referenced(
         &mut env,
         &[
@@ -139,16 +130,16 @@ fn no_scheduled_cleanup_starts_outside_the_maintenance_window() {
             "user_3_1700000000.jpg",
         ],
     );
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    set(&mut env, "maintenance_window", &window(false));
-    let mut running = Running::start(&env, &QUICK_VERBOSE);
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    env.set("maintenance_window", &window(false));
+    let mut running = env.start(&QUICK_VERBOSE);
     running.wait_for_log("outside the maintenance window");
     assert!(env.path("user_9_1700000000.jpg").is_file());
     assert_eq!(cleanups(&mut env, "orphan_cleanup"), 0);
     assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
 
     // The same run cleans up once the window holds the current time.
-    set(&mut env, "maintenance_window", &window(true));
+    env.set("maintenance_window", &window(true));
     let trashed = env.path(".filegc-trash/user_9_1700000000.jpg");
     assert!(
         eventually(DEADLINE, || trashed.is_file()),
@@ -160,7 +151,7 @@ fn no_scheduled_cleanup_starts_outside_the_maintenance_window() {
 
 #[test]
 fn a_restarted_sweeper_waits_for_the_interval_since_the_recorded_cleanup() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     referenced(
         &mut env,
         &[
@@ -169,9 +160,9 @@ fn a_restarted_sweeper_waits_for_the_interval_since_the_recorded_cleanup() {
             "user_3_1700000000.jpg",
         ],
     );
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    set(&mut env, "orphan_cleanup_interval", "1 hour");
-    let mut first = Running::start(&env, &QUICK);
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    env.set("orphan_cleanup_interval", "1 hour");
+    let mut first = env.start(&QUICK);
     let trashed = env.path(".filegc-trash/user_9_1700000000.jpg");
     assert!(
         eventually(DEADLINE, || trashed.is_file()),
@@ -181,8 +172,8 @@ fn a_restarted_sweeper_waits_for_the_interval_since_the_recorded_cleanup() {
     assert_eq!(first.stop().code(), Some(0));
     assert_eq!(cleanups(&mut env, "orphan_cleanup"), 1);
 
-    env.write("user_8_1700000000.jpg", 1000, 1);
-    let mut second = Running::start(&env, &QUICK_VERBOSE);
+    env.write_aged("user_8_1700000000.jpg", 1000, 1);
+    let mut second = env.start(&QUICK_VERBOSE);
     second.wait_for_log("scheduled cleanup not due");
     // The restarted run has scanned the new orphan, and leaves it to the next cleanup.
     assert_eq!(
@@ -194,7 +185,7 @@ fn a_restarted_sweeper_waits_for_the_interval_since_the_recorded_cleanup() {
     assert!(env.path("user_8_1700000000.jpg").is_file());
     assert_eq!(cleanups(&mut env, "orphan_cleanup"), 1);
 
-    set(&mut env, "orphan_cleanup_interval", "1 second");
+    env.set("orphan_cleanup_interval", "1 second");
     let later = env.path(".filegc-trash/user_8_1700000000.jpg");
     assert!(eventually(DEADLINE, || later.is_file()), "{}", second.log());
     assert_eq!(second.stop().code(), Some(0));
@@ -202,7 +193,7 @@ fn a_restarted_sweeper_waits_for_the_interval_since_the_recorded_cleanup() {
 
 #[test]
 fn two_sweepers_run_one_scheduled_cleanup() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     referenced(
         &mut env,
         &[
@@ -211,11 +202,11 @@ fn two_sweepers_run_one_scheduled_cleanup() {
             "user_3_1700000000.jpg",
         ],
     );
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    set(&mut env, "orphan_cleanup_interval", "1 hour");
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    env.set("orphan_cleanup_interval", "1 hour");
     let url = env.db.url();
-    let mut one = Running::start_as(&env, &url, "sweeper-one", &QUICK_VERBOSE);
-    let mut two = Running::start_as(&env, &url, "sweeper-two", &QUICK_VERBOSE);
+    let mut one = env.start_as(&url, "sweeper-one", &QUICK_VERBOSE);
+    let mut two = env.start_as(&url, "sweeper-two", &QUICK_VERBOSE);
     let decided = |running: &mut Running| {
         let log = running.log();
         log.contains("scheduled cleanup: deletions scheduled")
@@ -244,11 +235,11 @@ fn two_sweepers_run_one_scheduled_cleanup() {
 
 #[test]
 fn the_circuit_breaker_still_refuses_a_scheduled_cleanup_that_is_too_large() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     referenced(&mut env, &["user_1_1700000000.jpg"]);
-    env.write("user_8_1700000000.jpg", 1000, 1);
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    let mut running = Running::start(&env, &QUICK);
+    env.write_aged("user_8_1700000000.jpg", 1000, 1);
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    let mut running = env.start(&QUICK);
     running.wait_for_log("circuit breaker");
     assert!(running.log().contains("scheduled cleanup refused"));
     assert_eq!(
@@ -266,20 +257,20 @@ fn the_circuit_breaker_still_refuses_a_scheduled_cleanup_that_is_too_large() {
 
 #[test]
 fn retention_deletes_old_unreferenced_images_and_referenced_ones_only_when_asked() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     // No orphan is old enough for the orphan cleanup: what goes, goes for its age.
-    set(&mut env, "orphan_min_age", "1000 days");
-    set(&mut env, "retention_days", "30");
-    set(&mut env, "orphan_cleanup_interval", "1 second");
-    env.write("user_1_1600000000.jpg", 1000, 40);
-    env.write("user_2_1600000000.jpg", 1000, 40);
+    env.set("orphan_min_age", "1000 days");
+    env.set("retention_days", "30");
+    env.set("orphan_cleanup_interval", "1 second");
+    env.write_aged("user_1_1600000000.jpg", 1000, 40);
+    env.write_aged("user_2_1600000000.jpg", 1000, 40);
     env.reference("user_2_1600000000.jpg");
-    env.write("user_3_1700000000.jpg", 1000, 1);
+    env.write_aged("user_3_1700000000.jpg", 1000, 1);
     referenced(
         &mut env,
         &["user_4_1700000000.jpg", "user_5_1700000000.jpg"],
     );
-    let mut running = Running::start(&env, &QUICK);
+    let mut running = env.start(&QUICK);
 
     let old_orphan = env.path(".filegc-trash/user_1_1600000000.jpg");
     assert!(
@@ -305,7 +296,7 @@ fn retention_deletes_old_unreferenced_images_and_referenced_ones_only_when_asked
         0
     );
 
-    set(&mut env, "retention_include_referenced", "on");
+    env.set("retention_include_referenced", "on");
     let old_referenced = env.path(".filegc-trash/user_2_1600000000.jpg");
     assert!(
         eventually(DEADLINE, || old_referenced.is_file()),
@@ -384,19 +375,19 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
 }
 
 /// Makes the volume's alert level warning (anything in use is at least 0 %, nothing reaches 100 %).
-fn level_warning(env: &mut SweeperEnv) {
-    set(env, "alert_emergency_pct", "100");
-    set(env, "alert_critical_pct", "100");
-    set(env, "alert_warning_pct", "0");
+fn level_warning(env: &mut TestEnv) {
+    env.set("alert_emergency_pct", "100");
+    env.set("alert_critical_pct", "100");
+    env.set("alert_warning_pct", "0");
 }
 
 #[test]
 fn the_webhook_hears_when_the_level_rises_and_when_it_falls() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let (url, requests) = webhook_receiver();
-    set(&mut env, "alert_webhook_url", &url);
+    env.set("alert_webhook_url", &url);
     level_warning(&mut env);
-    let mut running = Running::start(&env, &QUICK);
+    let mut running = env.start(&QUICK);
 
     let rose = requests
         .recv_timeout(DEADLINE)
@@ -421,7 +412,7 @@ fn the_webhook_hears_when_the_level_rises_and_when_it_falls() {
     assert!((0.0..100.0).contains(&used_pct), "{used_pct}");
     assert_eq!(
         rose.body["volume"],
-        env.volume.path().display().to_string(),
+        env.volume.display().to_string(),
         "{}",
         rose.body
     );
@@ -435,7 +426,7 @@ fn the_webhook_hears_when_the_level_rises_and_when_it_falls() {
     let fields: Vec<&String> = rose.body.as_object().unwrap().keys().collect();
     assert_eq!(fields.len(), 5, "{}", rose.body);
 
-    set(&mut env, "alert_warning_pct", "100");
+    env.set("alert_warning_pct", "100");
     let fell = requests
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("no alert for the fall:\n{}", running.log()));
@@ -446,7 +437,7 @@ fn the_webhook_hears_when_the_level_rises_and_when_it_falls() {
 }
 
 /// Unreferences a referenced file and waits for the run to trash it.
-fn sweeps_still(env: &mut SweeperEnv, running: &mut Running, name: &str) {
+fn sweeps_still(env: &mut TestEnv, running: &mut Running, name: &str) {
     env.unreference(name);
     let trashed = env.path(&format!(".filegc-trash/{name}"));
     assert!(
@@ -458,14 +449,14 @@ fn sweeps_still(env: &mut SweeperEnv, running: &mut Running, name: &str) {
 
 #[test]
 fn a_webhook_that_refuses_connections_never_stops_sweeping() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
     drop(closed);
-    set(&mut env, "alert_webhook_url", &url);
+    env.set("alert_webhook_url", &url);
     level_warning(&mut env);
     referenced(&mut env, &["user_1_1700000000.jpg"]);
-    let mut running = Running::start(&env, &QUICK);
+    let mut running = env.start(&QUICK);
     running.wait_for_log("alert webhook failed");
     running.wait_for_log("attempt=2");
     sweeps_still(&mut env, &mut running, "user_1_1700000000.jpg");
@@ -474,7 +465,7 @@ fn a_webhook_that_refuses_connections_never_stops_sweeping() {
 
 #[test]
 fn a_webhook_that_hangs_never_stops_sweeping() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://127.0.0.1:{}/",
@@ -489,19 +480,19 @@ fn a_webhook_that_hangs_never_stops_sweeping() {
             }
         }
     });
-    set(&mut env, "alert_webhook_url", &url);
+    env.set("alert_webhook_url", &url);
     level_warning(&mut env);
     referenced(
         &mut env,
         &["user_1_1700000000.jpg", "user_2_1700000000.jpg"],
     );
-    let mut running = Running::start(&env, &QUICK);
+    let mut running = env.start(&QUICK);
     let _held = connections
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("the webhook was never called:\n{}", running.log()));
     sweeps_still(&mut env, &mut running, "user_1_1700000000.jpg");
     // Another change queues behind the hanging one; the sweeper goes on all the same.
-    set(&mut env, "alert_warning_pct", "100");
+    env.set("alert_warning_pct", "100");
     running.wait_for_log("the volume's alert level fell");
     sweeps_still(&mut env, &mut running, "user_2_1700000000.jpg");
     assert_eq!(running.stop().code(), Some(0));
@@ -509,9 +500,9 @@ fn a_webhook_that_hangs_never_stops_sweeping() {
 
 /// A volume with three referenced images, one trashed image and one orphan,
 /// at the emergency level, with no scheduled cleanups.
-fn emergency_env() -> SweeperEnv {
-    let mut env = SweeperEnv::new();
-    set(&mut env, "orphan_cleanup_interval", "0");
+fn emergency_env() -> TestEnv {
+    let mut env = TestEnv::new();
+    env.set("orphan_cleanup_interval", "0");
     referenced(
         &mut env,
         &[
@@ -524,17 +515,17 @@ fn emergency_env() -> SweeperEnv {
     env.unreference("user_7_1700000000.jpg");
     env.run_ok(&["sweep"]);
     assert!(env.path(".filegc-trash/user_7_1700000000.jpg").is_file());
-    env.write("user_9_1700000000.jpg", 1000, 1);
-    set(&mut env, "alert_warning_pct", "0");
-    set(&mut env, "alert_critical_pct", "0");
-    set(&mut env, "alert_emergency_pct", "0");
+    env.write_aged("user_9_1700000000.jpg", 1000, 1);
+    env.set("alert_warning_pct", "0");
+    env.set("alert_critical_pct", "0");
+    env.set("alert_emergency_pct", "0");
     env
 }
 
 #[test]
 fn the_emergency_cleanup_empties_the_trash_then_deletes_the_orphans() {
     let mut env = emergency_env();
-    let mut running = Running::start(&env, &QUICK);
+    let mut running = env.start(&QUICK);
     running.wait_for_log("emergency cleanup: deleted the eligible orphans");
     let log = running.log();
     let line = |message: &str| {
@@ -581,8 +572,8 @@ fn the_emergency_cleanup_empties_the_trash_then_deletes_the_orphans() {
 #[test]
 fn with_emergency_cleanup_off_the_emergency_deletes_nothing() {
     let mut env = emergency_env();
-    set(&mut env, "emergency_cleanup", "off");
-    let mut running = Running::start(&env, &QUICK);
+    env.set("emergency_cleanup", "off");
+    let mut running = env.start(&QUICK);
     running.wait_for_log("emergency_cleanup is off");
     assert!(env.path(".filegc-trash/user_7_1700000000.jpg").is_file());
     assert!(env.path("user_9_1700000000.jpg").is_file());
@@ -604,7 +595,7 @@ fn sweeper_accepts(name: &str, value: &str) -> bool {
 
 #[test]
 fn the_policy_settings_take_what_the_sweeper_can_use_and_explain_the_rest() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     let refused = [
         ("orphan_cleanup_interval", "soon"),
         ("orphan_cleanup_interval", "-1 day"),
@@ -659,7 +650,7 @@ fn the_policy_settings_take_what_the_sweeper_can_use_and_explain_the_rest() {
         ("alert_webhook_url", "off"),
     ];
     for (name, value) in accepted {
-        set(&mut env, name, value);
+        env.set(name, value);
         assert!(sweeper_accepts(name, value), "{name} = {value:?}");
     }
 }

@@ -3,7 +3,8 @@
 use std::net::TcpListener;
 use std::process::Output;
 
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::sweeper::stderr;
+use filegc_tests::test_env::TestEnv;
 use serde_json::Value;
 
 /// A URL whose port was just free and is closed now.
@@ -19,16 +20,12 @@ fn closed_port_url() -> (String, String) {
 
 /// A volume with one image and one other file, and an unreachable database.
 fn offline(args: &[&str]) -> (Output, String) {
-    let env = SweeperEnv::new();
-    env.write("sub/user_1_1700000000.jpg", 1_000, 100);
-    env.write("notes.txt", 10, 1);
+    let env = TestEnv::new();
+    env.write_aged("sub/user_1_1700000000.jpg", 1_000, 100);
+    env.write_aged("notes.txt", 10, 1);
     let (url, host) = closed_port_url();
     let output = env.command_on(&url, args).output().unwrap();
     (output, host)
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

@@ -5,31 +5,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use filegc_tests::eventually;
-use filegc_tests::sweeper::{Running, SweeperEnv};
+use filegc_tests::test_env::TestEnv;
 use filegc_tests::Cluster;
 
 /// How long anything the run does may take before a test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Waits until the run has finished its first scan: it listens from then on.
-fn wait_until_listening(env: &SweeperEnv, running: &mut Running) {
-    let mut client = env.db.connect();
-    let scanned = eventually(DEADLINE, || {
-        assert!(
-            running.is_running(),
-            "filegc run exited:\n{}",
-            running.log()
-        );
-        client
-            .query_one(
-                "SELECT count(*) FROM filegc.runs WHERE kind = 'scan' AND finished_at IS NOT NULL",
-                &[],
-            )
-            .map(|row| row.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    });
-    assert!(scanned, "no scan finished:\n{}", running.log());
-}
 
 /// A file in a scratch directory that the supervised shell touches once its trap is set.
 fn ready_marker() -> (tempfile::TempDir, PathBuf) {
@@ -40,15 +20,12 @@ fn ready_marker() -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn run_sweeps_a_deletion_within_a_second_of_the_notification() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 100, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 100, 1);
     env.reference("user_1_1700000000.jpg");
     // With an hour between timed sweeps, only the notification can trigger it.
-    let mut running = Running::start(
-        &env,
-        &["run", "--sweep-interval", "1h", "--scan-interval", "1h"],
-    );
-    wait_until_listening(&env, &mut running);
+    let mut running = env.start(&["run", "--sweep-interval", "1h", "--scan-interval", "1h"]);
+    env.wait_until_listening(&mut running);
     let trashed = env.path(".filegc-trash/user_1_1700000000.jpg");
     assert!(env.path("user_1_1700000000.jpg").is_file());
 
@@ -69,8 +46,8 @@ fn run_sweeps_a_deletion_within_a_second_of_the_notification() {
 
 #[test]
 fn run_exits_with_the_application_exit_status() {
-    let env = SweeperEnv::new();
-    let mut running = Running::start(&env, &["run", "--", "sh", "-c", "exit 7"]);
+    let env = TestEnv::new();
+    let mut running = env.start(&["run", "--", "sh", "-c", "exit 7"]);
     assert_eq!(
         running.exit_status(DEADLINE).code(),
         Some(7),
@@ -81,13 +58,13 @@ fn run_exits_with_the_application_exit_status() {
 
 #[test]
 fn run_passes_sigterm_on_to_the_application() {
-    let env = SweeperEnv::new();
+    let env = TestEnv::new();
     let (_dir, ready) = ready_marker();
     let script = format!(
         "trap 'exit 5' TERM; touch '{}'; sleep 30 & wait",
         ready.display()
     );
-    let mut running = Running::start(&env, &["run", "--", "sh", "-c", &script]);
+    let mut running = env.start(&["run", "--", "sh", "-c", &script]);
     assert!(
         eventually(DEADLINE, || ready.exists()),
         "the application never started:\n{}",
@@ -104,9 +81,9 @@ fn run_passes_sigterm_on_to_the_application() {
 
 #[test]
 fn run_without_an_application_stops_on_sigterm() {
-    let env = SweeperEnv::new();
-    let mut running = Running::start(&env, &["run"]);
-    wait_until_listening(&env, &mut running);
+    let env = TestEnv::new();
+    let mut running = env.start(&["run"]);
+    env.wait_until_listening(&mut running);
     running.signal(libc::SIGTERM);
     assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
 }
@@ -114,17 +91,14 @@ fn run_without_an_application_stops_on_sigterm() {
 #[test]
 fn run_carries_on_when_the_database_restarts() {
     let cluster = Cluster::start_private();
-    let mut env = SweeperEnv::on(&cluster);
+    let mut env = TestEnv::on(&cluster);
     let (_dir, ready) = ready_marker();
     let script = format!(
         "trap 'exit 0' TERM; touch '{}'; sleep 120 & wait",
         ready.display()
     );
-    let mut running = Running::start(
-        &env,
-        &["run", "--sweep-interval", "1h", "--", "sh", "-c", &script],
-    );
-    wait_until_listening(&env, &mut running);
+    let mut running = env.start(&["run", "--sweep-interval", "1h", "--", "sh", "-c", &script]);
+    env.wait_until_listening(&mut running);
     assert!(eventually(DEADLINE, || ready.exists()));
 
     cluster.stop("fast");
@@ -137,7 +111,7 @@ fn run_carries_on_when_the_database_restarts() {
 
     // The old connection died with the server.
     env.client = env.db.connect();
-    env.write("user_1_1700000000.jpg", 100, 1);
+    env.write_aged("user_1_1700000000.jpg", 100, 1);
     env.reference("user_1_1700000000.jpg");
     env.unreference("user_1_1700000000.jpg");
     let trashed = env.path(".filegc-trash/user_1_1700000000.jpg");
@@ -160,14 +134,11 @@ fn run_carries_on_when_the_database_restarts() {
 
 #[test]
 fn idle_timed_sweeps_stay_out_of_the_info_log() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 100, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 100, 1);
     env.reference("user_1_1700000000.jpg");
-    let mut running = Running::start(
-        &env,
-        &["run", "--sweep-interval", "50ms", "--scan-interval", "1h"],
-    );
-    wait_until_listening(&env, &mut running);
+    let mut running = env.start(&["run", "--sweep-interval", "50ms", "--scan-interval", "1h"]);
+    env.wait_until_listening(&mut running);
     let mut client = env.db.connect();
     let swept = eventually(DEADLINE, || {
         client

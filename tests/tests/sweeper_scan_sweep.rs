@@ -1,14 +1,14 @@
 //! `filegc scan` and `filegc sweep` against a real database and volume.
 
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::test_env::TestEnv;
 
 #[test]
 fn scan_fills_the_inventory_that_storage_stats_adds_up() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 1_000, 10);
-    env.write("user_2_1700000100.png", 2_000, 1);
-    env.write("sub/user_3_1700000200.webp", 4_000, 1);
-    env.write("notes.txt", 500, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 1_000, 10);
+    env.write_aged("user_2_1700000100.png", 2_000, 1);
+    env.write_aged("sub/user_3_1700000200.webp", 4_000, 1);
+    env.write_aged("notes.txt", 500, 1);
     env.reference("user_1_1700000000.jpg");
     env.run_ok(&["scan"]);
     let row = env
@@ -24,13 +24,13 @@ fn scan_fills_the_inventory_that_storage_stats_adds_up() {
     assert_eq!(n("unmanaged_bytes"), 500);
     assert!(n("capacity_bytes") > 0, "the scan reports the capacity");
     let volume: String = row.get("volume_path");
-    assert_eq!(volume, env.volume.path().display().to_string());
+    assert_eq!(volume, env.volume.display().to_string());
 }
 
 #[test]
 fn sweep_moves_an_unreferenced_file_into_the_trash() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 1_234, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 1_234, 1);
     env.reference("user_1_1700000000.jpg");
     env.unreference("user_1_1700000000.jpg");
     env.run_ok(&["sweep"]);
@@ -54,8 +54,8 @@ fn sweep_moves_an_unreferenced_file_into_the_trash() {
 
 #[test]
 fn sweep_with_no_trash_unlinks() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 10, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 10, 1);
     env.reference("user_1_1700000000.jpg");
     env.unreference("user_1_1700000000.jpg");
     env.run_ok(&["sweep", "--no-trash"]);
@@ -69,7 +69,7 @@ fn sweep_with_no_trash_unlinks() {
 
 #[test]
 fn a_file_gone_already_is_recorded_as_already_gone() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     env.reference("user_1_1700000000.jpg");
     env.unreference("user_1_1700000000.jpg");
     env.run_ok(&["sweep"]);
@@ -81,8 +81,8 @@ fn a_file_gone_already_is_recorded_as_already_gone() {
 
 #[test]
 fn a_referenced_file_is_never_deleted() {
-    let mut env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 10, 1);
+    let mut env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 10, 1);
     env.reference("user_1_1700000000.jpg");
     env.client
         .execute(
@@ -108,9 +108,9 @@ fn a_referenced_file_is_never_deleted() {
 
 #[test]
 fn restore_brings_a_trashed_file_back_and_purge_removes_it_after_retention() {
-    let mut env = SweeperEnv::new();
+    let mut env = TestEnv::new();
     for name in ["user_1_1700000000.jpg", "user_2_1700000000.jpg"] {
-        env.write(name, 10, 1);
+        env.write_aged(name, 10, 1);
         env.reference(name);
         env.unreference(name);
     }
@@ -131,9 +131,7 @@ fn restore_brings_a_trashed_file_back_and_purge_removes_it_after_retention() {
         1
     );
 
-    env.client
-        .batch_execute("UPDATE filegc.settings SET value = '0' WHERE name = 'trash_retention'")
-        .unwrap();
+    env.set("trash_retention", "0");
     env.run_ok(&["sweep"]);
     assert!(
         !env.path(".filegc-trash/user_2_1700000000.jpg").exists(),
@@ -151,17 +149,9 @@ fn restore_brings_a_trashed_file_back_and_purge_removes_it_after_retention() {
 
 #[test]
 fn an_unreachable_database_exits_3_naming_the_host() {
-    let env = SweeperEnv::new();
-    let output = std::process::Command::new(filegc_tests::sweeper::filegc_bin())
-        .args(["scan", "--volume"])
-        .arg(env.volume.path())
-        .args([
-            "--database-url",
-            "postgres://nobody@127.0.0.1:1/none",
-            "--worker",
-            "w",
-        ])
-        .stdin(std::process::Stdio::null())
+    let env = TestEnv::new();
+    let output = env
+        .command_on("postgres://nobody@127.0.0.1:1/none", &["scan"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
@@ -171,15 +161,9 @@ fn an_unreachable_database_exits_3_naming_the_host() {
 
 #[test]
 fn a_database_without_the_extension_says_to_create_it() {
-    let env = SweeperEnv::new();
+    let env = TestEnv::new();
     let plain = filegc_tests::cluster().create_plain_database();
-    let output = std::process::Command::new(filegc_tests::sweeper::filegc_bin())
-        .args(["scan", "--volume"])
-        .arg(env.volume.path())
-        .args(["--database-url", &plain.url(), "--worker", "w"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let output = env.command_on(&plain.url(), &["scan"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CREATE EXTENSION filegc"), "{stderr}");

@@ -1,12 +1,13 @@
 //! `filegc empty-trash` and `filegc restore` against a real database and volume.
 
-use filegc_tests::sweeper::SweeperEnv;
+use filegc_tests::sweeper::stderr;
+use filegc_tests::test_env::TestEnv;
 
 /// An environment where the sweep has moved `names` into the trash.
-fn trashed(names: &[&str]) -> SweeperEnv {
-    let mut env = SweeperEnv::new();
+fn trashed(names: &[&str]) -> TestEnv {
+    let mut env = TestEnv::new();
     for name in names {
-        env.write(name, 100, 1);
+        env.write_aged(name, 100, 1);
         env.reference(name);
         env.unreference(name);
     }
@@ -15,10 +16,6 @@ fn trashed(names: &[&str]) -> SweeperEnv {
         assert!(env.path(&format!(".filegc-trash/{name}")).is_file());
     }
     env
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -36,7 +33,7 @@ fn empty_trash_with_yes_deletes_every_recorded_copy_and_records_the_purge() {
     // A file no finished deletion recorded (a sweep at work put it there, or
     // a killed sweeper left it) stays: the next sweep records it, or brings
     // it back for a row that references its path.
-    env.write(".filegc-trash/stray.jpg", 50, 1);
+    env.write_aged(".filegc-trash/stray.jpg", 50, 1);
     let stdout = env.run_ok(&["empty-trash", "--yes"]);
     assert!(stdout.contains("deleted 2 files"), "{stdout}");
     assert!(stdout.contains("Kept 1 files in the trash"), "{stdout}");
@@ -63,7 +60,7 @@ fn empty_trash_keeps_the_copies_rows_want_back() {
     // A row references user_1 again: its copy goes back to its path.
     env.reference("user_1_1700000000.jpg");
     // user_2 is asked back, but another file stands at its path: the copy waits.
-    env.write("user_2_1700000000.jpg", 7, 0);
+    env.write_aged("user_2_1700000000.jpg", 7, 0);
     assert_eq!(
         env.query_i64("SELECT filegc.restore('user_2_1700000000.jpg')::int::bigint"),
         1
@@ -108,8 +105,8 @@ fn restore_brings_the_file_back_at_once() {
 
 #[test]
 fn restore_of_a_file_not_in_the_trash_says_so() {
-    let env = SweeperEnv::new();
-    env.write("user_1_1700000000.jpg", 10, 1);
+    let env = TestEnv::new();
+    env.write_aged("user_1_1700000000.jpg", 10, 1);
     let output = env.run(&["restore", "user_1_1700000000.jpg"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -123,7 +120,7 @@ fn restore_of_a_file_not_in_the_trash_says_so() {
 #[test]
 fn restore_never_replaces_a_file_that_stands_at_the_path() {
     let env = trashed(&["user_1_1700000000.jpg"]);
-    env.write("user_1_1700000000.jpg", 7, 0);
+    env.write_aged("user_1_1700000000.jpg", 7, 0);
     let output = env.run(&["restore", "user_1_1700000000.jpg"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(

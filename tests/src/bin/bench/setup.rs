@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use filegc_tests::fixtures::{APP_COLUMNS, PREFIX};
+use filegc_tests::sweeper::filegc_command;
 use filegc_tests::{cluster, TestDb};
 use postgres::Client;
 
@@ -145,17 +146,8 @@ impl Bench {
 
     /// The filegc binary with a volume, a database and no terminal.
     pub fn filegc_command(&self, volume: &Path, url: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.filegc);
-        command
-            .arg("--volume")
-            .arg(volume)
-            .arg("--database-url")
-            .arg(url)
-            .args(["--worker", "bench", "--quiet"])
-            .env_remove("DATABASE_URL")
-            .env_remove("FILEGC_VOLUME")
-            .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
-            .args(args);
+        let mut command = filegc_command(&self.filegc, volume, url);
+        command.args(["--worker", "bench", "--quiet"]).args(args);
         command
     }
 
