@@ -243,7 +243,9 @@ The portable install creates the same schema filegc as the extension (tables,
 views, functions, settings, the role filegc_sweeper), with the path rules and
 triggers in PL/pgSQL. Run it as the owner of the application's tables; it
 needs CREATEROLE unless the role filegc_sweeper exists already, and a
-superuser only for the event trigger that notices DROP TABLE.
+superuser only for the event triggers that follow the application's schema
+(dropped tables and columns, renamed columns, new partitions and children);
+without them, run SELECT filegc.sync_tracking() after such a change.
 
 Over an older portable install, --apply upgrades it in place: it runs the
 same upgrade scripts as ALTER EXTENSION filegc UPDATE, in one transaction,

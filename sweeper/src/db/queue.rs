@@ -35,7 +35,7 @@ pub enum Verdict {
     Lost,
 }
 
-/// What one file of a batch came to, for [`Db::settle_batch`].
+/// What one file of a batch came to, for [`Batch::settle`].
 #[derive(Debug, Clone)]
 pub enum BatchResult {
     /// Done: `trashed`, `deleted` or `already_gone`, with the bytes freed.
