@@ -541,6 +541,30 @@ BEGIN
 END
 $$;
 
+-- Which of the paths entering a row to note: every one when note_every,
+-- else (at READ COMMITTED) those a deletion of which may be open or whose
+-- file may wait in the trash; the sweeper then cancels the deletion or
+-- brings the file back. A scalar subquery per path, so that each is one
+-- index probe (EXISTS became a hash of every deletion in a generic plan).
+-- A plain SQL function, without SET or STRICT, so that the planner inlines
+-- it into the statement that calls it (the Rust triggers' prepared INSERT);
+-- inlined, it is parsed with the caller's search_path, hence the qualified
+-- operators.
+CREATE FUNCTION filegc.entering_paths_to_note(paths text[], note_every boolean) RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT p FROM pg_catalog.unnest(paths) AS p
+     WHERE note_every
+        OR (SELECT true FROM filegc.tombstones t
+             WHERE t.path OPERATOR(pg_catalog.=) p
+               AND (t.state OPERATOR(pg_catalog.=) ANY ('{pending,claimed}'::text[])
+                    OR (t.state OPERATOR(pg_catalog.=) 'done'
+                        AND t.outcome OPERATOR(pg_catalog.=) 'trashed'
+                        AND t.restored_at IS NULL AND t.purged_at IS NULL))
+             LIMIT 1)
+$$;
+COMMENT ON FUNCTION filegc.entering_paths_to_note(text[], boolean) IS
+    'Internal, for the triggers: the paths entering a row that a deletion may be open of (all of them when note_every)';
+
 -- (Column names come as text: a name[] argument would give the call the
 -- collation "C", and the path comparisons below could not use the
 -- tombstones' index, which has the database's.)
@@ -568,20 +592,8 @@ BEGIN
         PERFORM pg_advisory_xact_lock_shared(filegc.name_lock_class(), hashtext(n)) FROM unnest(names) AS n;
     END IF;
     IF coalesce(cardinality(paths), 0) > 0 THEN
-        IF current_setting('transaction_isolation') = 'read committed' THEN
-            -- Scalar subqueries, so that each path is an index probe: the
-            -- generic plan of EXISTS hashed every note for every row.
-            noted := ARRAY(
-                SELECT p FROM unnest(paths) AS p
-                 WHERE (SELECT true FROM filegc.tombstones t
-                         WHERE t.path = p
-                           AND (t.state IN ('pending', 'claimed')
-                                OR (t.state = 'done' AND t.outcome = 'trashed'
-                                    AND t.restored_at IS NULL AND t.purged_at IS NULL))
-                         LIMIT 1));
-        ELSE
-            noted := paths;
-        END IF;
+        noted := ARRAY(SELECT p FROM filegc.entering_paths_to_note(
+                                        paths, current_setting('transaction_isolation') <> 'read committed') AS p);
         IF cardinality(noted) > 0 THEN
             INSERT INTO filegc.notes (kind, path) SELECT 'e', p FROM unnest(noted) AS p;
             PERFORM filegc.wake_sweeper();

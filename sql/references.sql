@@ -23,7 +23,9 @@
 --
 -- 1. A writer's trigger takes the SHARED lock of every path that ENTERS a
 --    row, and of the file name every invalid value it stores may mean
---    (filegc.note_entered), and holds them until its transaction ends.
+--    (filegc.note_entered; the extension's Rust triggers take the path
+--    locks themselves, extension/src/writer_locks.rs, by the same classes,
+--    keys and limit), and holds them until its transaction ends.
 --    Shared locks never conflict with each other, so application
 --    transactions never wait for one another here.
 -- 2. The final check, before any route deletes a file (queue.sql,
@@ -94,10 +96,11 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT pg_catalog.hashtext(pat
 COMMENT ON FUNCTION filegc.path_lock_key(text) IS
     'Internal: the advisory-lock key of a path, in the class filegc.path_lock_class()';
 
--- The count of a transaction's path locks lives in a setting, which any role
--- can change: only a count this function could have written is trusted, and
--- anything else counts as escalated (the escalation lock is taken, again),
--- so no value makes a writer skip its locks.
+-- The count of a transaction's path locks (the portable engine's; the
+-- extension's triggers count in the backend's memory) lives in a setting,
+-- which any role can change: only a count this function could have written
+-- is trusted, and anything else counts as escalated (the escalation lock is
+-- taken, again), so no value makes a writer skip its locks.
 CREATE FUNCTION filegc.reserve_path_locks(wanted integer) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE

@@ -17,6 +17,15 @@ pub enum FilegcError {
     /// A column value could not be read as text.
     #[error("filegc: {0}")]
     Datum(#[from] pgrx::datum::TryFromDatumError),
+    /// A function the triggers read their constants from returned NULL.
+    #[error("filegc: {function} returned NULL; reinstall filegc (DROP EXTENSION filegc CASCADE; CREATE EXTENSION filegc) or update it")]
+    NullConstant { function: &'static str },
+    /// A trigger's statement could not be prepared.
+    #[error("filegc: could not prepare {sql:?} (SPI code {code}); run ALTER EXTENSION filegc UPDATE, or reinstall filegc")]
+    Prepare { sql: String, code: i32 },
+    /// A trigger's prepared statement failed without raising an error.
+    #[error("filegc: a trigger's statement failed (SPI code {code})")]
+    Execute { code: i32 },
     /// A query run through SPI failed.
     #[error("filegc: {0}")]
     Spi(#[from] pgrx::spi::Error),

@@ -9,8 +9,10 @@
 use pgrx::prelude::*;
 
 mod error;
+mod generic_plan;
 mod ref_path;
 mod triggers;
+mod writer_locks;
 
 ::pgrx::pg_module_magic!(name, version);
 

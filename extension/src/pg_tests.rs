@@ -425,6 +425,30 @@ mod tests {
         assert_eq!(held_lock("path_lock_class", "entering.jpg", "ShareLock"), 1);
     }
 
+    /// The triggers compute the lock keys in Rust; the final check takes
+    /// its locks with filegc.path_lock_key in SQL. They must agree on any path.
+    #[pg_test]
+    fn the_triggers_lock_every_path_under_the_key_the_final_check_uses() {
+        app_schema();
+        // As long as a path may be: 2,000 bytes, in names of at most 255.
+        let long = format!("{}x.jpg", "abcdefghi/".repeat(199));
+        for path in [
+            "plain.jpg",
+            "été/ünïcode_画像.webp",
+            "a b/c%20d.png",
+            long.as_str(),
+        ] {
+            run(&format!(
+                "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, '{path}')"
+            ));
+            assert_eq!(
+                held_lock("path_lock_class", path, "ShareLock"),
+                1,
+                "no SHARED lock under filegc.path_lock_key of {path:?}"
+            );
+        }
+    }
+
     #[pg_test]
     fn a_path_leaving_a_row_is_noted_even_while_another_row_has_it() {
         app_schema();

@@ -3,14 +3,14 @@
 //! A row trigger works out, in Rust and without touching the database, which
 //! paths left the row and which entered it, and which stored values are no
 //! references. Only when something changed does it call the database, with
-//! prepared statements, and all it writes there are notes (see "The writers'
-//! side" in `sql/filegc--0.1.0--0.2.0.sql`): paths and invalid values
-//! entering go to `filegc.note_entered`, which takes their locks (the lock
-//! protocol described in `sql/references.sql`); paths leaving go to
-//! `filegc.note_released`, and the sweeper decides which of them no row
-//! references any more. An UPDATE that leaves the row alone does not reach
-//! the trigger (its WHEN clause), and one that leaves the tracked values
-//! alone costs a comparison of strings.
+//! prepared statements, and all it writes there are notes (the writers' side,
+//! `sql/notes.sql`): for paths entering, it takes their locks (point 1 of the
+//! lock protocol in `sql/references.sql`, see [`writer_locks`]) and notes
+//! those a deletion of which may be open; for paths leaving, it notes them,
+//! and the sweeper decides which no row references any more. Invalid values
+//! go to `filegc.note_entered`. An UPDATE that leaves the row alone does not
+//! reach the trigger (its WHEN clause), and one that leaves the tracked
+//! values alone costs a comparison of strings.
 //!
 //! A new library can meet the SQL of an older version: between installing
 //! it and `ALTER EXTENSION filegc UPDATE`, new sessions load it while the
@@ -18,12 +18,13 @@
 //! meanwhile: the trigger then runs the 0.1.0 protocol ([`Sql::Tombstones`]).
 
 use crate::error::FilegcError;
+use crate::generic_plan::GenericPlan;
+use crate::writer_locks::{self, LockClasses};
 use filegc_path_rules::{normalize, Reference};
 use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
+use pgrx::IntoDatum;
 use pgrx::{AllocatedByPostgres, PgTrigger};
-use pgrx::{PgBuiltInOids, PgOid};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
@@ -267,19 +268,15 @@ impl Sql {
         })
     }
 
-    /// The statement that takes in the paths entering a row, and its argument types.
-    fn enter_statement(self) -> (&'static str, Vec<PgOid>) {
-        let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+    /// The statement that takes in the paths entering a row (after their
+    /// locks, for the notes), and its argument types.
+    fn enter_statement(self) -> (&'static str, Vec<pg_sys::Oid>) {
+        let text_array = pg_sys::TEXTARRAYOID;
         match self {
             Sql::Notes => (
-                "SELECT filegc.note_entered($1::regclass, $2, $3, $4, $5)",
-                vec![
-                    PgOid::BuiltIn(PgBuiltInOids::OIDOID),
-                    text_array,
-                    text_array,
-                    text_array,
-                    text_array,
-                ],
+                "INSERT INTO filegc.notes (kind, path)
+                 SELECT 'e', p FROM filegc.entering_paths_to_note($1, $2) AS p",
+                vec![text_array, pg_sys::BOOLOID],
             ),
             Sql::Tombstones => (
                 "SELECT filegc.apply_reference_changes('{}'::text[], $1)",
@@ -288,13 +285,64 @@ impl Sql {
         }
     }
 
+    /// The statement that takes in the invalid values entering a row.
+    fn invalid_statement(self) -> &'static str {
+        match self {
+            Sql::Notes => "SELECT filegc.note_entered($1::regclass, '{}', $2, $3, $4)",
+            Sql::Tombstones => {
+                "SELECT filegc.record_invalid_refs($1::regclass, $2::name[], $3, $4)"
+            }
+        }
+    }
+
     /// The statement that takes in the paths leaving a row: a note, or in
     /// 0.1.0 the function that probes the tracked columns and schedules.
     fn release_statement(self) -> &'static str {
         match self {
-            Sql::Notes => "SELECT filegc.note_released($1)",
+            // As filegc.note_released does; the paths come distinct and not null.
+            Sql::Notes => {
+                "INSERT INTO filegc.notes (kind, path)
+                 SELECT 'r', p FROM pg_catalog.unnest($1::pg_catalog.text[]) AS p"
+            }
             Sql::Tombstones => "SELECT filegc.release_paths($1)",
         }
+    }
+}
+
+/// What the notes protocol reads once per backend: the lock classes, and
+/// whether NOTIFY must be left out (both fixed while the server runs, or
+/// until the extension is updated, which prepares the plans again).
+#[derive(Debug, Clone, Copy)]
+struct NotesConstants {
+    locks: LockClasses,
+    prepared_transactions_enabled: bool,
+}
+
+impl NotesConstants {
+    fn read(client: &mut pgrx::spi::SpiClient<'_>) -> Result<NotesConstants, FilegcError> {
+        let row = client
+            .select(
+                "SELECT filegc.path_lock_class(), filegc.escalation_lock_class(), filegc.max_path_locks(),
+                        pg_catalog.current_setting('max_prepared_transactions') <> '0'",
+                None,
+                &[],
+            )?
+            .first();
+        let missing = |function| move || FilegcError::NullConstant { function };
+        Ok(NotesConstants {
+            locks: LockClasses {
+                path: row
+                    .get(1)?
+                    .ok_or_else(missing("filegc.path_lock_class()"))?,
+                escalation: row
+                    .get(2)?
+                    .ok_or_else(missing("filegc.escalation_lock_class()"))?,
+                max_path_locks: row.get(3)?.ok_or_else(missing("filegc.max_path_locks()"))?,
+            },
+            prepared_transactions_enabled: row
+                .get(4)?
+                .ok_or_else(missing("current_setting('max_prepared_transactions')"))?,
+        })
     }
 }
 
@@ -305,10 +353,14 @@ impl Sql {
 struct Plans {
     /// The SQL they were prepared for.
     sql: Sql,
-    /// Takes in the paths and invalid values entering a row.
-    enter: OwnedPreparedStatement,
+    /// Takes in the paths entering a row.
+    enter: GenericPlan,
+    /// Takes in the invalid values entering a row.
+    invalid: GenericPlan,
     /// Takes in the paths leaving a row.
-    release: OwnedPreparedStatement,
+    release: GenericPlan,
+    /// For the notes: the lock classes and whether to NOTIFY.
+    constants: Option<NotesConstants>,
 }
 
 impl Plans {
@@ -323,13 +375,20 @@ impl Plans {
             let sql = Sql::installed(client)?;
             if cell.as_ref().is_none_or(|plans| plans.sql != sql) {
                 let (enter, enter_types) = sql.enter_statement();
-                let text_array = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+                let text_array = pg_sys::TEXTARRAYOID;
                 *cell = Some(Plans {
                     sql,
-                    enter: client.prepare_mut(enter, &enter_types)?.keep(),
-                    release: client
-                        .prepare_mut(sql.release_statement(), &[text_array])?
-                        .keep(),
+                    enter: GenericPlan::prepare(client, enter, &enter_types)?,
+                    invalid: GenericPlan::prepare(
+                        client,
+                        sql.invalid_statement(),
+                        &[pg_sys::OIDOID, text_array, text_array, text_array],
+                    )?,
+                    release: GenericPlan::prepare(client, sql.release_statement(), &[text_array])?,
+                    constants: match sql {
+                        Sql::Notes => Some(NotesConstants::read(client)?),
+                        Sql::Tombstones => None,
+                    },
                 });
             }
         }
@@ -344,45 +403,46 @@ impl Plans {
         paths: Vec<String>,
         invalid: Vec<InvalidValue>,
     ) -> Result<(), FilegcError> {
-        let mut columns = Vec::with_capacity(invalid.len());
-        let mut values = Vec::with_capacity(invalid.len());
-        let mut problems = Vec::with_capacity(invalid.len());
-        for value in invalid {
-            columns.push(value.column);
-            values.push(value.value);
-            problems.push(value.problem);
+        if !paths.is_empty() {
+            match self.constants {
+                Some(constants) => {
+                    writer_locks::hold_paths(&paths, constants.locks);
+                    // At READ COMMITTED the writer sees the deletions
+                    // committed before its statement; at the higher levels
+                    // it does not, so it notes every path.
+                    // SAFETY: a plain read of a backend-local setting.
+                    let note_every =
+                        unsafe { pg_sys::XactIsoLevel } as u32 != pg_sys::XACT_READ_COMMITTED;
+                    let noted = self
+                        .enter
+                        .execute(client, &[datum(paths), datum(note_every)])?;
+                    if noted > 0 {
+                        writer_locks::wake_sweeper(constants.prepared_transactions_enabled);
+                    }
+                }
+                None => {
+                    self.enter.execute(client, &[datum(paths)])?;
+                }
+            }
         }
-        match self.sql {
-            Sql::Notes => {
-                client.update(
-                    &self.enter,
-                    None,
-                    &[
-                        table_oid.into(),
-                        paths.into(),
-                        columns.into(),
-                        values.into(),
-                        problems.into(),
-                    ],
-                )?;
+        if !invalid.is_empty() {
+            let mut columns = Vec::with_capacity(invalid.len());
+            let mut values = Vec::with_capacity(invalid.len());
+            let mut problems = Vec::with_capacity(invalid.len());
+            for value in invalid {
+                columns.push(value.column);
+                values.push(value.value);
+                problems.push(value.problem);
             }
-            Sql::Tombstones => {
-                if !paths.is_empty() {
-                    client.update(&self.enter, None, &[paths.into()])?;
-                }
-                if !values.is_empty() {
-                    client.update(
-                        "SELECT filegc.record_invalid_refs($1::regclass, $2::name[], $3, $4)",
-                        None,
-                        &[
-                            table_oid.into(),
-                            columns.into(),
-                            values.into(),
-                            problems.into(),
-                        ],
-                    )?;
-                }
-            }
+            self.invalid.execute(
+                client,
+                &[
+                    datum(table_oid),
+                    datum(columns),
+                    datum(values),
+                    datum(problems),
+                ],
+            )?;
         }
         Ok(())
     }
@@ -393,9 +453,19 @@ impl Plans {
         client: &mut pgrx::spi::SpiClient<'_>,
         paths: Vec<String>,
     ) -> Result<(), FilegcError> {
-        client.update(&self.release, None, &[paths.into()])?;
+        self.release.execute(client, &[datum(paths)])?;
+        if let Some(constants) = self.constants {
+            writer_locks::wake_sweeper(constants.prepared_transactions_enabled);
+        }
         Ok(())
     }
+}
+
+/// An argument of a prepared statement: never NULL here.
+fn datum(value: impl IntoDatum) -> pg_sys::Datum {
+    value
+        .into_datum()
+        .expect("the triggers pass no NULL arguments")
 }
 
 thread_local! {

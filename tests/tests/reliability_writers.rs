@@ -46,6 +46,57 @@ fn a_session_setting_cannot_turn_the_path_locks_off() {
     }
 }
 
+/// A transaction past `filegc.max_path_locks()` path locks takes the
+/// escalation lock instead; a savepoint rolled back gives that lock back, so
+/// the paths written after it must be locked again.
+#[test]
+fn a_savepoint_rolled_back_after_an_escalation_leaves_later_paths_locked() {
+    let (db, mut admin) = tracked_database();
+    let max_path_locks: i32 = admin
+        .query_one("SELECT filegc.max_path_locks()", &[])
+        .unwrap()
+        .get(0);
+    for release_first in [false, true] {
+        let mut app = db.connect_as("app");
+        let mut transaction = app.transaction().unwrap();
+        transaction.batch_execute("SAVEPOINT many").unwrap();
+        for n in 0..=max_path_locks {
+            insert(
+                &mut transaction,
+                "facial_evaluations",
+                &format!("many_{n}.jpg"),
+            );
+        }
+        assert_eq!(
+            final_verdict(&mut admin, "many_0.jpg").as_deref(),
+            Ok("busy"),
+            "past max_path_locks() the escalation lock holds every path"
+        );
+        if release_first {
+            // A savepoint released hands its locks to the transaction; a
+            // later one rolled back must not make the writer skip its locks.
+            transaction
+                .batch_execute("RELEASE SAVEPOINT many; SAVEPOINT later")
+                .unwrap();
+            insert(&mut transaction, "facial_evaluations", "later.jpg");
+            transaction
+                .batch_execute("ROLLBACK TO SAVEPOINT later")
+                .unwrap();
+        } else {
+            transaction
+                .batch_execute("ROLLBACK TO SAVEPOINT many")
+                .unwrap();
+        }
+        insert(&mut transaction, "facial_evaluations", "held.jpg");
+        assert_eq!(
+            final_verdict(&mut admin, "held.jpg").as_deref(),
+            Ok("busy"),
+            "a path written after the rollback must be held (release_first: {release_first})"
+        );
+        transaction.rollback().unwrap();
+    }
+}
+
 #[test]
 fn a_before_trigger_that_changes_a_tracked_column_is_seen() {
     let (db, mut admin) = tracked_database();
