@@ -413,6 +413,20 @@ $$;
 -- long ones.
 ALTER TABLE filegc.invalid_refs RENAME TO invalid_values;
 ALTER TABLE filegc.invalid_values DROP CONSTRAINT invalid_refs_pkey;
+-- PostgreSQL 18 records NOT NULL constraints by names taken from the table
+-- they were made in; a new install names them after invalid_values.
+DO $$
+DECLARE
+    old_name name;
+BEGIN
+    FOR old_name IN SELECT c.conname FROM pg_constraint c
+                     WHERE c.conrelid = 'filegc.invalid_values'::regclass AND c.conname LIKE 'invalid\_refs\_%'
+    LOOP
+        EXECUTE format('ALTER TABLE filegc.invalid_values RENAME CONSTRAINT %I TO %I',
+                       old_name, 'invalid_values_' || substr(old_name, length('invalid_refs_') + 1));
+    END LOOP;
+END
+$$;
 ALTER TABLE filegc.invalid_values
     ADD COLUMN value_key text,
     ADD COLUMN name text;
