@@ -29,14 +29,15 @@ export FILEGC_PG18_DIR := $(PG18_DIR)
 
 PROFILE ?= release
 
-# Sizes of make bench; CASES picks among scan, sweep, orphans and trigger.
+# Sizes of make bench; CASES picks among scan, sweep, orphans, trigger and bulk.
 FILES ?= 1000000
 SWEEP_FILES ?= 200000
 REFERENCES ?= 1000000
 RUNS ?= 3
 PGBENCH_SECONDS ?= 60
 CLIENTS ?= 4
-CASES ?= scan,sweep,orphans,trigger
+BULK_ROWS ?= 100000
+CASES ?= scan,sweep,orphans,trigger,bulk
 
 .PHONY: setup build install test test-unit test-extension test-integration lint fmt bench bench-sql demo demo-menu soak
 
@@ -67,7 +68,7 @@ test-integration: install
 	cargo test -p filegc-tests --tests
 	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
-	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --quiet-wait 0
+	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --quiet-wait 0
 
 demo: install
 	scripts/build-sweeper.sh
@@ -84,7 +85,7 @@ bench:
 	scripts/build-sweeper.sh
 	cargo run --release -p filegc-tests --bin bench -- --filegc "$${CARGO_TARGET_DIR:-target}/release/filegc" \
 		--files $(FILES) --sweep-files $(SWEEP_FILES) --references $(REFERENCES) --runs $(RUNS) \
-		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --cases $(CASES)
+		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --bulk-rows $(BULK_ROWS) --cases $(CASES)
 
 bench-sql:
 	$(MAKE) bench CASES=orphans

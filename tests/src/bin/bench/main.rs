@@ -6,12 +6,14 @@
 //!   against `find -delete` unlinking the same files;
 //! - orphans: `filegc.storage_stats` and the dry-run orphan cleanup at volume scale;
 //! - trigger: pgbench throughput untracked, tracked, against a hand-written
-//!   PL/pgSQL peer, and with the portable engine.
+//!   PL/pgSQL peer, and with the portable engine;
+//! - bulk: one INSERT and one DELETE of many rows under the same four variants.
 //!
 //! Not a test: it checks that every case did its work on the data, never how
 //! long it took, and prints a Markdown table of medians and ratios against
 //! the performance targets. Progress goes to stderr.
 
+mod bulk;
 mod data;
 mod measure;
 mod options;
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Case::Sweep => sweep::run(&mut bench),
             Case::Orphans => orphans::run(&mut bench),
             Case::Trigger => trigger::run(&mut bench),
+            Case::Bulk => bulk::run(&mut bench),
         }
     }
     bench.report_busy_starts();

@@ -6,7 +6,8 @@ use std::time::Duration;
 /// What `bench --help` and a usage error print.
 pub const USAGE: &str = "\
 usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
-             [--pgbench-seconds N] [--clients N] [--cases scan,sweep,orphans,trigger]
+             [--pgbench-seconds N] [--clients N] [--bulk-rows N]
+             [--cases scan,sweep,orphans,trigger,bulk]
              [--filegc PATH]
 
   --files N            files on the generated volume (default 1000000)
@@ -15,7 +16,8 @@ usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
   --runs N             timed runs of each case; the table shows medians (default 3)
   --pgbench-seconds N  length of one pgbench run (default 60)
   --clients N          pgbench clients (default 4)
-  --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger)
+  --bulk-rows N        rows one bulk INSERT and DELETE write and remove (default 100000)
+  --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger,bulk)
   --quiet-wait N       seconds each timed run waits for other processes to leave
                        the CPUs idle (default 10; 0 neither waits nor counts)
   --filegc PATH        the filegc binary to measure (default: a debug build made now)";
@@ -31,10 +33,18 @@ pub enum Case {
     Orphans,
     /// pgbench: untracked, tracked (extension), a PL/pgSQL peer, the portable engine.
     Trigger,
+    /// One bulk INSERT and one bulk DELETE: the same four variants as the trigger case.
+    Bulk,
 }
 
 impl Case {
-    const ALL: [Case; 4] = [Case::Scan, Case::Sweep, Case::Orphans, Case::Trigger];
+    const ALL: [Case; 5] = [
+        Case::Scan,
+        Case::Sweep,
+        Case::Orphans,
+        Case::Trigger,
+        Case::Bulk,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -42,6 +52,7 @@ impl Case {
             Case::Sweep => "sweep",
             Case::Orphans => "orphans",
             Case::Trigger => "trigger",
+            Case::Bulk => "bulk",
         }
     }
 }
@@ -61,6 +72,8 @@ pub struct Options {
     pub pgbench_seconds: u64,
     /// pgbench clients.
     pub clients: u64,
+    /// Rows of the bulk statements.
+    pub bulk_rows: u64,
     /// The cases to run, in the order given.
     pub cases: Vec<Case>,
     /// The filegc binary; `None` builds one.
@@ -79,6 +92,7 @@ impl Options {
             runs: 3,
             pgbench_seconds: 60,
             clients: 4,
+            bulk_rows: 100_000,
             cases: Case::ALL.to_vec(),
             filegc: None,
             quiet_wait: Duration::from_secs(10),
@@ -95,6 +109,7 @@ impl Options {
                 "--runs" => options.runs = count(&name, &value, 1)? as usize,
                 "--pgbench-seconds" => options.pgbench_seconds = count(&name, &value, 1)?,
                 "--clients" => options.clients = count(&name, &value, 1)?,
+                "--bulk-rows" => options.bulk_rows = count(&name, &value, 1)?,
                 "--cases" => options.cases = cases(&value)?,
                 "--filegc" => options.filegc = Some(PathBuf::from(value)),
                 "--quiet-wait" => {
@@ -125,7 +140,9 @@ fn cases(list: &str) -> Result<Vec<Case>, String> {
                 .into_iter()
                 .find(|case| case.name() == name)
                 .ok_or_else(|| {
-                    format!("--cases: no case {name:?} (there are scan, sweep, orphans, trigger)")
+                    format!(
+                        "--cases: no case {name:?} (there are scan, sweep, orphans, trigger, bulk)"
+                    )
                 })
         })
         .collect()

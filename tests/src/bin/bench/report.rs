@@ -78,13 +78,14 @@ impl Report {
                     if options.runs == 1 { "" } else { "s" }
                 ),
                 format!(
-                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} CASES={}",
+                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} BULK_ROWS={} CASES={}",
                     options.files,
                     options.sweep_files,
                     options.references,
                     options.runs,
                     options.pgbench_seconds,
                     options.clients,
+                    options.bulk_rows,
                     cases.join(",")
                 ),
             ],

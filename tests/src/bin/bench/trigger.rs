@@ -22,21 +22,21 @@ use crate::setup::Bench;
 const LAG: u64 = 400;
 
 /// Earlier deletions in the table that records them when a run starts.
-const BACKLOG: i64 = 100_000;
+pub const BACKLOG: i64 = 100_000;
 
 /// The targets.
 const MIN_RATIO_TO_UNTRACKED: f64 = 0.6;
 const MIN_RATIO_TO_PEER: f64 = 1.5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Variant {
+pub enum Variant {
     Untracked,
     Extension,
     Peer,
     Portable,
 }
 
-const VARIANTS: [Variant; 4] = [
+pub const VARIANTS: [Variant; 4] = [
     Variant::Untracked,
     Variant::Extension,
     Variant::Peer,
@@ -44,7 +44,7 @@ const VARIANTS: [Variant; 4] = [
 ];
 
 impl Variant {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Variant::Untracked => "untracked",
             Variant::Extension => "tracked (extension)",
@@ -54,7 +54,7 @@ impl Variant {
     }
 
     /// The table that records the deletions this variant schedules.
-    fn tombstones(self) -> Option<&'static str> {
+    pub fn tombstones(self) -> Option<&'static str> {
         match self {
             Variant::Untracked => None,
             Variant::Extension | Variant::Portable => Some("filegc.tombstones"),
@@ -63,7 +63,7 @@ impl Variant {
     }
 
     /// Fills the table of deletions with `BACKLOG` earlier ones, of other files.
-    fn add_backlog(self, client: &mut postgres::Client) {
+    pub fn add_backlog(self, client: &mut postgres::Client) {
         let sql = match self {
             Variant::Untracked => return,
             Variant::Extension | Variant::Portable => {
@@ -82,7 +82,7 @@ impl Variant {
     }
 
     /// A new database with the application's tables, set up for this variant.
-    fn database(self) -> TestDb {
+    pub fn database(self) -> TestDb {
         let db = cluster().create_plain_database();
         let mut client = db.connect();
         match self {
