@@ -54,12 +54,31 @@ impl Variant {
     }
 
     /// The table that records the deletions this variant schedules.
-    pub fn tombstones(self) -> Option<&'static str> {
+    fn tombstones(self) -> Option<&'static str> {
         match self {
             Variant::Untracked => None,
             Variant::Extension | Variant::Portable => Some("filegc.tombstones"),
             Variant::Peer => Some("peer_tombstones"),
         }
+    }
+
+    /// How many deletions this variant's table holds, once filegc's notes
+    /// are turned into deletions; `None` untracked.
+    pub fn scheduled_deletions(self, client: &mut postgres::Client) -> Option<i64> {
+        let table = self.tombstones()?;
+        if matches!(self, Variant::Extension | Variant::Portable) {
+            // filegc's triggers write notes; the sweeper turns them into
+            // tombstones, outside the application's transactions.
+            client
+                .batch_execute("SELECT filegc.process_notes()")
+                .expect("processing the notes");
+        }
+        Some(
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .expect("count")
+                .get(0),
+        )
     }
 
     /// Fills the table of deletions with `BACKLOG` earlier ones, of other files.
@@ -292,18 +311,7 @@ fn check(client: &mut postgres::Client, variant: Variant, clients: u64, lag: u64
             variant.label()
         );
     }
-    if let Some(table) = variant.tombstones() {
-        if matches!(variant, Variant::Extension | Variant::Portable) {
-            // filegc's triggers write notes; the sweeper turns them into
-            // tombstones, outside the application's transactions.
-            client
-                .batch_execute("SELECT filegc.process_notes()")
-                .expect("processing the notes");
-        }
-        let scheduled: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .expect("count")
-            .get(0);
+    if let Some(scheduled) = variant.scheduled_deletions(client) {
         assert_eq!(
             scheduled - BACKLOG,
             2 * committed,
