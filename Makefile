@@ -102,8 +102,10 @@ fmt:
 # fuzz target for a bounded time when a nightly toolchain is there.
 soak:
 	FILEGC_SOAK=1 cargo test -p filegc-tests --test 'reliability_*' -- --nocapture
-	@if cargo +nightly --version >/dev/null 2>&1; then \
-		cd fuzz && cargo +nightly fuzz run normalize -- -max_total_time=300; \
+	@if ! cargo +nightly --version >/dev/null 2>&1; then \
+		echo "no nightly toolchain: fuzzing skipped (rustup toolchain install nightly)"; \
+	elif ! cargo +nightly fuzz --version >/dev/null 2>&1; then \
+		echo "no cargo-fuzz: fuzzing skipped (cargo install cargo-fuzz)"; \
 	else \
-		echo "no nightly toolchain: fuzzing skipped"; \
+		cd fuzz && cargo +nightly fuzz run normalize -- -max_total_time=300; \
 	fi
