@@ -216,13 +216,26 @@ $$;
 -- Tombstone paths
 ------------------------------------------------------------------------------
 
--- Whether a path is short enough to be a reference: no segment over 255
--- bytes (a file name's limit) and at most 2,048 bytes in all (an index
--- entry's), the limits of path_rules::validate_relative.
-CREATE FUNCTION filegc.path_fits(path text) RETURNS boolean
+-- Whether no segment of a path is over 255 bytes (a file name's limit).
+CREATE FUNCTION filegc.segments_fit(path text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT octet_length(path) <= 2048
-       AND NOT EXISTS (SELECT FROM unnest(string_to_array(path, '/')) AS s WHERE octet_length(s) > 255)
+    SELECT NOT EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.string_to_array(path, '/')) AS s
+                        WHERE pg_catalog.octet_length(s) > 255)
+$$;
+COMMENT ON FUNCTION filegc.segments_fit(text) IS
+    'Internal: whether no segment of a path is over 255 bytes';
+
+-- Whether a path is short enough to be a reference: no segment over 255
+-- bytes and at most 2,048 bytes in all (an index entry's), the limits of
+-- path_rules::validate_relative. The tombstones' CHECK runs it at every
+-- UPDATE, so it is written to be inlined there: no subquery and no STRICT
+-- (a SQL function with either is executed as a call, 12 us a row), and a
+-- path of at most 255 bytes, which cannot hold a longer segment, is not
+-- split at all.
+CREATE FUNCTION filegc.path_fits(path text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.octet_length(path) <= 255
+        OR (pg_catalog.octet_length(path) <= 2048 AND filegc.segments_fit(path))
 $$;
 COMMENT ON FUNCTION filegc.path_fits(text) IS
     'Internal: whether a path is short enough to be a reference (segments of at most 255 bytes, 2048 in all)';
@@ -731,15 +744,16 @@ BEGIN
         INSERT INTO filegc.tombstones (path, reason, created_at, due_at)
         SELECT r.path, 'unreferenced', min(r.noted_at), min(r.noted_at) + delay
           FROM unnest(released, released_at) AS r(path, noted_at)
-         WHERE r.path = ANY (unreferenced)
+         WHERE r.path IN (SELECT u FROM unnest(unreferenced) AS u)
          GROUP BY r.path
          ORDER BY r.path
             ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
     END IF;
 
     IF entered IS NOT NULL THEN
+        unreferenced := filegc.unreferenced_among(entered);
         wanted := ARRAY(SELECT p FROM unnest(entered) AS p
-                         WHERE p <> ALL (filegc.unreferenced_among(entered)));
+                         WHERE NOT (p IN (SELECT u FROM unnest(unreferenced) AS u)));
         UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
           FROM (SELECT x.id FROM filegc.tombstones x
                  WHERE x.path = ANY (wanted) AND x.state = 'pending'
@@ -1283,8 +1297,9 @@ BEGIN
     RETURN QUERY
     SELECT k.p, k.why
       FROM (SELECT u.p,
-                   CASE WHEN NOT (u.p = ANY (free))
-                          OR (u.p ~ '[?#]' AND coalesce(NOT (filegc.ref_path(u.p, '{}') = ANY (free)), false))
+                   CASE WHEN NOT (u.p IN (SELECT f FROM unnest(free) AS f))
+                          OR (u.p ~ '[?#]'
+                              AND coalesce(NOT (filegc.ref_path(u.p, '{}') IN (SELECT f FROM unnest(free) AS f)), false))
                         THEN 'referenced'
                         WHEN EXISTS (SELECT FROM filegc.invalid_values v WHERE v.name = filegc.file_name(u.p))
                           OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'i' AND n.name = filegc.file_name(u.p))
@@ -1301,14 +1316,19 @@ COMMENT ON FUNCTION filegc.kept_among(text[]) IS
 -- Point 2 of the lock protocol: tries, without waiting, the EXCLUSIVE locks
 -- a deletion of `path` needs: the path's, its file name's (invalid
 -- references), and for a path with a ? or # the path it names as a
--- reference.
+-- reference. It is called once per file of every batch, so it is written to
+-- be inlined into its caller's query: no SET clause and no STRICT (either
+-- would make PostgreSQL parse and plan the body at every call), every name
+-- qualified instead, and false, never NULL, for a NULL path.
 CREATE FUNCTION filegc.lock_for_deletion(path text) RETURNS boolean
-LANGUAGE sql STRICT SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(path))
-       AND pg_try_advisory_xact_lock(filegc.name_lock_class(), hashtext(filegc.file_name(path)))
-       AND coalesce(path !~ '[?#]' OR filegc.ref_path(path, '{}') IS NULL
-                    OR pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(filegc.ref_path(path, '{}'))),
-                    false)
+LANGUAGE sql AS $$
+    SELECT coalesce(
+        pg_catalog.pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(path))
+        AND pg_catalog.pg_try_advisory_xact_lock(filegc.name_lock_class(), pg_catalog.hashtext(filegc.file_name(path)))
+        AND (path OPERATOR(pg_catalog.!~) '[?#]' OR filegc.ref_path(path, '{}') IS NULL
+             OR pg_catalog.pg_try_advisory_xact_lock(filegc.path_lock_class(),
+                                                     filegc.path_lock_key(filegc.ref_path(path, '{}')))),
+        false)
 $$;
 COMMENT ON FUNCTION filegc.lock_for_deletion(text) IS
     'Internal: tries the exclusive locks a deletion of the path needs; false when a writer holds one';
@@ -1342,7 +1362,8 @@ BEGIN
     IF FOUND THEN
         PERFORM pg_notify('filegc', 'restore');
     END IF;
-    RETURN ARRAY(SELECT p FROM unnest(trash_paths) AS p WHERE p = ANY (wanted) AND p <> ALL (recorded));
+    RETURN ARRAY(SELECT p FROM unnest(trash_paths) AS p
+                  WHERE p IN (SELECT w FROM unnest(wanted) AS w) AND NOT (p IN (SELECT r FROM unnest(recorded) AS r)));
 END
 $$;
 COMMENT ON FUNCTION filegc.request_restores(text[]) IS
@@ -1967,20 +1988,19 @@ BEGIN
                         || format(' (gave up after %s attempts)', t.attempts)
      WHERE t.state = 'claimed' AND t.lease_until < now()
        AND t.attempts >= max_attempts;
+    -- The ids as an array: joined with the subquery instead, the generic
+    -- plan hashed every tombstone at every claim.
     RETURN QUERY
-    WITH due AS (
-        SELECT d.id FROM filegc.tombstones d
-         WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
-           AND (d.state = 'pending' OR d.lease_until < now())
-         ORDER BY d.due_at
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
-    )
     UPDATE filegc.tombstones t
        SET state = 'claimed', claimed_by = worker,
            lease_until = now() + lease_length, attempts = t.attempts + 1
-      FROM due
-     WHERE t.id = due.id
+     WHERE t.id = ANY (ARRAY(
+               SELECT d.id FROM filegc.tombstones d
+                WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
+                  AND (d.state = 'pending' OR d.lease_until < now())
+                ORDER BY d.due_at
+                LIMIT batch_size
+                  FOR UPDATE SKIP LOCKED))
     RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
 END
 $$;
@@ -2028,7 +2048,7 @@ BEGIN
     escalation_free := pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0);
 
     SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id), array_agg(t.attempts ORDER BY t.id),
-           array_agg(CASE WHEN NOT (t.id = ANY (mine)) THEN 'lost'
+           array_agg(CASE WHEN NOT (t.id IN (SELECT m FROM unnest(mine) AS m)) THEN 'lost'
                           WHEN NOT escalation_free THEN 'busy'
                           WHEN NOT filegc.lock_for_deletion(t.path) THEN 'busy'
                           WHEN t.reason = 'expired' AND t.include_referenced THEN 'unchecked'
@@ -2215,8 +2235,8 @@ BEGIN
 
     RETURN QUERY
     SELECT x.id, x.path,
-           CASE WHEN NOT (x.id = ANY (locked_ids)) THEN 'busy'
-                WHEN x.path = ANY (kept_paths) THEN 'referenced'
+           CASE WHEN NOT (x.id IN (SELECT l FROM unnest(locked_ids) AS l)) THEN 'busy'
+                WHEN x.path IN (SELECT k FROM unnest(kept_paths) AS k) THEN 'referenced'
                 ELSE 'purge' END
       FROM filegc.tombstones x
      WHERE x.id = ANY (ids)

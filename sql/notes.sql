@@ -246,15 +246,16 @@ BEGIN
         INSERT INTO filegc.tombstones (path, reason, created_at, due_at)
         SELECT r.path, 'unreferenced', min(r.noted_at), min(r.noted_at) + delay
           FROM unnest(released, released_at) AS r(path, noted_at)
-         WHERE r.path = ANY (unreferenced)
+         WHERE r.path IN (SELECT u FROM unnest(unreferenced) AS u)
          GROUP BY r.path
          ORDER BY r.path
             ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
     END IF;
 
     IF entered IS NOT NULL THEN
+        unreferenced := filegc.unreferenced_among(entered);
         wanted := ARRAY(SELECT p FROM unnest(entered) AS p
-                         WHERE p <> ALL (filegc.unreferenced_among(entered)));
+                         WHERE NOT (p IN (SELECT u FROM unnest(unreferenced) AS u)));
         UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
           FROM (SELECT x.id FROM filegc.tombstones x
                  WHERE x.path = ANY (wanted) AND x.state = 'pending'

@@ -10,6 +10,11 @@
 -- lock protocol (references.sql) and with a fresh snapshot, and only while
 -- filegc sees every row and every write of the tracked tables
 -- (tracking.sql).
+--
+-- A test of membership in an array with one element per file of a batch is
+-- written `x IN (SELECT unnest(arr))`, which PostgreSQL hashes; `x = ANY
+-- (arr)` compares x with every element, row after row, once PL/pgSQL keeps a
+-- generic plan (the same holds in notes.sql and trash.sql).
 
 -- Which of `paths` no route may delete, and why: 'referenced' when a
 -- committed row references the path (a path with a ? or # in it is also
@@ -33,8 +38,9 @@ BEGIN
     RETURN QUERY
     SELECT k.p, k.why
       FROM (SELECT u.p,
-                   CASE WHEN NOT (u.p = ANY (free))
-                          OR (u.p ~ '[?#]' AND coalesce(NOT (filegc.ref_path(u.p, '{}') = ANY (free)), false))
+                   CASE WHEN NOT (u.p IN (SELECT f FROM unnest(free) AS f))
+                          OR (u.p ~ '[?#]'
+                              AND coalesce(NOT (filegc.ref_path(u.p, '{}') IN (SELECT f FROM unnest(free) AS f)), false))
                         THEN 'referenced'
                         WHEN EXISTS (SELECT FROM filegc.invalid_values v WHERE v.name = filegc.file_name(u.p))
                           OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'i' AND n.name = filegc.file_name(u.p))
@@ -51,14 +57,19 @@ COMMENT ON FUNCTION filegc.kept_among(text[]) IS
 -- Point 2 of the lock protocol: tries, without waiting, the EXCLUSIVE locks
 -- a deletion of `path` needs: the path's, its file name's (invalid
 -- references), and for a path with a ? or # the path it names as a
--- reference.
+-- reference. It is called once per file of every batch, so it is written to
+-- be inlined into its caller's query: no SET clause and no STRICT (either
+-- would make PostgreSQL parse and plan the body at every call), every name
+-- qualified instead, and false, never NULL, for a NULL path.
 CREATE FUNCTION filegc.lock_for_deletion(path text) RETURNS boolean
-LANGUAGE sql STRICT SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(path))
-       AND pg_try_advisory_xact_lock(filegc.name_lock_class(), hashtext(filegc.file_name(path)))
-       AND coalesce(path !~ '[?#]' OR filegc.ref_path(path, '{}') IS NULL
-                    OR pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(filegc.ref_path(path, '{}'))),
-                    false)
+LANGUAGE sql AS $$
+    SELECT coalesce(
+        pg_catalog.pg_try_advisory_xact_lock(filegc.path_lock_class(), filegc.path_lock_key(path))
+        AND pg_catalog.pg_try_advisory_xact_lock(filegc.name_lock_class(), pg_catalog.hashtext(filegc.file_name(path)))
+        AND (path OPERATOR(pg_catalog.!~) '[?#]' OR filegc.ref_path(path, '{}') IS NULL
+             OR pg_catalog.pg_try_advisory_xact_lock(filegc.path_lock_class(),
+                                                     filegc.path_lock_key(filegc.ref_path(path, '{}')))),
+        false)
 $$;
 COMMENT ON FUNCTION filegc.lock_for_deletion(text) IS
     'Internal: tries the exclusive locks a deletion of the path needs; false when a writer holds one';
@@ -107,20 +118,19 @@ BEGIN
                         || format(' (gave up after %s attempts)', t.attempts)
      WHERE t.state = 'claimed' AND t.lease_until < now()
        AND t.attempts >= max_attempts;
+    -- The ids as an array: joined with the subquery instead, the generic
+    -- plan hashed every tombstone at every claim.
     RETURN QUERY
-    WITH due AS (
-        SELECT d.id FROM filegc.tombstones d
-         WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
-           AND (d.state = 'pending' OR d.lease_until < now())
-         ORDER BY d.due_at
-         LIMIT batch_size
-           FOR UPDATE SKIP LOCKED
-    )
     UPDATE filegc.tombstones t
        SET state = 'claimed', claimed_by = worker,
            lease_until = now() + lease_length, attempts = t.attempts + 1
-      FROM due
-     WHERE t.id = due.id
+     WHERE t.id = ANY (ARRAY(
+               SELECT d.id FROM filegc.tombstones d
+                WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
+                  AND (d.state = 'pending' OR d.lease_until < now())
+                ORDER BY d.due_at
+                LIMIT batch_size
+                  FOR UPDATE SKIP LOCKED))
     RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
 END
 $$;
@@ -168,7 +178,7 @@ BEGIN
     escalation_free := pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0);
 
     SELECT array_agg(t.id ORDER BY t.id), array_agg(t.path ORDER BY t.id), array_agg(t.attempts ORDER BY t.id),
-           array_agg(CASE WHEN NOT (t.id = ANY (mine)) THEN 'lost'
+           array_agg(CASE WHEN NOT (t.id IN (SELECT m FROM unnest(mine) AS m)) THEN 'lost'
                           WHEN NOT escalation_free THEN 'busy'
                           WHEN NOT filegc.lock_for_deletion(t.path) THEN 'busy'
                           WHEN t.reason = 'expired' AND t.include_referenced THEN 'unchecked'

@@ -65,7 +65,8 @@ BEGIN
     IF FOUND THEN
         PERFORM pg_notify('filegc', 'restore');
     END IF;
-    RETURN ARRAY(SELECT p FROM unnest(trash_paths) AS p WHERE p = ANY (wanted) AND p <> ALL (recorded));
+    RETURN ARRAY(SELECT p FROM unnest(trash_paths) AS p
+                  WHERE p IN (SELECT w FROM unnest(wanted) AS w) AND NOT (p IN (SELECT r FROM unnest(recorded) AS r)));
 END
 $$;
 COMMENT ON FUNCTION filegc.request_restores(text[]) IS
@@ -142,8 +143,8 @@ BEGIN
 
     RETURN QUERY
     SELECT x.id, x.path,
-           CASE WHEN NOT (x.id = ANY (locked_ids)) THEN 'busy'
-                WHEN x.path = ANY (kept_paths) THEN 'referenced'
+           CASE WHEN NOT (x.id IN (SELECT l FROM unnest(locked_ids) AS l)) THEN 'busy'
+                WHEN x.path IN (SELECT k FROM unnest(kept_paths) AS k) THEN 'referenced'
                 ELSE 'purge' END
       FROM filegc.tombstones x
      WHERE x.id = ANY (ids)
