@@ -339,10 +339,14 @@ ALTER TABLE filegc.tombstones
     ADD COLUMN restored_at timestamptz,
     ADD COLUMN purged_at timestamptz;
 
--- Every claim first fails the claims whose lease ran out for good; without
--- this index that meant reading every open tombstone, once per batch (most
--- of a 200,000-file sweep's time). Few tombstones are claimed at a time.
-CREATE INDEX tombstones_claimed_lease ON filegc.tombstones (lease_until) WHERE state = 'claimed';
+-- Claiming becomes a HOT update (schema.sql): the open tombstones' indexes
+-- read finished_at instead of the state, and pages keep room for a second
+-- version of their rows (rows written before keep their place).
+ALTER TABLE filegc.tombstones SET (fillfactor = 50);
+DROP INDEX filegc.tombstones_open_path;
+CREATE UNIQUE INDEX tombstones_open_path ON filegc.tombstones (path) WHERE finished_at IS NULL;
+DROP INDEX filegc.tombstones_due;
+CREATE INDEX tombstones_due ON filegc.tombstones (due_at) WHERE finished_at IS NULL;
 
 -- What a deletion can come to. A file is also kept when an invalid
 -- reference may name it (skipped_protected) and when filegc no longer
@@ -747,7 +751,7 @@ BEGIN
          WHERE r.path IN (SELECT u FROM unnest(unreferenced) AS u)
          GROUP BY r.path
          ORDER BY r.path
-            ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
+            ON CONFLICT (path) WHERE finished_at IS NULL DO NOTHING;
     END IF;
 
     IF entered IS NOT NULL THEN
@@ -1199,7 +1203,9 @@ COMMENT ON FUNCTION filegc.hides_rows_from_filegc(regclass) IS
 -- that filegc does not track (a partition detached from a tracked table),
 -- and row-level security that hides rows from filegc.
 CREATE FUNCTION filegc.tracking_problems() RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
     WITH RECURSIVE holding (relid, root) AS (
         SELECT DISTINCT t.table_name::oid, t.table_name::oid
           FROM filegc.tracked t
@@ -1209,7 +1215,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     ), filegc_triggers AS (
         SELECT g.tgrelid, g.tgname, g.tgenabled, g.tgtype
           FROM pg_trigger g
-         WHERE g.tgfoid = 'filegc.references_trigger()'::regprocedure
+         WHERE g.tgfoid = (SELECT p.oid FROM pg_proc p
+                            WHERE p.pronamespace = 'filegc'::regnamespace AND p.proname = 'references_trigger')
     )
     SELECT format('%s has no column %I, which filegc tracks (renamed or dropped?): SELECT filegc.sync_tracking() follows a rename, SELECT filegc.untrack(%L, %L) forgets the column',
                   t.table_name, t.column_name, t.table_name::text, t.column_name)
@@ -1245,7 +1252,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_depend d
       JOIN pg_index i ON i.indexrelid = d.objid
      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass
-       AND d.refobjid IN ('filegc.ref_path(text, text[])'::regprocedure, 'filegc.ref_paths(text[], text[])'::regprocedure)
+       AND d.refobjid IN (SELECT p.oid FROM pg_proc p
+                           WHERE p.pronamespace = 'filegc'::regnamespace AND p.proname IN ('ref_path', 'ref_paths'))
        AND i.indrelid NOT IN (SELECT h.relid FROM holding h)
     UNION ALL
     SELECT format('row-level security on %s hides rows from %s, the role filegc''s functions run as: ALTER ROLE %I BYPASSRLS (as a superuser), or take the policies off the table',
@@ -1253,7 +1261,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT DISTINCT x.table_name FROM filegc.tracked x
              WHERE (SELECT true FROM pg_class c WHERE c.oid = x.table_name)) AS t,
            pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-     WHERE n.nspname = 'filegc' AND filegc.hides_rows_from_filegc(t.table_name)
+     WHERE n.nspname = 'filegc' AND filegc.hides_rows_from_filegc(t.table_name);
+END
 $$;
 COMMENT ON FUNCTION filegc.tracking_problems() IS
     'What keeps filegc from seeing every row and every write of the tracked tables, each with its fix; deletions and cleanups wait while there is any';
@@ -1543,14 +1552,14 @@ SELECT t.id, t.path, t.reason, t.state, t.include_referenced, t.created_at, t.du
        t.claimed_by AS worker, t.lease_until, t.attempts, t.last_error, i.size_bytes
   FROM filegc.tombstones t
   LEFT JOIN filegc.inventory i ON i.path = t.path
- WHERE t.state IN ('pending', 'claimed')
+ WHERE t.finished_at IS NULL
 UNION ALL
 SELECT NULL, n.path, 'unreferenced', 'pending', false, n.noted_at,
        n.noted_at + (SELECT filegc.setting('unreferenced_delay')::interval),
        NULL, NULL, 0, NULL, i.size_bytes
   FROM (SELECT r.path, min(r.noted_at) AS noted_at FROM filegc.notes r WHERE r.kind = 'r' GROUP BY r.path) AS n
   LEFT JOIN filegc.inventory i ON i.path = n.path
- WHERE NOT EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = n.path AND t.state IN ('pending', 'claimed'));
+ WHERE NOT EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = n.path AND t.finished_at IS NULL);
 COMMENT ON VIEW filegc.pending IS
     'Deletions scheduled and not finished yet (pending or claimed by a sweeper); those the triggers noted moments ago have no id yet';
 
@@ -1714,7 +1723,7 @@ BEGIN
     RETURN QUERY
     INSERT INTO filegc.tombstones (path, reason, due_at, include_referenced)
     SELECT p, reason, now(), include_referenced FROM unnest(paths) AS p
-        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING
+        ON CONFLICT (path) WHERE finished_at IS NULL DO NOTHING
     RETURNING path;
     GET DIAGNOSTICS scheduled = ROW_COUNT;
     IF scheduled > 0 THEN
@@ -1967,8 +1976,10 @@ COMMENT ON FUNCTION filegc.report_volume(text, text, bigint, bigint, bigint, big
     'The sweeper reports the volume''s capacity and trash; returns the alert level';
 
 -- Claims up to `batch_size` due tombstones for `worker` for one lease,
--- after turning the triggers' notes into tombstones. Tombstones whose lease
--- ran out after max_attempts tries become failed.
+-- after turning the triggers' notes into tombstones. A claim whose lease ran
+-- out after max_attempts tries becomes failed when the claims reach it again
+-- (finding such claims anywhere else would need an index on the lease,
+-- which would make every claim write index entries).
 CREATE FUNCTION filegc.claim(worker text, batch_size integer)
 RETURNS TABLE (id bigint, path text, reason text, include_referenced boolean, attempts integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1976,32 +1987,42 @@ DECLARE
     -- Read once: a setting read in the row's expressions is a function call per row.
     lease_length interval := filegc.setting('lease')::interval;
     max_attempts integer := filegc.setting('max_attempts')::integer;
+    due bigint[];
+    given_up integer;
 BEGIN
     PERFORM filegc.process_notes();
     -- Claiming what the final check would refuse anyway would spend the
     -- deletions' attempts: while filegc cannot see every row, nothing is
     -- claimed.
     PERFORM filegc.require_sound_tracking();
-    UPDATE filegc.tombstones t
-       SET state = 'failed', finished_at = now(),
-           last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
-                        || format(' (gave up after %s attempts)', t.attempts)
-     WHERE t.state = 'claimed' AND t.lease_until < now()
-       AND t.attempts >= max_attempts;
-    -- The ids as an array: joined with the subquery instead, the generic
-    -- plan hashed every tombstone at every claim.
-    RETURN QUERY
-    UPDATE filegc.tombstones t
-       SET state = 'claimed', claimed_by = worker,
-           lease_until = now() + lease_length, attempts = t.attempts + 1
-     WHERE t.id = ANY (ARRAY(
-               SELECT d.id FROM filegc.tombstones d
-                WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
-                  AND (d.state = 'pending' OR d.lease_until < now())
-                ORDER BY d.due_at
-                LIMIT batch_size
-                  FOR UPDATE SKIP LOCKED))
-    RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
+    LOOP
+        -- An array of ids: joined with this query instead, the generic plan
+        -- hashed every tombstone at every claim.
+        due := ARRAY(SELECT d.id FROM filegc.tombstones d
+                      WHERE d.finished_at IS NULL AND d.due_at <= now()
+                        AND (d.state = 'pending' OR d.lease_until < now())
+                      ORDER BY d.due_at
+                      LIMIT batch_size
+                        FOR UPDATE SKIP LOCKED);
+        IF cardinality(due) = 0 THEN
+            RETURN;
+        END IF;
+        UPDATE filegc.tombstones t
+           SET state = 'failed', finished_at = now(),
+               last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
+                            || format(' (gave up after %s attempts)', t.attempts)
+         WHERE t.id = ANY (due) AND t.state = 'claimed' AND t.attempts >= max_attempts;
+        GET DIAGNOSTICS given_up = ROW_COUNT;
+        RETURN QUERY
+        UPDATE filegc.tombstones t
+           SET state = 'claimed', claimed_by = worker,
+               lease_until = now() + lease_length, attempts = t.attempts + 1
+         WHERE t.id = ANY (due) AND t.finished_at IS NULL
+        RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
+        -- A batch that was all given up claims nothing: look again, or the
+        -- sweeper would take the empty batch for an empty queue.
+        EXIT WHEN given_up < cardinality(due);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION filegc.claim(text, integer) IS
@@ -2104,9 +2125,11 @@ $$;
 COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
     'Sweeper protocol: under the locks and with a fresh snapshot, says which claimed deletions may go ahead (how many times each was claimed, and whether another deletion recorded the trashed copy of its path)';
 
--- Records what the sweeper did, one call per batch.
+-- Records what the sweeper did, one call per batch. With a generic plan,
+-- which takes the batch for ten rows, each row is found by the primary key;
+-- a plan for a batch's real size hashed every tombstone (as fail does).
 CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     completed integer;
 BEGIN
@@ -2134,7 +2157,7 @@ COMMENT ON FUNCTION filegc.complete(text, bigint[], text[], bigint[]) IS
 -- Records failures, one call per batch: retried after a pause that grows
 -- with each attempt, or failed for good after max_attempts.
 CREATE FUNCTION filegc.fail(worker text, ids bigint[], errors text[]) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     max_attempts integer := filegc.setting('max_attempts')::integer;
     failed integer;
@@ -2215,7 +2238,7 @@ BEGIN
                  WHERE x.id = ANY (ids) AND x.state = 'done' AND x.outcome = 'trashed'
                    AND x.purged_at IS NULL AND x.restored_at IS NULL AND x.restore_requested_at IS NULL
                    AND NOT EXISTS (SELECT FROM filegc.tombstones o
-                                    WHERE o.path = x.path AND o.state IN ('pending', 'claimed'))
+                                    WHERE o.path = x.path AND o.finished_at IS NULL)
                  ORDER BY x.id FOR UPDATE SKIP LOCKED) AS t
          WHERE filegc.lock_for_deletion(t.path);
     ELSE

@@ -249,7 +249,7 @@ BEGIN
          WHERE r.path IN (SELECT u FROM unnest(unreferenced) AS u)
          GROUP BY r.path
          ORDER BY r.path
-            ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING;
+            ON CONFLICT (path) WHERE finished_at IS NULL DO NOTHING;
     END IF;
 
     IF entered IS NOT NULL THEN

@@ -85,7 +85,7 @@ BEGIN
     RETURN QUERY
     INSERT INTO filegc.tombstones (path, reason, due_at, include_referenced)
     SELECT p, reason, now(), include_referenced FROM unnest(paths) AS p
-        ON CONFLICT (path) WHERE state IN ('pending', 'claimed') DO NOTHING
+        ON CONFLICT (path) WHERE finished_at IS NULL DO NOTHING
     RETURNING path;
     GET DIAGNOSTICS scheduled = ROW_COUNT;
     IF scheduled > 0 THEN
@@ -97,8 +97,10 @@ COMMENT ON FUNCTION filegc.schedule_now(text[], text, boolean) IS
     'Internal: writes deletions due now for the given paths; returns the paths it scheduled';
 
 -- Claims up to `batch_size` due tombstones for `worker` for one lease,
--- after turning the triggers' notes into tombstones. Tombstones whose lease
--- ran out after max_attempts tries become failed.
+-- after turning the triggers' notes into tombstones. A claim whose lease ran
+-- out after max_attempts tries becomes failed when the claims reach it again
+-- (finding such claims anywhere else would need an index on the lease,
+-- which would make every claim write index entries).
 CREATE FUNCTION filegc.claim(worker text, batch_size integer)
 RETURNS TABLE (id bigint, path text, reason text, include_referenced boolean, attempts integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -106,32 +108,42 @@ DECLARE
     -- Read once: a setting read in the row's expressions is a function call per row.
     lease_length interval := filegc.setting('lease')::interval;
     max_attempts integer := filegc.setting('max_attempts')::integer;
+    due bigint[];
+    given_up integer;
 BEGIN
     PERFORM filegc.process_notes();
     -- Claiming what the final check would refuse anyway would spend the
     -- deletions' attempts: while filegc cannot see every row, nothing is
     -- claimed.
     PERFORM filegc.require_sound_tracking();
-    UPDATE filegc.tombstones t
-       SET state = 'failed', finished_at = now(),
-           last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
-                        || format(' (gave up after %s attempts)', t.attempts)
-     WHERE t.state = 'claimed' AND t.lease_until < now()
-       AND t.attempts >= max_attempts;
-    -- The ids as an array: joined with the subquery instead, the generic
-    -- plan hashed every tombstone at every claim.
-    RETURN QUERY
-    UPDATE filegc.tombstones t
-       SET state = 'claimed', claimed_by = worker,
-           lease_until = now() + lease_length, attempts = t.attempts + 1
-     WHERE t.id = ANY (ARRAY(
-               SELECT d.id FROM filegc.tombstones d
-                WHERE d.state IN ('pending', 'claimed') AND d.due_at <= now()
-                  AND (d.state = 'pending' OR d.lease_until < now())
-                ORDER BY d.due_at
-                LIMIT batch_size
-                  FOR UPDATE SKIP LOCKED))
-    RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
+    LOOP
+        -- An array of ids: joined with this query instead, the generic plan
+        -- hashed every tombstone at every claim.
+        due := ARRAY(SELECT d.id FROM filegc.tombstones d
+                      WHERE d.finished_at IS NULL AND d.due_at <= now()
+                        AND (d.state = 'pending' OR d.lease_until < now())
+                      ORDER BY d.due_at
+                      LIMIT batch_size
+                        FOR UPDATE SKIP LOCKED);
+        IF cardinality(due) = 0 THEN
+            RETURN;
+        END IF;
+        UPDATE filegc.tombstones t
+           SET state = 'failed', finished_at = now(),
+               last_error = coalesce(t.last_error, 'the sweeper that claimed it stopped before finishing')
+                            || format(' (gave up after %s attempts)', t.attempts)
+         WHERE t.id = ANY (due) AND t.state = 'claimed' AND t.attempts >= max_attempts;
+        GET DIAGNOSTICS given_up = ROW_COUNT;
+        RETURN QUERY
+        UPDATE filegc.tombstones t
+           SET state = 'claimed', claimed_by = worker,
+               lease_until = now() + lease_length, attempts = t.attempts + 1
+         WHERE t.id = ANY (due) AND t.finished_at IS NULL
+        RETURNING t.id, t.path, t.reason, t.include_referenced, t.attempts;
+        -- A batch that was all given up claims nothing: look again, or the
+        -- sweeper would take the empty batch for an empty queue.
+        EXIT WHEN given_up < cardinality(due);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION filegc.claim(text, integer) IS
@@ -234,9 +246,11 @@ $$;
 COMMENT ON FUNCTION filegc.check_before_delete(text, bigint[]) IS
     'Sweeper protocol: under the locks and with a fresh snapshot, says which claimed deletions may go ahead (how many times each was claimed, and whether another deletion recorded the trashed copy of its path)';
 
--- Records what the sweeper did, one call per batch.
+-- Records what the sweeper did, one call per batch. With a generic plan,
+-- which takes the batch for ten rows, each row is found by the primary key;
+-- a plan for a batch's real size hashed every tombstone (as fail does).
 CREATE FUNCTION filegc.complete(worker text, ids bigint[], outcomes text[], bytes bigint[]) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     completed integer;
 BEGIN
@@ -264,7 +278,7 @@ COMMENT ON FUNCTION filegc.complete(text, bigint[], text[], bigint[]) IS
 -- Records failures, one call per batch: retried after a pause that grows
 -- with each attempt, or failed for good after max_attempts.
 CREATE FUNCTION filegc.fail(worker text, ids bigint[], errors text[]) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     max_attempts integer := filegc.setting('max_attempts')::integer;
     failed integer;
@@ -310,14 +324,14 @@ SELECT t.id, t.path, t.reason, t.state, t.include_referenced, t.created_at, t.du
        t.claimed_by AS worker, t.lease_until, t.attempts, t.last_error, i.size_bytes
   FROM filegc.tombstones t
   LEFT JOIN filegc.inventory i ON i.path = t.path
- WHERE t.state IN ('pending', 'claimed')
+ WHERE t.finished_at IS NULL
 UNION ALL
 SELECT NULL, n.path, 'unreferenced', 'pending', false, n.noted_at,
        n.noted_at + (SELECT filegc.setting('unreferenced_delay')::interval),
        NULL, NULL, 0, NULL, i.size_bytes
   FROM (SELECT r.path, min(r.noted_at) AS noted_at FROM filegc.notes r WHERE r.kind = 'r' GROUP BY r.path) AS n
   LEFT JOIN filegc.inventory i ON i.path = n.path
- WHERE NOT EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = n.path AND t.state IN ('pending', 'claimed'));
+ WHERE NOT EXISTS (SELECT FROM filegc.tombstones t WHERE t.path = n.path AND t.finished_at IS NULL);
 COMMENT ON VIEW filegc.pending IS
     'Deletions scheduled and not finished yet (pending or claimed by a sweeper); those the triggers noted moments ago have no id yet';
 

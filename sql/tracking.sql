@@ -467,9 +467,15 @@ COMMENT ON FUNCTION filegc.hides_rows_from_filegc(regclass) IS
 -- table holding rows of a tracked table (a partition, an inheritance child)
 -- whose writes would not take the path locks, a table with filegc's index
 -- that filegc does not track (a partition detached from a tracked table),
--- and row-level security that hides rows from filegc.
+-- and row-level security that hides rows from filegc. PL/pgSQL, which
+-- keeps the query's plan for the session: each claim and each final check
+-- asks, and as a SQL function with a SET clause it was planned at every
+-- call (3 ms). The functions it looks for are found by name, so that a plan
+-- kept for the session stays right when an upgrade replaces them.
 CREATE FUNCTION filegc.tracking_problems() RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
     WITH RECURSIVE holding (relid, root) AS (
         SELECT DISTINCT t.table_name::oid, t.table_name::oid
           FROM filegc.tracked t
@@ -479,7 +485,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     ), filegc_triggers AS (
         SELECT g.tgrelid, g.tgname, g.tgenabled, g.tgtype
           FROM pg_trigger g
-         WHERE g.tgfoid = 'filegc.references_trigger()'::regprocedure
+         WHERE g.tgfoid = (SELECT p.oid FROM pg_proc p
+                            WHERE p.pronamespace = 'filegc'::regnamespace AND p.proname = 'references_trigger')
     )
     SELECT format('%s has no column %I, which filegc tracks (renamed or dropped?): SELECT filegc.sync_tracking() follows a rename, SELECT filegc.untrack(%L, %L) forgets the column',
                   t.table_name, t.column_name, t.table_name::text, t.column_name)
@@ -515,7 +522,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       FROM pg_depend d
       JOIN pg_index i ON i.indexrelid = d.objid
      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_proc'::regclass
-       AND d.refobjid IN ('filegc.ref_path(text, text[])'::regprocedure, 'filegc.ref_paths(text[], text[])'::regprocedure)
+       AND d.refobjid IN (SELECT p.oid FROM pg_proc p
+                           WHERE p.pronamespace = 'filegc'::regnamespace AND p.proname IN ('ref_path', 'ref_paths'))
        AND i.indrelid NOT IN (SELECT h.relid FROM holding h)
     UNION ALL
     SELECT format('row-level security on %s hides rows from %s, the role filegc''s functions run as: ALTER ROLE %I BYPASSRLS (as a superuser), or take the policies off the table',
@@ -523,7 +531,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       FROM (SELECT DISTINCT x.table_name FROM filegc.tracked x
              WHERE (SELECT true FROM pg_class c WHERE c.oid = x.table_name)) AS t,
            pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-     WHERE n.nspname = 'filegc' AND filegc.hides_rows_from_filegc(t.table_name)
+     WHERE n.nspname = 'filegc' AND filegc.hides_rows_from_filegc(t.table_name);
+END
 $$;
 COMMENT ON FUNCTION filegc.tracking_problems() IS
     'What keeps filegc from seeing every row and every write of the tracked tables, each with its fix; deletions and cleanups wait while there is any';

@@ -123,7 +123,7 @@ BEGIN
                  WHERE x.id = ANY (ids) AND x.state = 'done' AND x.outcome = 'trashed'
                    AND x.purged_at IS NULL AND x.restored_at IS NULL AND x.restore_requested_at IS NULL
                    AND NOT EXISTS (SELECT FROM filegc.tombstones o
-                                    WHERE o.path = x.path AND o.state IN ('pending', 'claimed'))
+                                    WHERE o.path = x.path AND o.finished_at IS NULL)
                  ORDER BY x.id FOR UPDATE SKIP LOCKED) AS t
          WHERE filegc.lock_for_deletion(t.path);
     ELSE

@@ -27,6 +27,7 @@ fn schema_signature(client: &mut Client) -> BTreeMap<String, String> {
           WHERE n.nspname = 'filegc'",
         "SELECT 'relation ' || c.relname, c.relkind::text || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
                 || ' ' || coalesce(c.relacl::text, '') || ' ' || c.relpersistence::text
+                || ' ' || coalesce(c.reloptions::text, '')
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'filegc'",
         "SELECT 'view ' || c.relname, pg_get_viewdef(c.oid)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
