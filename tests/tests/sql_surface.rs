@@ -538,6 +538,51 @@ fn an_expired_lease_is_claimed_again_and_attempts_run_out() {
     assert!(row.get::<_, String>(1).contains("gave up after 2 attempts"));
 }
 
+/// A claim whose lease ran out after its last attempt is failed when the
+/// claims reach it; a batch made only of such claims must not end the
+/// sweep while other deletions are due after them.
+#[test]
+fn a_batch_of_spent_claims_does_not_hide_the_deletions_due_after_it() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute("UPDATE filegc.settings SET value = '1' WHERE name = 'max_attempts'")
+        .unwrap();
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['spent.jpg'], force => true)")
+        .unwrap();
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.claim('crashed', 1)"
+        ),
+        1
+    );
+    client
+        .batch_execute("SELECT filegc.schedule_delete(ARRAY['due.jpg'], force => true)")
+        .unwrap();
+    client
+        .batch_execute(
+            "UPDATE filegc.tombstones SET lease_until = now() - interval '1 second' WHERE path = 'spent.jpg'",
+        )
+        .unwrap();
+    let claimed: Vec<String> = client
+        .query("SELECT path FROM filegc.claim('other', 1)", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(claimed, ["due.jpg"]);
+    let state: String = client
+        .query_one(
+            "SELECT state FROM filegc.tombstones WHERE path = 'spent.jpg'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "failed");
+}
+
 #[test]
 fn failures_are_retried_then_failed_with_the_last_error() {
     let db = cluster().create_database();
