@@ -18,7 +18,7 @@ REVOKE EXECUTE ON FUNCTION
     filegc.note_released(text[]),
     filegc.hold_every_path(regclass, name),
     filegc.release_table(regclass),
-    filegc.wake_sweeper(),
+    filegc.wake_sweeper(boolean),
     filegc.record_invalid_refs(regclass, name[], text[], text[]),
     filegc.install_triggers(regclass),
     filegc.forget_column(regclass, name, boolean),

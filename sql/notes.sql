@@ -12,19 +12,47 @@
 -- sql/portable/triggers.sql in the portable install); both call the
 -- functions here.
 
--- Wakes a sweeper that listens (filegc run). A transaction that sent a
--- NOTIFY cannot PREPARE TRANSACTION; where prepared transactions are
--- enabled, the sweeper finds the notes at its next interval instead.
-CREATE FUNCTION filegc.wake_sweeper() RETURNS void
+-- How long a session that woke the sweeper for paths leaving rows lets its
+-- later releases wait instead of waking it again. Every NOTIFY takes, at
+-- commit, a lock all notifying commits of the database take in turn, which
+-- cost the application's writes about 7 % (docs/performance.md); a sweeper
+-- woken looks again twice this long later (sweeper/src/run.rs), so a path
+-- released in a transaction that commits within this pause of its trigger
+-- is still taken in at once. Paths entering rows always wake it: a file
+-- that must come back from the trash should not wait.
+CREATE FUNCTION filegc.release_wake_pause() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '1 second' $$;
+COMMENT ON FUNCTION filegc.release_wake_pause() IS
+    'Internal: how long a session that woke the sweeper for released paths waits before it wakes it again';
+
+-- Wakes a sweeper that listens (filegc run), once per transaction. With
+-- unless_recent, not when this session woke it less than
+-- filegc.release_wake_pause() ago, in a transaction that committed (a value
+-- set_config writes goes with an aborted transaction). The time lives in a
+-- setting any role can change: one this function could not have written
+-- wakes the sweeper. A transaction that sent a NOTIFY cannot PREPARE
+-- TRANSACTION; where prepared transactions are enabled, the sweeper finds
+-- the notes at its next interval instead.
+CREATE FUNCTION filegc.wake_sweeper(unless_recent boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    woke text := current_setting('filegc.woke_sweeper_at', true);
+    now_at numeric := extract(epoch FROM clock_timestamp());
 BEGIN
-    IF current_setting('max_prepared_transactions') = '0' THEN
-        PERFORM pg_notify('filegc', 'notes');
+    IF current_setting('max_prepared_transactions') <> '0' THEN
+        RETURN;
     END IF;
+    IF unless_recent AND woke ~ '^[0-9]{1,12}(\.[0-9]{1,9})?$'
+       AND now_at - woke::numeric >= 0
+       AND now_at - woke::numeric < extract(epoch FROM filegc.release_wake_pause()) THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('filegc.woke_sweeper_at', now_at::text, false);
+    PERFORM pg_notify('filegc', 'notes');
 END
 $$;
-COMMENT ON FUNCTION filegc.wake_sweeper() IS
-    'Internal: wakes a listening sweeper (NOTIFY filegc), unless prepared transactions are enabled';
+COMMENT ON FUNCTION filegc.wake_sweeper(boolean) IS
+    'Internal: wakes a listening sweeper (NOTIFY filegc); for released paths at most once per release_wake_pause() per session';
 
 -- Which of the paths entering a row to note: every one when note_every,
 -- else (at READ COMMITTED) those a deletion of which may be open or whose
@@ -80,7 +108,7 @@ BEGIN
                                         paths, current_setting('transaction_isolation') <> 'read committed') AS p);
         IF cardinality(noted) > 0 THEN
             INSERT INTO filegc.notes (kind, path) SELECT 'e', p FROM unnest(noted) AS p;
-            PERFORM filegc.wake_sweeper();
+            PERFORM filegc.wake_sweeper(false);
         END IF;
     END IF;
     IF coalesce(cardinality(invalid_values), 0) > 0 THEN
@@ -103,7 +131,7 @@ BEGIN
     INSERT INTO filegc.notes (kind, path) SELECT DISTINCT 'r', p FROM unnest(paths) AS p WHERE p IS NOT NULL;
     GET DIAGNOSTICS noted = ROW_COUNT;
     IF noted > 0 THEN
-        PERFORM filegc.wake_sweeper();
+        PERFORM filegc.wake_sweeper(true);
     END IF;
     RETURN noted;
 END

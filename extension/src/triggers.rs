@@ -27,6 +27,7 @@ use pgrx::IntoDatum;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// One tracked column, as `filegc.install_triggers` encodes it in the trigger's arguments.
 struct TrackedColumn {
@@ -309,13 +310,15 @@ impl Sql {
     }
 }
 
-/// What the notes protocol reads once per backend: the lock classes, and
-/// whether NOTIFY must be left out (both fixed while the server runs, or
-/// until the extension is updated, which prepares the plans again).
+/// What the notes protocol reads once per backend: the lock classes,
+/// whether NOTIFY must be left out, and how long released paths let a
+/// sweeper woken sleep (all fixed while the server runs, or until the
+/// extension is updated, which prepares the plans again).
 #[derive(Debug, Clone, Copy)]
 struct NotesConstants {
     locks: LockClasses,
     prepared_transactions_enabled: bool,
+    release_wake_pause: Duration,
 }
 
 impl NotesConstants {
@@ -323,7 +326,8 @@ impl NotesConstants {
         let row = client
             .select(
                 "SELECT filegc.path_lock_class(), filegc.escalation_lock_class(), filegc.max_path_locks(),
-                        pg_catalog.current_setting('max_prepared_transactions') <> '0'",
+                        pg_catalog.current_setting('max_prepared_transactions') <> '0',
+                        pg_catalog.date_part('epoch', filegc.release_wake_pause())",
                 None,
                 &[],
             )?
@@ -342,6 +346,11 @@ impl NotesConstants {
             prepared_transactions_enabled: row
                 .get(4)?
                 .ok_or_else(missing("current_setting('max_prepared_transactions')"))?,
+            release_wake_pause: Duration::try_from_secs_f64(
+                row.get(5)?
+                    .ok_or_else(missing("filegc.release_wake_pause()"))?,
+            )
+            .unwrap_or(Duration::ZERO),
         })
     }
 }
@@ -417,7 +426,7 @@ impl Plans {
                         .enter
                         .execute(client, &[datum(paths), datum(note_every)])?;
                     if noted > 0 {
-                        writer_locks::wake_sweeper(constants.prepared_transactions_enabled);
+                        writer_locks::wake_sweeper(constants.prepared_transactions_enabled, None);
                     }
                 }
                 None => {
@@ -455,7 +464,10 @@ impl Plans {
     ) -> Result<(), FilegcError> {
         self.release.execute(client, &[datum(paths)])?;
         if let Some(constants) = self.constants {
-            writer_locks::wake_sweeper(constants.prepared_transactions_enabled);
+            writer_locks::wake_sweeper(
+                constants.prepared_transactions_enabled,
+                Some(constants.release_wake_pause),
+            );
         }
         Ok(())
     }

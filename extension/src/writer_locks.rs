@@ -16,6 +16,7 @@
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
 use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// The advisory-lock classes and the limit, as the SQL defines them.
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +36,14 @@ struct Held {
     path_locks: i32,
     /// Whether the escalation lock is held.
     escalated: bool,
-    /// Whether a NOTIFY for the sweeper is queued.
-    notified: bool,
+    /// When a NOTIFY for the sweeper was queued, if one is.
+    woke_at: Option<Instant>,
 }
 
 thread_local! {
-    static HELD: Cell<Held> = const { Cell::new(Held { path_locks: 0, escalated: false, notified: false }) };
+    static HELD: Cell<Held> = const { Cell::new(Held { path_locks: 0, escalated: false, woke_at: None }) };
+    /// When the last transaction of this backend that woke the sweeper and committed queued its NOTIFY.
+    static LAST_COMMITTED_WAKE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Whether this backend registered the transaction callbacks.
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -75,12 +78,22 @@ pub fn hold_paths(paths: &[String], classes: LockClasses) {
 }
 
 /// Queues `NOTIFY filegc, 'notes'` once per transaction, as
-/// `filegc.wake_sweeper()` does, unless prepared transactions are enabled.
-pub fn wake_sweeper(prepared_transactions_enabled: bool) {
+/// `filegc.wake_sweeper(unless_recent)` does: unless prepared transactions
+/// are enabled, and with `unless_recent` (paths that left rows) not when a
+/// transaction of this backend that committed woke the sweeper less than
+/// `pause` (`filegc.release_wake_pause()`) ago.
+pub fn wake_sweeper(prepared_transactions_enabled: bool, unless_recent: Option<Duration>) {
     register_callbacks();
     let mut held = HELD.with(Cell::get);
-    if held.notified || prepared_transactions_enabled {
+    if held.woke_at.is_some() || prepared_transactions_enabled {
         return;
+    }
+    let now = Instant::now();
+    if let Some(pause) = unless_recent {
+        let last = LAST_COMMITTED_WAKE.with(Cell::get);
+        if last.is_some_and(|woke_at| now.duration_since(woke_at) < pause) {
+            return;
+        }
     }
     // SAFETY: pg_notify reads two non-null text arguments; DirectFunctionCall
     // passes them as such and raises an ERROR if the result were NULL.
@@ -92,7 +105,7 @@ pub fn wake_sweeper(prepared_transactions_enabled: bool) {
             "notes".into_datum().expect("a text datum"),
         );
     }
-    held.notified = true;
+    held.woke_at = Some(now);
     HELD.with(|cell| cell.set(held));
 }
 
@@ -123,7 +136,8 @@ fn advisory_lock_shared(class: i32, key: i32) {
     }
 }
 
-/// At the end of a transaction, whatever it held is gone.
+/// At the end of a transaction, whatever it held is gone; a NOTIFY it
+/// queued was sent if it committed.
 unsafe extern "C-unwind" fn transaction_ended(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
@@ -137,7 +151,10 @@ unsafe extern "C-unwind" fn transaction_ended(
             | XACT_EVENT_PARALLEL_ABORT
             | XACT_EVENT_PREPARE
     ) {
-        HELD.with(|cell| cell.set(Held::default()));
+        let held = HELD.with(|cell| cell.replace(Held::default()));
+        if matches!(event, XACT_EVENT_COMMIT) && held.woke_at.is_some() {
+            LAST_COMMITTED_WAKE.with(|cell| cell.set(held.woke_at));
+        }
     }
 }
 
@@ -154,7 +171,7 @@ unsafe extern "C-unwind" fn subtransaction_ended(
             let held = cell.get();
             cell.set(Held {
                 escalated: false,
-                notified: false,
+                woke_at: None,
                 ..held
             });
         });

@@ -1,7 +1,8 @@
 //! `filegc run`: the long-running mode that rides along with the application.
 //!
 //! [`run`] keeps the sweeper going until its `shutdown` future completes: it
-//! listens on the `filegc` channel and sweeps on each notification and on an
+//! listens on the `filegc` channel and sweeps on each notification, again a
+//! moment later for the writers that did not notify again so soon, and on an
 //! interval, scans on another interval, and reports the volume each time. A
 //! database that is down or restarting is retried with backoff and never
 //! ends the run. [`supervise`] adds the application as a child process whose
@@ -268,6 +269,18 @@ impl<'a> Sweeper<'a> {
             return lost;
         }
         let mut maintenance_due = true;
+        // A writer that woke the sweeper lets its next released paths wait
+        // out a pause instead of waking it again (sql/notes.sql): looking
+        // again twice that long after each wake-up takes them in.
+        let follow_up_after = match db.release_wake_pause().await {
+            Ok(pause) => Some(pause * 2),
+            Err(error) if db.is_closed() => return Served::Lost(error.to_string()),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read filegc.release_wake_pause(); paths released moments after a wake-up wait for the timed sweep");
+                None
+            }
+        };
+        let mut follow_up: Option<Instant> = None;
         loop {
             if *self.stop.borrow() {
                 return Served::Stopped;
@@ -313,9 +326,14 @@ impl<'a> Sweeper<'a> {
                         }
                         tracing::debug!(payload = %payload, coalesced, "notified");
                         sweep_due = true;
+                        follow_up = follow_up_after.map(|after| Instant::now() + after);
                     }
                     None => return Served::Lost("the connection closed".into()),
                 },
+                () = sleep_until(follow_up.unwrap_or_else(Instant::now)), if follow_up.is_some() => {
+                    follow_up = None;
+                    sweep_due = true;
+                }
                 _ = sweep_tick.tick() => {
                     sweep_due = true;
                     maintenance_due = true;

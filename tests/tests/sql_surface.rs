@@ -258,6 +258,71 @@ fn cleanup_orphans_schedules_the_eligible_and_notifies() {
     assert_eq!(notification.channel(), "filegc");
 }
 
+/// The payloads of the notifications on `filegc` up to and including the
+/// first `marker`, which the caller sent after everything it wants to see.
+fn notifications_until_marker(listener: &mut Client) -> Vec<String> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut payloads = Vec::new();
+    let mut listened = listener.notifications();
+    let mut notifications = listened.timeout_iter(std::time::Duration::from_secs(10));
+    while let Some(notification) = notifications.next().unwrap() {
+        if notification.payload() == "marker" {
+            return payloads;
+        }
+        payloads.push(notification.payload().to_owned());
+    }
+    panic!("the marker never arrived; before it: {payloads:?}");
+}
+
+#[test]
+fn a_session_wakes_the_sweeper_for_released_paths_at_most_once_a_pause() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let mut listener = db.connect();
+    listener.batch_execute("LISTEN filegc").unwrap();
+    let mut marker = db.connect();
+    let pause = std::time::Duration::from_secs_f64(
+        client
+            .query_one(
+                "SELECT extract(epoch FROM filegc.release_wake_pause())::float8",
+                &[],
+            )
+            .unwrap()
+            .get(0),
+    );
+    for n in 0..4 {
+        reference(&mut client, &format!("user_{n}_1700000000.jpg"));
+    }
+    // Two transactions that release paths, both within one pause; a slow
+    // machine that takes longer tries again (notifications reach the
+    // listener in commit order, so the marker ends each try).
+    let mut tries = 0;
+    let payloads = loop {
+        tries += 1;
+        assert!(tries < 10, "two deletions never ran within {pause:?}");
+        let started = std::time::Instant::now();
+        for n in 0..2 {
+            let path = format!("user_{}_1700000000.jpg", 2 * (tries % 2) + n);
+            client
+                .execute(
+                    "DELETE FROM facial_evaluations WHERE image_path = $1",
+                    &[&path],
+                )
+                .unwrap();
+            reference(&mut client, &path);
+        }
+        let within_a_pause = started.elapsed() < pause;
+        marker.batch_execute("NOTIFY filegc, 'marker'").unwrap();
+        let payloads = notifications_until_marker(&mut listener);
+        if within_a_pause {
+            break payloads;
+        }
+    };
+    assert!(
+        payloads.len() <= 1,
+        "the second deletion woke the sweeper again: {payloads:?}"
+    );
+}
 #[test]
 fn the_breaker_refuses_a_large_cleanup_unless_forced() {
     let db = cluster().create_database();

@@ -45,6 +45,33 @@ fn run_sweeps_a_deletion_within_a_second_of_the_notification() {
 }
 
 #[test]
+fn run_sweeps_a_deletion_whose_writer_did_not_wake_it_again() {
+    let mut env = TestEnv::new();
+    for name in ["user_1_1700000000.jpg", "user_2_1700000000.jpg"] {
+        env.write_aged(name, 100, 1);
+        env.reference(name);
+    }
+    let mut running = env.start(&["run", "--sweep-interval", "1h", "--scan-interval", "1h"]);
+    env.wait_until_listening(&mut running);
+    // One session, two transactions: the first wakes the sweeper; the
+    // second, once that sweep is done and within the pause of
+    // filegc.release_wake_pause(), does not, and only the sweeper's second
+    // look finds it. (On a machine so slow that the pause is over, the
+    // second wakes it too.)
+    for name in ["user_1_1700000000.jpg", "user_2_1700000000.jpg"] {
+        env.unreference(name);
+        let trashed = env.path(&format!(".filegc-trash/{name}"));
+        assert!(
+            eventually(DEADLINE, || trashed.is_file()),
+            "{name} never reached the trash:\n{}",
+            running.log()
+        );
+    }
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
+}
+
+#[test]
 fn run_exits_with_the_application_exit_status() {
     let env = TestEnv::new();
     let mut running = env.start(&["run", "--", "sh", "-c", "exit 7"]);

@@ -1,5 +1,7 @@
 //! The deletion queue: claiming due deletions, the final check under the path locks, and settling a batch.
 
+use std::time::Duration;
+
 use thiserror::Error;
 use tokio_postgres::error::Severity;
 
@@ -98,6 +100,21 @@ impl Db {
             .execute("SELECT filegc.process_notes()", &[])
             .await?;
         Ok(())
+    }
+
+    /// How long a writer that woke the sweeper for released paths lets
+    /// later releases wait instead of waking it again
+    /// (`filegc.release_wake_pause()`).
+    pub async fn release_wake_pause(&self) -> Result<Duration, DbError> {
+        let seconds: f64 = self
+            .client
+            .query_one(
+                "SELECT extract(epoch FROM filegc.release_wake_pause())::float8",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO))
     }
 }
 
