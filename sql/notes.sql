@@ -94,14 +94,21 @@ CREATE FUNCTION filegc.note_entered(tbl regclass, paths text[], invalid_columns 
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    names text[] := ARRAY(SELECT DISTINCT n FROM unnest(invalid_values) AS v, filegc.protected_name(v) AS n
-                           WHERE n IS NOT NULL);
-    wanted integer := coalesce(cardinality(paths), 0) + cardinality(names);
+    names text[] := '{}';
+    wanted integer;
     noted text[];
 BEGIN
+    -- Most rows bring no invalid value: no query for them.
+    IF coalesce(cardinality(invalid_values), 0) > 0 THEN
+        names := ARRAY(SELECT DISTINCT n FROM unnest(invalid_values) AS v, filegc.protected_name(v) AS n
+                        WHERE n IS NOT NULL);
+    END IF;
+    wanted := coalesce(cardinality(paths), 0) + cardinality(names);
     IF wanted > 0 AND filegc.reserve_path_locks(wanted) THEN
         PERFORM pg_advisory_xact_lock_shared(filegc.path_lock_class(), filegc.path_lock_key(p)) FROM unnest(paths) AS p;
-        PERFORM pg_advisory_xact_lock_shared(filegc.name_lock_class(), hashtext(n)) FROM unnest(names) AS n;
+        IF cardinality(names) > 0 THEN
+            PERFORM pg_advisory_xact_lock_shared(filegc.name_lock_class(), hashtext(n)) FROM unnest(names) AS n;
+        END IF;
     END IF;
     IF coalesce(cardinality(paths), 0) > 0 THEN
         noted := ARRAY(SELECT p FROM filegc.entering_paths_to_note(

@@ -18,6 +18,7 @@ DECLARE
     prefix text;
     rest text;
     segment text;
+    too_long boolean := false;
 BEGIN
     IF value = '' THEN
         RETURN;
@@ -26,7 +27,9 @@ BEGIN
     path := split_part(split_part(value, '?', 1), '#', 1);
 
     -- A URL is reduced to its path: no scheme, host, query or fragment.
-    url := regexp_match(value, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)');
+    IF position('://' IN value) > 0 THEN
+        url := regexp_match(value, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)');
+    END IF;
     IF url IS NOT NULL THEN
         path := url[1];
         IF position('%' IN path) > 0 THEN
@@ -89,6 +92,9 @@ BEGIN
         WHEN position(E'\\' IN path) > 0 THEN 'contains a backslash'
         WHEN left(path, 1) = '/' THEN 'absolute path outside every configured prefix'
     END;
+    -- A loop rather than a query over the segments: this runs for every
+    -- value the triggers and the indexes see, and a query would start an
+    -- executor each time.
     IF problem IS NULL THEN
         FOREACH segment IN ARRAY string_to_array(path, '/') LOOP
             IF segment = '..' THEN
@@ -97,11 +103,12 @@ BEGIN
             ELSIF segment IN ('.', '') THEN
                 problem := 'contains a ''.'' or empty segment';
                 EXIT;
+            ELSIF octet_length(segment) > 255 THEN
+                too_long := true;
             END IF;
         END LOOP;
     END IF;
-    IF problem IS NULL AND (octet_length(path) > 2048
-                            OR EXISTS (SELECT FROM unnest(string_to_array(path, '/')) AS s WHERE octet_length(s) > 255)) THEN
+    IF problem IS NULL AND (too_long OR octet_length(path) > 2048) THEN
         problem := 'too long to be a file path (a name over 255 bytes, or over 2048 bytes in all)';
     END IF;
     IF problem IS NOT NULL THEN
@@ -111,6 +118,43 @@ END
 $$;
 COMMENT ON FUNCTION filegc.normalize_ref(text, text[]) IS
     'The path a stored value references (relative to the volume root), or why it cannot be one';
+
+-- The faces of the path rules the indexes call, and the trigger's reading
+-- of a row's values: PL/pgSQL, which keeps its plans for the session.
+CREATE OR REPLACE FUNCTION filegc.ref_path(value text, prefixes text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (filegc.normalize_ref(value, prefixes)).path;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION filegc.ref_paths(stored_values text[], prefixes text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(DISTINCT p COLLATE "C" ORDER BY p COLLATE "C"), '{}')
+              FROM unnest(stored_values) AS v, filegc.normalize_ref(v, prefixes) AS n(p, problem)
+             WHERE p IS NOT NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION filegc.ref_path_problem(value text, prefixes text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (filegc.normalize_ref(value, prefixes)).problem;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION filegc.json_values(value jsonb, is_array boolean) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
+        RETURN '{}';
+    ELSIF NOT is_array THEN
+        RETURN ARRAY[value #>> '{}'];
+    END IF;
+    RETURN ARRAY(SELECT e FROM jsonb_array_elements_text(value) AS e WHERE e IS NOT NULL);
+END
+$$;
 
 -- The row trigger: what extension/src/triggers.rs does, in PL/pgSQL. It
 -- writes only notes (filegc.note_entered, filegc.note_released), and when a
@@ -138,8 +182,8 @@ DECLARE
     stored text;
     normalized record;
     changed boolean := false;
-    added text[];
-    removed text[];
+    added text[] := '{}';
+    removed text[] := '{}';
 BEGIN
     WHILE arg < TG_NARGS LOOP
         column_name := TG_ARGV[arg];
@@ -151,8 +195,8 @@ BEGIN
             PERFORM filegc.hold_every_path(TG_RELID::regclass, column_name::name);
             RETURN NULL;
         END IF;
-        old_values := filegc.json_values(old_json -> column_name, is_array);
-        new_values := filegc.json_values(new_json -> column_name, is_array);
+        old_values := CASE WHEN old_json IS NULL THEN '{}' ELSE filegc.json_values(old_json -> column_name, is_array) END;
+        new_values := CASE WHEN new_json IS NULL THEN '{}' ELSE filegc.json_values(new_json -> column_name, is_array) END;
         changed := changed OR old_values IS DISTINCT FROM new_values OR TG_OP <> 'UPDATE';
         FOREACH stored IN ARRAY old_values LOOP
             old_raw := old_raw || stored;
@@ -181,11 +225,27 @@ BEGIN
         RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
             TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
     END LOOP;
-    added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths) ORDER BY p);
+    -- A row's few paths are compared in plain loops: a query would start an
+    -- executor for every row. Many (a large array) go through queries,
+    -- which do not compare every pair.
+    IF cardinality(old_paths) + cardinality(new_paths) <= 16 THEN
+        FOREACH stored IN ARRAY new_paths LOOP
+            IF NOT (stored = ANY (old_paths) OR stored = ANY (added)) THEN
+                added := added || stored;
+            END IF;
+        END LOOP;
+        FOREACH stored IN ARRAY old_paths LOOP
+            IF NOT (stored = ANY (new_paths) OR stored = ANY (removed)) THEN
+                removed := removed || stored;
+            END IF;
+        END LOOP;
+    ELSE
+        added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths));
+        removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
+    END IF;
     IF cardinality(added) > 0 OR cardinality(invalid_values) > 0 THEN
         PERFORM filegc.note_entered(TG_RELID::regclass, added, invalid_columns, invalid_values, invalid_problems);
     END IF;
-    removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
     IF cardinality(removed) > 0 THEN
         PERFORM filegc.note_released(removed);
     END IF;

@@ -28,8 +28,8 @@ DECLARE
     stored text;
     normalized record;
     changed boolean := false;
-    added text[];
-    removed text[];
+    added text[] := '{}';
+    removed text[] := '{}';
 BEGIN
     WHILE arg < TG_NARGS LOOP
         column_name := TG_ARGV[arg];
@@ -41,8 +41,8 @@ BEGIN
             PERFORM filegc.hold_every_path(TG_RELID::regclass, column_name::name);
             RETURN NULL;
         END IF;
-        old_values := filegc.json_values(old_json -> column_name, is_array);
-        new_values := filegc.json_values(new_json -> column_name, is_array);
+        old_values := CASE WHEN old_json IS NULL THEN '{}' ELSE filegc.json_values(old_json -> column_name, is_array) END;
+        new_values := CASE WHEN new_json IS NULL THEN '{}' ELSE filegc.json_values(new_json -> column_name, is_array) END;
         changed := changed OR old_values IS DISTINCT FROM new_values OR TG_OP <> 'UPDATE';
         FOREACH stored IN ARRAY old_values LOOP
             old_raw := old_raw || stored;
@@ -71,11 +71,27 @@ BEGIN
         RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
             TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
     END LOOP;
-    added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths) ORDER BY p);
+    -- A row's few paths are compared in plain loops: a query would start an
+    -- executor for every row. Many (a large array) go through queries,
+    -- which do not compare every pair.
+    IF cardinality(old_paths) + cardinality(new_paths) <= 16 THEN
+        FOREACH stored IN ARRAY new_paths LOOP
+            IF NOT (stored = ANY (old_paths) OR stored = ANY (added)) THEN
+                added := added || stored;
+            END IF;
+        END LOOP;
+        FOREACH stored IN ARRAY old_paths LOOP
+            IF NOT (stored = ANY (new_paths) OR stored = ANY (removed)) THEN
+                removed := removed || stored;
+            END IF;
+        END LOOP;
+    ELSE
+        added := ARRAY(SELECT DISTINCT p FROM unnest(new_paths) AS p WHERE p <> ALL (old_paths));
+        removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
+    END IF;
     IF cardinality(added) > 0 OR cardinality(invalid_values) > 0 THEN
         PERFORM filegc.note_entered(TG_RELID::regclass, added, invalid_columns, invalid_values, invalid_problems);
     END IF;
-    removed := ARRAY(SELECT DISTINCT p FROM unnest(old_paths) AS p WHERE p <> ALL (new_paths));
     IF cardinality(removed) > 0 THEN
         PERFORM filegc.note_released(removed);
     END IF;
@@ -84,14 +100,19 @@ END
 $$;
 
 -- A column's stored values from a row as JSON: none for NULL, one for a
--- scalar, the non-NULL elements of an array.
+-- scalar, the non-NULL elements of an array. PL/pgSQL, so that a scalar
+-- runs no query: an SQL function with a query in it is never inlined, and
+-- was called as one for every column of every row.
 CREATE FUNCTION filegc.json_values(value jsonb, is_array boolean) RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN value IS NULL OR jsonb_typeof(value) = 'null' THEN '{}'::text[]
-        WHEN is_array THEN ARRAY(SELECT e FROM jsonb_array_elements_text(value) AS e WHERE e IS NOT NULL)
-        ELSE ARRAY[value #>> '{}']
-    END
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
+        RETURN '{}';
+    ELSIF NOT is_array THEN
+        RETURN ARRAY[value #>> '{}'];
+    END IF;
+    RETURN ARRAY(SELECT e FROM jsonb_array_elements_text(value) AS e WHERE e IS NOT NULL);
+END
 $$;
 COMMENT ON FUNCTION filegc.json_values(jsonb, boolean) IS
     'Internal, for the row trigger: a tracked column''s stored values from a row as JSON';
