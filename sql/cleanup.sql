@@ -19,15 +19,23 @@ COMMENT ON FUNCTION filegc.require_scan() IS
 -- The circuit breaker: one call may schedule at most max_delete_fraction of
 -- the managed files in the latest scan, unless forced. Files filegc does
 -- not manage are never deleted, so they do not count: a hundred log files
--- must not let a third of the images go.
-CREATE FUNCTION filegc.check_breaker(file_count bigint, byte_count bigint, force boolean, what text) RETURNS void
+-- must not let a third of the images go. breaker_refusal says why it would
+-- refuse, so that a dry run can say so before anyone is asked to confirm;
+-- check_breaker refuses, with the SQLSTATE breaker_sqlstate(), by which the
+-- sweeper tells a refusal from other errors and speaks its own options.
+CREATE FUNCTION filegc.breaker_sqlstate() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'FG001' $$;
+COMMENT ON FUNCTION filegc.breaker_sqlstate() IS
+    'The SQLSTATE of a refusal by the circuit breaker (FG001)';
+
+CREATE FUNCTION filegc.breaker_refusal(file_count bigint, byte_count bigint, what text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     managed_files bigint;
     fraction numeric;
 BEGIN
-    IF force OR file_count = 0 THEN
-        RETURN;
+    IF coalesce(file_count, 0) = 0 THEN
+        RETURN NULL;
     END IF;
     fraction := filegc.setting('max_delete_fraction')::numeric;
     -- As filegc.path_states decides it: the scan's flags while they were
@@ -39,12 +47,29 @@ BEGIN
         SELECT count(*) INTO managed_files FROM filegc.inventory i WHERE i.path ~* (SELECT filegc.managed_regex());
     END IF;
     IF file_count <= fraction * managed_files THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('filegc: circuit breaker: %s would delete %s of the %s files filegc manages in the latest scan (%s), more than max_delete_fraction (%s)',
+                  what, file_count, managed_files, pg_size_pretty(byte_count), fraction);
+END
+$$;
+COMMENT ON FUNCTION filegc.breaker_refusal(bigint, bigint, text) IS
+    'Why the circuit breaker would refuse to schedule file_count files (byte_count bytes) without force; NULL when it would not';
+
+CREATE FUNCTION filegc.check_breaker(file_count bigint, byte_count bigint, force boolean, what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    refusal text;
+BEGIN
+    IF force THEN
         RETURN;
     END IF;
-    RAISE EXCEPTION 'filegc: circuit breaker: % would delete % of the % files filegc manages in the latest scan (%), more than max_delete_fraction (%)',
-        what, file_count, managed_files, pg_size_pretty(byte_count), fraction
-        USING HINT = 'Check the list first (a dry run). If it is right, pass --force to the filegc command, or force => true in SQL; '
-                     'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
+    refusal := filegc.breaker_refusal(file_count, byte_count, what);
+    IF refusal IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = filegc.breaker_sqlstate(), MESSAGE = refusal,
+            HINT = 'Check the list first (dry_run => true). If it is right, call again with force => true; '
+                   'or raise the limit: UPDATE filegc.settings SET value = ''0.5'' WHERE name = ''max_delete_fraction''.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION filegc.check_breaker(bigint, bigint, boolean, text) IS
@@ -56,7 +81,20 @@ CREATE FUNCTION filegc.run_cleanup(candidate_paths text[], reason text, include_
                                    dry_run boolean, force boolean, what text)
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    refusal text;
 BEGIN
+    IF dry_run AND NOT force THEN
+        refusal := filegc.breaker_refusal(
+            cardinality(candidate_paths),
+            (SELECT coalesce(sum(i.size_bytes), 0)::bigint
+               FROM filegc.inventory i JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path),
+            what);
+        IF refusal IS NOT NULL THEN
+            RAISE NOTICE '%', refusal
+                USING HINT = 'Without dry_run, the call is refused unless force => true.';
+        END IF;
+    END IF;
     IF NOT dry_run THEN
         PERFORM filegc.check_breaker(
             cardinality(candidate_paths),

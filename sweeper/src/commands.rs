@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::config::{Confirmation, Deletion, Inventory, Listing, Output, Removal};
-use crate::db::{Cleanup, Db, DbError, FileRow};
+use crate::db::{Cleanup, Db, DbError, FileRow, BREAKER_HINT};
 use crate::exit_codes::ExitCode;
 use crate::filter::{FileFacts, Filter};
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
@@ -139,14 +139,39 @@ impl Context {
         if !json {
             print_preview(&candidates, total, out)?;
         }
+        // Said before any question: a refusal after a "yes" wastes the
+        // operator's attention, and a dry run should tell the whole story.
+        let breaker_refusal = if deletion.force {
+            None
+        } else {
+            let what = if filtered_run {
+                format!("deleting {} given paths", candidates.len())
+            } else {
+                cleanup.description()
+            };
+            self.db
+                .breaker_refusal(candidates.len(), total, &what)
+                .await?
+        };
+        if let (Some(refusal), false) = (&breaker_refusal, deletion.dry_run) {
+            return Err(Refused(format!("{refusal}\nHINT: {BREAKER_HINT}")).into());
+        }
         if candidates.is_empty() || deletion.dry_run {
             if json {
                 let summary = serde_json::json!({
                     "scheduled": 0, "deleted": 0, "failed": 0, "bytes_freed": 0,
                     "would_delete": candidates.len(), "would_free_bytes": total,
+                    "breaker_refusal": breaker_refusal,
                 });
                 writeln!(out, "{summary}")?;
             } else if deletion.dry_run && !candidates.is_empty() {
+                if let Some(refusal) = &breaker_refusal {
+                    writeln!(out, "{refusal}")?;
+                    writeln!(
+                        out,
+                        "Without --dry-run this deletion is refused unless you pass --force."
+                    )?;
+                }
                 writeln!(out, "Dry run: nothing was deleted.")?;
             } else {
                 writeln!(out, "No images to delete.")?;
@@ -425,10 +450,16 @@ impl MenuBackend<'_> {
             context.db.cleanup(cleanup, true, false).await
         })?;
         let total_bytes = candidates.iter().map(FileRow::size).sum();
+        let breaker_refusal = self.runtime.block_on(context.db.breaker_refusal(
+            candidates.len(),
+            total_bytes,
+            &cleanup.description(),
+        ))?;
         print_preview(&candidates, total_bytes, out)?;
         Ok(PendingDeletion {
             images: candidates.len() as u64,
             total_bytes,
+            breaker_refusal,
             pending: MenuPending {
                 cleanup,
                 candidates,
@@ -488,13 +519,14 @@ impl MenuActions for MenuBackend<'_> {
     fn delete(
         &mut self,
         pending: MenuPending,
+        force: bool,
         _out: &mut dyn Write,
     ) -> anyhow::Result<DeletionReport> {
         let carried = self.runtime.block_on(self.context.carry_out(
             pending.cleanup,
             false,
             &pending.candidates,
-            false,
+            force,
         ))?;
         Ok(carried.report)
     }

@@ -29,6 +29,8 @@ const CHOICE_PROMPT: &str = "Choose an action (1-7): ";
 const DAYS_PROMPT: &str = "Number of days (default 30): ";
 const OLD_IMAGES_WARNING: &str = "Warning: this deletes old images even when the database still \
 references them. Consider backing up the database first.";
+const BREAKER_WARNING: &str = "This is more than filegc deletes at once without being told to \
+(the circuit breaker). Check the list above: in an emergency it may be right.";
 
 /// The work behind the menu's entries; the real one reads the volume and the database.
 ///
@@ -65,10 +67,13 @@ pub trait MenuActions {
         out: &mut dyn Write,
     ) -> anyhow::Result<PendingDeletion<Self::Pending>>;
 
-    /// Entries 4 and 5, once confirmed: deletes what was shown, reporting each file to `out`.
+    /// Entries 4 and 5, once confirmed: deletes what was shown, reporting
+    /// each file to `out`; `force` passes the circuit breaker, once the
+    /// operator typed the number of images to go ahead anyway.
     fn delete(
         &mut self,
         pending: Self::Pending,
+        force: bool,
         out: &mut dyn Write,
     ) -> anyhow::Result<DeletionReport>;
 
@@ -94,6 +99,8 @@ pub struct PendingDeletion<P> {
     pub images: u64,
     /// Their total size.
     pub total_bytes: u64,
+    /// Why the circuit breaker would refuse the deletion, if it would.
+    pub breaker_refusal: Option<String>,
     /// What to hand to [`MenuActions::delete`] if the answer is yes.
     pub pending: P,
 }
@@ -257,17 +264,35 @@ impl<R: BufRead, W: Write> Menu<R, W> {
             format_size(deletion.total_bytes)
         )?;
         writeln!(self.output)?;
-        let question = format!("Are you sure you want to delete {planned}? (yes/no): ");
+        // Past the circuit breaker, yes is not enough: the operator types
+        // how many images go, which a hurried "y" cannot do by accident.
+        let required_count = deletion
+            .breaker_refusal
+            .as_ref()
+            .map(|_| deletion.images.to_string());
+        let question = match (&deletion.breaker_refusal, &required_count) {
+            (Some(refusal), Some(count)) => {
+                writeln!(self.output, "{refusal}")?;
+                writeln!(self.output, "{BREAKER_WARNING}")?;
+                format!("To delete them anyway, type the number of images to delete ({count}): ")
+            }
+            _ => format!("Are you sure you want to delete {planned}? (yes/no): "),
+        };
         let Some(answer) = self.ask(&question)? else {
             writeln!(self.output, "Deletion cancelled.")?;
             return Ok(Next::Exit);
         };
-        if !matches!(answer.to_ascii_lowercase().as_str(), "yes" | "y") {
+        let accepted = match &required_count {
+            Some(count) => answer == *count,
+            None => matches!(answer.to_ascii_lowercase().as_str(), "yes" | "y"),
+        };
+        if !accepted {
             writeln!(self.output, "Deletion cancelled.")?;
             return Ok(Next::Menu);
         }
         writeln!(self.output)?;
-        match actions.delete(deletion.pending, &mut self.output) {
+        let force = deletion.breaker_refusal.is_some();
+        match actions.delete(deletion.pending, force, &mut self.output) {
             Ok(report) => {
                 self.outcome.files_failed += report.failed;
                 writeln!(self.output)?;
@@ -364,6 +389,7 @@ mod tests {
         old: u64,
         report: DeletionReport,
         fail_listings: bool,
+        breaker_refusal: Option<String>,
     }
 
     impl FakeActions {
@@ -422,6 +448,7 @@ mod tests {
             Ok(PendingDeletion {
                 images: self.orphans,
                 total_bytes: 45_200_000,
+                breaker_refusal: self.breaker_refusal.clone(),
                 pending: "orphans".into(),
             })
         }
@@ -436,6 +463,7 @@ mod tests {
             Ok(PendingDeletion {
                 images: self.old,
                 total_bytes: 45_200_000,
+                breaker_refusal: self.breaker_refusal.clone(),
                 pending: format!("old({days})"),
             })
         }
@@ -443,9 +471,11 @@ mod tests {
         fn delete(
             &mut self,
             pending: String,
+            force: bool,
             _out: &mut dyn Write,
         ) -> anyhow::Result<DeletionReport> {
-            self.calls.push(format!("delete {pending}"));
+            let forced = if force { " forced" } else { "" };
+            self.calls.push(format!("delete {pending}{forced}"));
             Ok(self.report)
         }
 
@@ -616,6 +646,75 @@ mod tests {
         assert!(output.contains("1 image could not be deleted"));
         assert_eq!(outcome.files_failed, 1);
         assert_eq!(outcome.exit_code(), ExitCode::SomeFilesFailed);
+    }
+
+    fn refused_by_the_breaker(old: u64) -> FakeActions {
+        FakeActions {
+            breaker_refusal: Some("filegc: circuit breaker: too many".into()),
+            ..FakeActions::with_candidates(0, old)
+        }
+    }
+
+    #[test]
+    fn past_the_breaker_the_menu_says_so_before_it_asks() {
+        let mut actions = refused_by_the_breaker(40);
+        let (output, _) = session(
+            "5
+7
+yes
+7
+",
+            &mut actions,
+        );
+        let refusal = output.find("filegc: circuit breaker: too many").unwrap();
+        let question = output
+            .find("To delete them anyway, type the number of images to delete (40): ")
+            .expect("the question asks for the number");
+        assert!(refusal < question);
+        assert!(!output.contains("(yes/no)"));
+        assert_eq!(
+            actions.calls,
+            ["prepare_delete_old(7)"],
+            "yes is not enough"
+        );
+        assert!(output.contains("Deletion cancelled."));
+    }
+
+    #[test]
+    fn typing_the_number_goes_past_the_breaker() {
+        let mut actions = refused_by_the_breaker(40);
+        let (output, _) = session(
+            "5
+7
+40
+7
+",
+            &mut actions,
+        );
+        assert_eq!(
+            actions.calls,
+            ["prepare_delete_old(7)", "delete old(7) forced"]
+        );
+        assert!(output.contains("Deleted 40 of 40 images"));
+    }
+
+    #[test]
+    fn a_wrong_number_cancels() {
+        for answer in ["39", "41", "", "forty", "y"] {
+            let mut actions = refused_by_the_breaker(40);
+            let (output, _) = session(
+                &format!(
+                    "5
+7
+{answer}
+7
+"
+                ),
+                &mut actions,
+            );
+            assert_eq!(actions.calls, ["prepare_delete_old(7)"], "{answer:?}");
+            assert!(output.contains("Deletion cancelled."));
+        }
     }
 
     #[test]

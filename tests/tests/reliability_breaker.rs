@@ -98,3 +98,54 @@ fn the_breaker_counts_the_managed_files_only() {
     assert!(forced.status.success(), "{}", describe_output(&forced));
     assert!(!env.on_volume(&image(11)), "--force passes the breaker");
 }
+
+#[test]
+fn a_dry_run_says_the_breaker_would_refuse_and_no_question_is_asked_past_it() {
+    let env = everything_looks_orphaned();
+    let dry_run = env.run(&["delete-orphans", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(dry_run.status.success(), "{}", describe_output(&dry_run));
+    assert!(
+        stdout.contains("circuit breaker") && stdout.contains("--force"),
+        "the dry run tells what the deletion would meet: {stdout}"
+    );
+    let asked = env.run_on_terminal(&["delete-orphans"], b"yes\n");
+    let screen = String::from_utf8_lossy(&asked.stdout);
+    assert!(
+        !screen.contains("Are you sure"),
+        "a deletion the breaker refuses asks nothing first: {screen}"
+    );
+    assert!(
+        screen.contains("circuit breaker") && screen.contains("--force"),
+        "{screen}"
+    );
+    assert_ne!(asked.status.code(), Some(0), "{screen}");
+    assert_every_image_stays(&env, 20);
+}
+
+#[test]
+fn the_old_guides_emergency_routine_works_from_the_menu() {
+    let env = TestEnv::new();
+    // The emergency procedure: option 5 with 7 days, referenced or not. Here
+    // that is every image, far past the breaker's quarter.
+    for i in 0..8 {
+        env.write_aged(&image(i), 1_000, 30);
+        env.insert_row(i as i64, &image(i));
+    }
+    let yes = env.run_on_terminal(&[], b"5\n7\nyes\n7\n");
+    let screen = String::from_utf8_lossy(&yes.stdout);
+    assert!(screen.contains("circuit breaker"), "{screen}");
+    assert!(
+        screen.contains("type the number of images to delete (8)"),
+        "{screen}"
+    );
+    assert_every_image_stays(&env, 8);
+    let typed = env.run_on_terminal(&[], b"5\n7\n8\n7\n");
+    let screen = String::from_utf8_lossy(&typed.stdout);
+    assert!(typed.status.success(), "{screen}");
+    assert!(screen.contains("Deleted 8 of 8 images"), "{screen}");
+    for i in 0..8 {
+        assert!(!env.on_volume(&image(i)), "{} stayed", image(i));
+        assert!(env.in_trash(&image(i)), "{} is not in the trash", image(i));
+    }
+}

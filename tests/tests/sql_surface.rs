@@ -343,6 +343,34 @@ fn the_breaker_refuses_a_large_cleanup_unless_forced() {
         error.contains("force => true"),
         "the error says how to proceed: {error}"
     );
+    let refused = client
+        .batch_execute("SELECT * FROM filegc.cleanup_orphans(dry_run => false)")
+        .expect_err("the breaker refuses");
+    let sqlstate = refused.as_db_error().unwrap().code().code().to_owned();
+    assert_eq!(
+        sqlstate,
+        filegc_sweeper::db::BREAKER_SQLSTATE,
+        "the sweeper knows a refusal by its SQLSTATE"
+    );
+    let declared: String = client
+        .query_one("SELECT filegc.breaker_sqlstate()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(declared, sqlstate);
+    // What a dry run can say before anyone is asked: why it would refuse.
+    let refusal: Option<String> = client
+        .query_one("SELECT filegc.breaker_refusal(10, 10000, 'a test')", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        refusal.is_some_and(|text| text.contains("a test would delete 10 of the 10 files")),
+        "past the limit"
+    );
+    let allowed: Option<String> = client
+        .query_one("SELECT filegc.breaker_refusal(2, 2000, 'a test')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(allowed, None, "within a quarter");
     assert_eq!(
         i64_of(&mut client, "SELECT count(*) FROM filegc.tombstones"),
         0

@@ -41,7 +41,38 @@ pub enum Cleanup {
     },
 }
 
+impl Cleanup {
+    /// What the cleanup does, as the circuit breaker's messages name it
+    /// (the words `filegc.cleanup_orphans` and `filegc.cleanup_older_than` use).
+    pub fn description(&self) -> String {
+        match self {
+            Cleanup::Orphans => "cleaning up the orphans".into(),
+            Cleanup::OlderThan { days, .. } => format!("removing images older than {days} days"),
+        }
+    }
+}
+
 impl Db {
+    /// Why the circuit breaker would refuse to schedule `files` files of
+    /// `bytes` bytes without force (`filegc.breaker_refusal`); `None` when it would let them through.
+    pub async fn breaker_refusal(
+        &self,
+        files: usize,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Option<String>, DbError> {
+        let files = i64::try_from(files).unwrap_or(i64::MAX);
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        Ok(self
+            .client
+            .query_one(
+                "SELECT filegc.breaker_refusal($1, $2, $3)",
+                &[&files, &bytes, &what],
+            )
+            .await?
+            .get(0))
+    }
+
     /// Lists (`dry_run`) or schedules for now the files of a cleanup; returns them.
     pub async fn cleanup(
         &self,

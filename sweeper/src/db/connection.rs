@@ -52,7 +52,14 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         if let Some(detail) = db.detail() {
             let _ = write!(text, "\nDETAIL: {detail}");
         }
-        if let Some(hint) = db.hint() {
+        // The database's hint speaks SQL (force => true); here the operator
+        // is at the command line.
+        let hint = if db.code().code() == BREAKER_SQLSTATE {
+            Some(BREAKER_HINT)
+        } else {
+            db.hint()
+        };
+        if let Some(hint) = hint {
             let _ = write!(text, "\nHINT: {hint}");
         }
         return text;
@@ -65,6 +72,13 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
     }
     text
 }
+
+/// The SQLSTATE of a refusal by the circuit breaker (`filegc.breaker_sqlstate()`).
+pub const BREAKER_SQLSTATE: &str = "FG001";
+
+/// What to do about a refusal by the circuit breaker, at the command line.
+pub const BREAKER_HINT: &str = "Check the list first (--dry-run). If it is right, pass --force to filegc delete-orphans or delete-old; \
+or raise the limit: UPDATE filegc.settings SET value = '0.5' WHERE name = 'max_delete_fraction'.";
 
 /// A connection to the application's database, which has the extension.
 pub struct Db {

@@ -13,7 +13,7 @@ mod trash;
 mod views;
 
 pub use self::cleanup::{Cleanup, ScheduledCleanup};
-pub use self::connection::{describe, Db, DbError};
+pub use self::connection::{describe, Db, DbError, BREAKER_HINT, BREAKER_SQLSTATE};
 pub use self::inventory::{finish_inventory, write_inventory_row, VolumeReport};
 pub use self::queue::{Batch, BatchResult, Claimed, SettleError, Verdict};
 pub use self::settings::{SettingValue, SettingsSnapshot};
