@@ -148,7 +148,7 @@ run "$FILEGC" delete-orphans --yes --no-scan
 heading "A row is deleted in psql; the sweeper, running, removes its image"
 say "unreferenced_delay is 10 minutes by default; the demo sets it to 0."
 run "$BIN/psql" -X -q "$DATABASE_URL" -c "UPDATE filegc.settings SET value = '0' WHERE name = 'unreferenced_delay'"
-run "$FILEGC" run --sweep-interval 1h --scan-interval 1h 2> "$DEMO_DIR/run.log" &
+run "$FILEGC" run --sweep-interval 1h --scan-interval 1h > "$DEMO_DIR/run.log" 2>&1 &
 sweeper=$!
 victim=$(psql_demo -At -c "SELECT filegc.ref_path(image_path, '{/app/facial_evaluations/}') FROM facial_evaluations WHERE user_id = 700")
 started=$(date +%s%N)

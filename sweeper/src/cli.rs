@@ -63,15 +63,15 @@ pub struct GlobalArgs {
     )]
     pub volume: Option<PathBuf>,
 
-    /// Log format on stderr: text for people, json for log collectors such as Railway's
-    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, global = true, value_name = "FORMAT")]
-    pub log_format: LogFormatArg,
+    /// Log format: text for people, json (one object a line) for log collectors such as Railway's [env: FILEGC_LOG_FORMAT; default: json for `run` on Railway, text otherwise]
+    #[arg(long, value_enum, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
 
-    /// Log more (-v: debug, -vv: trace)
+    /// Log more (-v: debug, -vv: trace); overrides FILEGC_LOG and RUST_LOG
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Log less (-q: warnings and errors only, -qq: errors only)
+    /// Log less (-q: warnings and errors only, -qq: errors only); overrides FILEGC_LOG and RUST_LOG
     #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
 

@@ -22,7 +22,7 @@ use crate::units::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Config {
     /// A command on the volume: every command but the portable install's.
-    Volume(VolumeConfig),
+    Volume(Box<VolumeConfig>),
     /// A script of the portable install, printed or run: no volume, and the database only to run it.
     Portable(PortableCommand),
 }
@@ -34,10 +34,8 @@ pub struct VolumeConfig {
     pub volume: PathBuf,
     /// The database, when one is configured; `list`, `old` and `stats` work without it.
     pub database_url: Option<DatabaseUrl>,
-    /// How log lines are written.
-    pub log_format: LogFormat,
-    /// The least severe log level shown.
-    pub log_level: LogLevel,
+    /// How, where and which log lines are written.
+    pub logging: Logging,
     /// The name this sweeper records in the database.
     pub worker: String,
     /// What to do.
@@ -100,13 +98,59 @@ pub enum Engine {
     Portable,
 }
 
-/// How log lines are written to stderr.
+/// How, where and which log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// Which events are written.
+    pub filter: LogFilter,
+    /// stdout for `filegc run`, stderr for the commands, whose output is on stdout.
+    pub destination: LogDestination,
+    /// Whether text may be coloured.
+    pub colour: Colour,
+}
+
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Readable lines.
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Which events are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFilter {
+    /// Every event of this level or more severe, from any target.
+    Level(LogLevel),
+    /// Directives in `tracing_subscriber::EnvFilter` syntax (`warn,filegc_sweeper::sweep=debug`), checked.
+    Directives {
+        /// The variable they come from, `FILEGC_LOG` or `RUST_LOG`.
+        variable: &'static str,
+        /// The directives.
+        directives: String,
+    },
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDestination {
+    /// `filegc run`: a service has no other output, and platforms such as
+    /// Railway show stderr as errors.
+    Stdout,
+    /// The commands: stdout holds their output, which scripts read.
+    Stderr,
+}
+
+/// Whether text logs may be coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    /// When the destination is a terminal.
+    OnTerminal,
+    /// Never: `NO_COLOR` is set.
+    Never,
 }
 
 /// The least severe log level shown, from `-v` and `-q`.
@@ -295,6 +339,16 @@ pub struct Environment {
     pub railway_volume_mount_path: Option<PathBuf>,
     /// The host name, the default worker name.
     pub host_name: Option<String>,
+    /// Whether `RAILWAY_ENVIRONMENT` is set: the process runs on Railway.
+    pub on_railway: bool,
+    /// `FILEGC_LOG_FORMAT`, unchecked.
+    pub log_format: Option<String>,
+    /// `FILEGC_LOG`, unchecked.
+    pub filegc_log: Option<String>,
+    /// `RUST_LOG`, unchecked.
+    pub rust_log: Option<String>,
+    /// Whether `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+    pub no_color: bool,
 }
 
 impl Environment {
@@ -309,8 +363,21 @@ impl Environment {
             railway_volume_mount_path: std::env::var_os("RAILWAY_VOLUME_MOUNT_PATH")
                 .map(PathBuf::from),
             host_name,
+            on_railway: variable("RAILWAY_ENVIRONMENT").is_some(),
+            log_format: variable("FILEGC_LOG_FORMAT"),
+            filegc_log: variable("FILEGC_LOG"),
+            rust_log: variable("RUST_LOG"),
+            no_color: variable("NO_COLOR").is_some(),
         }
     }
+}
+
+/// An environment variable's value, unless it is unset or empty; a value
+/// that is not UTF-8 is kept, lossily, so that checking it can refuse it.
+fn variable(name: &str) -> Option<String> {
+    std::env::var_os(name)
+        .map(|value| value.to_string_lossy().into_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// Why the command line or environment cannot be used; the run stops with exit status 2.
@@ -375,6 +442,24 @@ pub enum ConfigError {
     /// `--apply` was given, but no database to run the script in.
     #[error("--apply needs the database: pass --database-url URL or set DATABASE_URL")]
     ApplyWithoutDatabase,
+    /// `FILEGC_LOG_FORMAT` names no log format.
+    #[error(
+        "FILEGC_LOG_FORMAT={value:?} is not a log format: set it to json or text, or unset it"
+    )]
+    LogFormatVariable {
+        /// The value as set.
+        value: String,
+    },
+    /// `FILEGC_LOG` or `RUST_LOG` holds a directive that cannot be read.
+    #[error("{variable}={directives:?} is not a log filter ({reason}): give levels, optionally by target, like FILEGC_LOG=warn,filegc_sweeper::sweep=debug (FILEGC_LOG is read before RUST_LOG)")]
+    LogFilter {
+        /// `FILEGC_LOG` or `RUST_LOG`.
+        variable: &'static str,
+        /// The value as set.
+        directives: String,
+        /// What the filter's parser said.
+        reason: String,
+    },
     /// The path given to `restore` could leave the volume.
     #[error("restore {path:?}: {reason} (give the path relative to the volume, like user_123_1700000000.jpg)")]
     RestorePath {
@@ -403,7 +488,10 @@ impl Config {
                 };
                 (PortableScript::Switch(to), apply)
             }
-            _ => return VolumeConfig::from_cli(cli, environment).map(Config::Volume),
+            _ => {
+                return VolumeConfig::from_cli(cli, environment)
+                    .map(|config| Config::Volume(Box::new(config)))
+            }
         };
         if !apply {
             return Ok(Config::Portable(PortableCommand::Print(script)));
@@ -431,28 +519,96 @@ impl VolumeConfig {
             .or_else(|| environment.host_name.clone())
             .filter(|name| !name.trim().is_empty())
             .ok_or(ConfigError::MissingWorker)?;
-        // The menu draws its own screen: info lines would land in the middle of it.
-        let menu = cli.command.is_none();
-        let log_level = match (global.quiet, global.verbose) {
-            (0, 0) if menu => LogLevel::Warn,
-            (0, 0) => LogLevel::Info,
-            (0, 1) => LogLevel::Debug,
-            (0, _) => LogLevel::Trace,
-            (1, _) => LogLevel::Warn,
-            _ => LogLevel::Error,
-        };
+        let command = cli.command.map_or(Ok(Command::Menu), command)?;
         Ok(VolumeConfig {
             volume,
             database_url: database_url(global.database_url),
-            log_format: match global.log_format {
-                LogFormatArg::Text => LogFormat::Text,
-                LogFormatArg::Json => LogFormat::Json,
-            },
-            log_level,
+            logging: logging(
+                &command,
+                global.log_format,
+                (global.quiet, global.verbose),
+                environment,
+            )?,
             worker,
-            command: cli.command.map_or(Ok(Command::Menu), command)?,
+            command,
         })
     }
+}
+
+/// How `command` logs: the command line first, then the environment.
+///
+/// The format is `--log-format`, else `FILEGC_LOG_FORMAT`, else JSON for
+/// `run` on Railway (whose log view reads JSON lines), else text; commands
+/// on Railway keep text, for the operator in `railway ssh`. The filter is
+/// `-v`/`-q` when given, else `FILEGC_LOG`, else `RUST_LOG`, else the
+/// command's default level.
+fn logging(
+    command: &Command,
+    format: Option<LogFormatArg>,
+    (quiet, verbose): (u8, u8),
+    environment: &Environment,
+) -> Result<Logging, ConfigError> {
+    let service = matches!(command, Command::Run(_));
+    let format = match (format, environment.log_format.as_deref()) {
+        (Some(LogFormatArg::Text), _) => LogFormat::Text,
+        (Some(LogFormatArg::Json), _) => LogFormat::Json,
+        (None, Some(value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(ConfigError::LogFormatVariable {
+                    value: value.to_owned(),
+                })
+            }
+        },
+        (None, None) if service && environment.on_railway => LogFormat::Json,
+        (None, None) => LogFormat::Text,
+    };
+    let level = match (quiet, verbose) {
+        // The menu draws its own screen: info lines would land in the middle of it.
+        (0, 0) if *command == Command::Menu => LogLevel::Warn,
+        (0, 0) => LogLevel::Info,
+        (0, 1) => LogLevel::Debug,
+        (0, _) => LogLevel::Trace,
+        (1, _) => LogLevel::Warn,
+        _ => LogLevel::Error,
+    };
+    let from_variables = [
+        ("FILEGC_LOG", &environment.filegc_log),
+        ("RUST_LOG", &environment.rust_log),
+    ]
+    .into_iter()
+    .find_map(|(variable, value)| Some((variable, value.clone()?)));
+    let filter = match from_variables {
+        Some((variable, directives)) if (quiet, verbose) == (0, 0) => {
+            if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&directives) {
+                return Err(ConfigError::LogFilter {
+                    variable,
+                    directives,
+                    reason: error.to_string(),
+                });
+            }
+            LogFilter::Directives {
+                variable,
+                directives,
+            }
+        }
+        _ => LogFilter::Level(level),
+    };
+    Ok(Logging {
+        format,
+        filter,
+        destination: if service {
+            LogDestination::Stdout
+        } else {
+            LogDestination::Stderr
+        },
+        colour: if environment.no_color {
+            Colour::Never
+        } else {
+            Colour::OnTerminal
+        },
+    })
 }
 
 /// A connection string, unless it is missing or blank.
@@ -636,6 +792,7 @@ mod tests {
         Environment {
             railway_volume_mount_path: None,
             host_name: Some("web-1".into()),
+            ..Environment::default()
         }
     }
 
@@ -647,7 +804,7 @@ mod tests {
 
     fn config_with(environment: &Environment, args: &[&str]) -> Result<VolumeConfig, ConfigError> {
         match parsed(environment, args)? {
-            Config::Volume(config) => Ok(config),
+            Config::Volume(config) => Ok(*config),
             Config::Portable(command) => {
                 panic!("expected a command on the volume, got {command:?}")
             }
@@ -721,18 +878,182 @@ mod tests {
 
     #[test]
     fn verbosity_sets_the_log_level() {
-        let level = |args: &[&str]| config(args).unwrap().log_level;
-        assert_eq!(level(&["scan"]), LogLevel::Info);
+        let level = |args: &[&str]| config(args).unwrap().logging.filter;
+        assert_eq!(level(&["scan"]), LogFilter::Level(LogLevel::Info));
         assert_eq!(
             level(&[]),
-            LogLevel::Warn,
+            LogFilter::Level(LogLevel::Warn),
             "the menu keeps its screen free of info lines"
         );
-        assert_eq!(level(&["-v"]), LogLevel::Debug);
-        assert_eq!(level(&["-v", "scan"]), LogLevel::Debug);
-        assert_eq!(level(&["-vvv", "scan"]), LogLevel::Trace);
-        assert_eq!(level(&["-q", "scan"]), LogLevel::Warn);
-        assert_eq!(level(&["-qq", "scan"]), LogLevel::Error);
+        assert_eq!(level(&["-v"]), LogFilter::Level(LogLevel::Debug));
+        assert_eq!(level(&["-v", "scan"]), LogFilter::Level(LogLevel::Debug));
+        assert_eq!(level(&["-vvv", "scan"]), LogFilter::Level(LogLevel::Trace));
+        assert_eq!(level(&["-q", "scan"]), LogFilter::Level(LogLevel::Warn));
+        assert_eq!(level(&["-qq", "scan"]), LogFilter::Level(LogLevel::Error));
+    }
+
+    fn logging_with(environment: &Environment, args: &[&str]) -> Result<Logging, ConfigError> {
+        let mut with_volume = vec!["--volume", "/data"];
+        with_volume.extend_from_slice(args);
+        config_with(environment, &with_volume).map(|config| config.logging)
+    }
+
+    #[test]
+    fn run_logs_json_on_stdout_on_railway_and_commands_keep_text_on_stderr() {
+        let railway = Environment {
+            on_railway: true,
+            ..environment()
+        };
+        let run = logging_with(&railway, &["run"]).unwrap();
+        assert_eq!(
+            (run.format, run.destination),
+            (LogFormat::Json, LogDestination::Stdout)
+        );
+        let scan = logging_with(&railway, &["scan"]).unwrap();
+        assert_eq!(
+            (scan.format, scan.destination),
+            (LogFormat::Text, LogDestination::Stderr)
+        );
+        let off_railway = logging_with(&environment(), &["run"]).unwrap();
+        assert_eq!(
+            (off_railway.format, off_railway.destination),
+            (LogFormat::Text, LogDestination::Stdout)
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_the_flag_then_filegc_log_format_then_railway() {
+        let format = |environment: &Environment, args: &[&str]| {
+            logging_with(environment, args).unwrap().format
+        };
+        let railway = Environment {
+            on_railway: true,
+            ..environment()
+        };
+        let text_by_variable = Environment {
+            log_format: Some("text".into()),
+            ..railway.clone()
+        };
+        let json_by_variable = Environment {
+            log_format: Some("JSON".into()),
+            ..environment()
+        };
+        assert_eq!(
+            format(&railway, &["--log-format", "text", "run"]),
+            LogFormat::Text
+        );
+        assert_eq!(format(&text_by_variable, &["run"]), LogFormat::Text);
+        assert_eq!(
+            format(&text_by_variable, &["--log-format", "json", "run"]),
+            LogFormat::Json
+        );
+        assert_eq!(format(&json_by_variable, &["scan"]), LogFormat::Json);
+        assert_eq!(format(&json_by_variable, &["run"]), LogFormat::Json);
+    }
+
+    #[test]
+    fn an_invalid_filegc_log_format_names_the_variable_and_the_accepted_values() {
+        let xml = Environment {
+            log_format: Some("xml".into()),
+            ..environment()
+        };
+        let error = logging_with(&xml, &["run"]).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::LogFormatVariable {
+                value: "xml".into()
+            }
+        );
+        let message = error.to_string();
+        for word in ["FILEGC_LOG_FORMAT", "\"xml\"", "json", "text"] {
+            assert!(message.contains(word), "{message}");
+        }
+        assert_eq!(
+            logging_with(&xml, &["--log-format", "json", "run"])
+                .unwrap()
+                .format,
+            LogFormat::Json,
+            "the flag wins, so the variable is not read"
+        );
+    }
+
+    #[test]
+    fn the_filter_is_verbosity_then_filegc_log_then_rust_log() {
+        let filter = |environment: &Environment, args: &[&str]| {
+            logging_with(environment, args).unwrap().filter
+        };
+        let both = Environment {
+            filegc_log: Some("warn,filegc_sweeper::sweep=debug".into()),
+            rust_log: Some("trace".into()),
+            ..environment()
+        };
+        let rust_log_only = Environment {
+            filegc_log: None,
+            ..both.clone()
+        };
+        assert_eq!(
+            filter(&both, &["run"]),
+            LogFilter::Directives {
+                variable: "FILEGC_LOG",
+                directives: "warn,filegc_sweeper::sweep=debug".into()
+            }
+        );
+        assert_eq!(
+            filter(&rust_log_only, &["run"]),
+            LogFilter::Directives {
+                variable: "RUST_LOG",
+                directives: "trace".into()
+            }
+        );
+        assert_eq!(
+            filter(&both, &["-v", "run"]),
+            LogFilter::Level(LogLevel::Debug)
+        );
+        assert_eq!(
+            filter(&both, &["-q", "run"]),
+            LogFilter::Level(LogLevel::Warn)
+        );
+    }
+
+    #[test]
+    fn an_invalid_log_filter_names_its_variable() {
+        let loud = Environment {
+            filegc_log: Some("filegc_sweeper=loud".into()),
+            ..environment()
+        };
+        let error = logging_with(&loud, &["scan"]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::LogFilter {
+                    variable: "FILEGC_LOG",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("FILEGC_LOG=\"filegc_sweeper=loud\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn no_color_turns_colour_off() {
+        assert_eq!(
+            logging_with(&environment(), &["scan"]).unwrap().colour,
+            Colour::OnTerminal
+        );
+        let no_color = Environment {
+            no_color: true,
+            ..environment()
+        };
+        assert_eq!(
+            logging_with(&no_color, &["scan"]).unwrap().colour,
+            Colour::Never
+        );
     }
 
     #[test]

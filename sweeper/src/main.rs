@@ -8,8 +8,7 @@ use clap::{CommandFactory, Parser};
 use filegc_sweeper::cli::Cli;
 use filegc_sweeper::commands::{Context, ListKind, MenuBackend, Refused};
 use filegc_sweeper::config::{
-    Command, Config, Environment, LogFormat, LogLevel, PortableCommand, PortableScript,
-    VolumeConfig,
+    Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
 };
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
@@ -52,7 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         return refused;
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
-        Ok(Config::Volume(config)) => config,
+        Ok(Config::Volume(config)) => *config,
         // These touch only the database, so they need no volume (and log nothing).
         Ok(Config::Portable(command)) => return portable_sql(command).map(Into::into),
         Err(error) => {
@@ -60,7 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             return refused;
         }
     };
-    init_logging(config.log_format, config.log_level);
+    filegc_sweeper::logging::init(&config.logging);
     let volume = match Volume::open(&config.volume) {
         Ok(volume) => volume,
         Err(error) => {
@@ -315,22 +314,4 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
         }
     };
     Ok(code)
-}
-
-/// Sends tracing's events to stderr, as text or JSON lines.
-fn init_logging(format: LogFormat, level: LogLevel) {
-    let level = match level {
-        LogLevel::Error => tracing::Level::ERROR,
-        LogLevel::Warn => tracing::Level::WARN,
-        LogLevel::Info => tracing::Level::INFO,
-        LogLevel::Debug => tracing::Level::DEBUG,
-        LogLevel::Trace => tracing::Level::TRACE,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_max_level(level);
-    match format {
-        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

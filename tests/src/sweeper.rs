@@ -29,7 +29,8 @@ pub fn filegc_bin() -> &'static Path {
 
 /// `program` (a build of `filegc`) with `volume` and the database at
 /// `database_url`, none of the environment variables that would point it
-/// elsewhere, and no terminal; the caller adds the rest of the line.
+/// elsewhere or change its logs, and no terminal; the caller adds the rest
+/// of the line.
 pub fn filegc_command(program: &Path, volume: &Path, database_url: &str) -> Command {
     let mut command = Command::new(program);
     // The global options go first, so that `run -- CMD ARGS` can end the line.
@@ -41,6 +42,11 @@ pub fn filegc_command(program: &Path, volume: &Path, database_url: &str) -> Comm
         .env_remove("DATABASE_URL")
         .env_remove("FILEGC_VOLUME")
         .env_remove("RAILWAY_VOLUME_MOUNT_PATH")
+        .env_remove("RAILWAY_ENVIRONMENT")
+        .env_remove("FILEGC_LOG_FORMAT")
+        .env_remove("FILEGC_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
         .stdin(Stdio::null());
     command
 }
@@ -95,28 +101,45 @@ pub fn stderr(output: &Output) -> String {
 /// only a failing test waits that long.
 const RUN_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A `filegc` process in the background (`filegc run`, mostly), its stderr
-/// in a temporary file; killed if a test ends without it having exited.
+/// A `filegc` process in the background (`filegc run`, mostly), its stdout
+/// and stderr each in a temporary file; killed if a test ends without it
+/// having exited.
 pub struct Running {
     child: Child,
-    log: tempfile::NamedTempFile,
+    stdout: tempfile::NamedTempFile,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Running {
-    /// Starts `command` with stdout discarded and stderr going to the log.
+    /// Starts `command` with stdout and stderr each going to a file of their own.
     pub fn spawn(mut command: Command) -> Running {
-        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let stdout = tempfile::NamedTempFile::new().expect("a file for stdout");
+        let stderr = tempfile::NamedTempFile::new().expect("a file for stderr");
         let child = command
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(log.path()).expect("opening the log"))
+            .stdout(stdout.reopen().expect("opening the stdout file"))
+            .stderr(stderr.reopen().expect("opening the stderr file"))
             .spawn()
             .expect("starting filegc");
-        Running { child, log }
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What the process wrote so far, stdout (where `filegc run` logs) then stderr.
+    pub fn log(&self) -> String {
+        self.stdout() + &self.stderr()
+    }
+
+    /// What the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(self.stdout.path()).unwrap_or_default()
     }
 
     /// What the process wrote to stderr so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.log.path()).unwrap_or_default()
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     /// Whether the process has not exited yet.

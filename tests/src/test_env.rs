@@ -246,36 +246,7 @@ impl TestEnv {
 
     /// Runs the binary on a pseudo-terminal (util-linux `script`), typing `input`; stdout is the screen.
     pub fn run_on_terminal(&self, args: &[&str], input: &[u8]) -> Output {
-        let inner = self.command(args);
-        let quoted =
-            |word: &std::ffi::OsStr| format!("'{}'", word.to_string_lossy().replace('\'', r"'\''"));
-        let line: Vec<String> = std::iter::once(inner.get_program())
-            .chain(inner.get_args())
-            .map(quoted)
-            .collect();
-        let mut terminal = Command::new("script");
-        terminal.args(["-qec", &line.join(" "), "/dev/null"]);
-        for (key, value) in inner.get_envs() {
-            match value {
-                Some(value) => terminal.env(key, value),
-                None => terminal.env_remove(key),
-            };
-        }
-        let mut child = terminal
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("util-linux script");
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input)
-            .expect("typing into the terminal");
-        child
-            .wait_with_output()
-            .expect("running filegc on a terminal")
+        run_command_on_terminal(&self.command(args), input)
     }
 
     /// Starts `filegc ARGS` in the background, as the superuser.
@@ -307,6 +278,41 @@ impl TestEnv {
         });
         assert!(scanned, "no scan finished:\n{}", running.log());
     }
+}
+
+/// Runs `inner` on a pseudo-terminal (util-linux `script`), with its
+/// environment, typing `input`; stdout is the screen, where stdout and
+/// stderr both land.
+pub fn run_command_on_terminal(inner: &Command, input: &[u8]) -> Output {
+    let quoted =
+        |word: &std::ffi::OsStr| format!("'{}'", word.to_string_lossy().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(inner.get_program())
+        .chain(inner.get_args())
+        .map(quoted)
+        .collect();
+    let mut terminal = Command::new("script");
+    terminal.args(["-qec", &line.join(" "), "/dev/null"]);
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => terminal.env(key, value),
+            None => terminal.env_remove(key),
+        };
+    }
+    let mut child = terminal
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input)
+        .expect("typing into the terminal");
+    child
+        .wait_with_output()
+        .expect("running filegc on a terminal")
 }
 
 fn canary_text(rel: &str) -> String {
