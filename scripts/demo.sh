@@ -7,6 +7,9 @@
 # Usage: scripts/demo.sh          run the demo (KEEP=1 leaves the cluster running)
 #        scripts/demo.sh menu     open the interactive menu against the demo
 #        scripts/demo.sh stop     stop a cluster left running with KEEP=1
+#
+# Whatever step fails, and on Ctrl-C, it stops the sweeper it started and,
+# unless KEEP=1, the cluster: nothing it started outlives it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +56,29 @@ stop_cluster() {
 
 psql_demo() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
+# The `filegc run` the demo started, if it still runs.
+sweeper=
+stop_sweeper() {
+    [ -n "$sweeper" ] || return 0
+    kill -TERM "$sweeper" 2>/dev/null || true
+    # It settles its batch and exits within seconds; one that does not is killed.
+    for _ in $(seq 1 100); do
+        kill -0 "$sweeper" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$sweeper" 2>/dev/null || true
+    wait "$sweeper" 2>/dev/null || true
+    sweeper=
+}
+clean_up() {
+    stop_sweeper
+    if [ "${KEEP:-0}" != 1 ]; then stop_cluster; fi
+}
+# The exit trap runs on every way out; a signal becomes an exit so that it runs then too.
+trap clean_up EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 case "${1:-demo}" in
     stop)
         stop_cluster
@@ -61,7 +87,6 @@ case "${1:-demo}" in
     menu)
         [ -d "$PGDATA_DIR" ] || { echo "demo: no demo yet: run make demo first" >&2; exit 2; }
         start_cluster
-        trap stop_cluster EXIT
         FILEGC_VOLUME=$VOLUME "$FILEGC"
         exit 0
         ;;
@@ -79,7 +104,6 @@ mkdir -p "$DEMO_DIR" "$VOLUME"
 [ "$(id -u)" -ne 0 ] || chown postgres "$DEMO_DIR"
 as_server "$BIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust --no-sync -E UTF8 --locale=C >/dev/null
 start_cluster
-if [ "${KEEP:-0}" != 1 ]; then trap stop_cluster EXIT; fi
 "$BIN/psql" -X -q "postgres://postgres@127.0.0.1:$(cat "$PORT_FILE")/postgres" -c "CREATE DATABASE demo"
 say "data: $PGDATA_DIR, port $(cat "$PORT_FILE"), volume: $VOLUME"
 
@@ -148,7 +172,10 @@ run "$FILEGC" delete-orphans --yes --no-scan
 heading "A row is deleted in psql; the sweeper, running, removes its image"
 say "unreferenced_delay is 10 minutes by default; the demo sets it to 0."
 run "$BIN/psql" -X -q "$DATABASE_URL" -c "UPDATE filegc.settings SET value = '0' WHERE name = 'unreferenced_delay'"
-run "$FILEGC" run --sweep-interval 1h --scan-interval 1h > "$DEMO_DIR/run.log" 2>&1 &
+# Started directly, not through `run`: `run ... &` would put a subshell
+# between, whose PID is no use for stopping the sweeper.
+printf '\033[1m$ %s\033[0m\n' "$FILEGC run --sweep-interval 1h --scan-interval 1h &"
+"$FILEGC" run --sweep-interval 1h --scan-interval 1h > "$DEMO_DIR/run.log" 2>&1 &
 sweeper=$!
 victim=$(psql_demo -At -c "SELECT filegc.ref_path(image_path, '{/app/facial_evaluations/}') FROM facial_evaluations WHERE user_id = 700")
 started=$(date +%s%N)
@@ -157,8 +184,7 @@ for _ in $(seq 1 300); do
     [ -e "$VOLUME/$victim" ] || break
     sleep 0.1
 done
-kill -TERM "$sweeper"
-wait "$sweeper" || true
+stop_sweeper
 if [ -e "$VOLUME/$victim" ]; then
     echo "demo: $victim is still on the volume; the sweeper said:" >&2
     cat "$DEMO_DIR/run.log" >&2
