@@ -4,6 +4,7 @@
 #   make demo-menu       the interactive menu against the demo
 #   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
 #   make install         build the extension (release) and install it into $(PG_CONFIG)
+#   make release         the sweeper's release tarballs and SHA256SUMS in target/dist (glibc 2.28 or newer)
 #   make lint            rustfmt and clippy, warnings are errors
 #   make bench           filegc against its baselines on generated data (PG=18 to keep off PostgreSQL 15)
 #   make bench-sql       only the SQL surface at 1,000,000 files and references
@@ -39,7 +40,7 @@ CLIENTS ?= 4
 BULK_ROWS ?= 100000
 CASES ?= scan,sweep,orphans,trigger,bulk
 
-.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench bench-sql demo demo-menu soak
+.PHONY: setup build install test test-unit test-extension test-integration lint fmt bench bench-sql demo demo-menu soak release
 
 setup:
 	@scripts/setup.sh $(PG)
@@ -69,6 +70,10 @@ test-integration: install
 	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
 	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --quiet-wait 0
+
+# tests/tests/release.rs runs the same script.
+release:
+	scripts/release.sh
 
 demo: install
 	scripts/build-sweeper.sh
