@@ -1,7 +1,8 @@
 //! The Railway images cannot be built here (no container engine), so their
-//! steps live in scripts that `make install` and `make demo` run. These
-//! checks keep the Dockerfiles pointing at those scripts, at a PostgreSQL the
-//! extension builds for, and at the Rust the workspace needs.
+//! steps live in scripts that `make install` and `make release` run (and the
+//! suite with them). These checks keep the Dockerfiles pointing at those
+//! scripts, at a PostgreSQL the extension builds for, and at the Rust the
+//! workspace needs, and the application's image at the sweeper's.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,10 +16,13 @@ fn read(relative: &str) -> String {
         .unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
+/// The images that build something, each with a script.
 const DOCKERFILES: [&str; 2] = [
     "deploy/railway/postgres.Dockerfile",
-    "deploy/railway/app.Dockerfile",
+    "deploy/railway/sweeper.Dockerfile",
 ];
+
+const APP_DOCKERFILE: &str = "deploy/railway/app.Dockerfile";
 
 /// The `scripts/...` paths a text runs.
 fn scripts_in(text: &str) -> Vec<String> {
@@ -33,7 +37,7 @@ fn each_image_runs_the_script_the_makefile_runs() {
     let makefile = read("Makefile");
     for (dockerfile, script) in [
         (DOCKERFILES[0], "scripts/install-extension.sh"),
-        (DOCKERFILES[1], "scripts/build-sweeper.sh"),
+        (DOCKERFILES[1], "scripts/release.sh"),
     ] {
         assert!(
             scripts_in(&read(dockerfile)).contains(&script.to_owned()),
@@ -85,4 +89,22 @@ fn the_images_build_with_the_rust_the_workspace_asks_for() {
         .trim_matches('"');
     assert!(read(DOCKERFILES[0]).contains(&format!("--default-toolchain {rust}.")));
     assert!(read(DOCKERFILES[1]).contains(&format!("FROM rust:{rust}-")));
+}
+
+#[test]
+fn the_application_image_takes_the_binary_from_the_sweeper_image() {
+    let app = read(APP_DOCKERFILE);
+    let sweeper = read(DOCKERFILES[1]);
+    assert!(
+        sweeper.contains("COPY --from=build /out/filegc /filegc"),
+        "the sweeper image holds the binary at /filegc"
+    );
+    assert!(
+        app.contains("COPY --from=filegc /filegc /usr/local/bin/filegc"),
+        "{APP_DOCKERFILE} copies the binary from the sweeper image"
+    );
+    assert!(
+        app.contains(r#"ENTRYPOINT ["filegc", "run", "--"]"#),
+        "{APP_DOCKERFILE} starts the application under filegc run"
+    );
 }
