@@ -323,14 +323,12 @@ impl Context {
             };
             self.db
                 .schedule_delete(&paths, reason, force)
-                .await
-                .map_err(refusal)?;
+                .await?;
             paths.into_iter().collect()
         } else {
             self.db
                 .cleanup(cleanup, false, force)
-                .await
-                .map_err(refusal)?
+                .await?
                 .into_iter()
                 .map(|row| row.path)
                 .collect()
@@ -362,15 +360,6 @@ impl Context {
             scheduled: scheduled.len() as u64,
             report,
         })
-    }
-}
-
-/// A deletion the database refused (the circuit breaker) ends the run with
-/// exit status 2; anything else is a database error.
-fn refusal(error: DbError) -> anyhow::Error {
-    match error {
-        DbError::Query(text) => anyhow::Error::new(Refused(text)),
-        other => other.into(),
     }
 }
 

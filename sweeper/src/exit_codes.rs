@@ -7,10 +7,11 @@ pub enum ExitCode {
     Success = 0,
     /// The run finished, but some files could not be listed, moved or deleted; each was reported.
     SomeFilesFailed = 1,
-    /// The command line or configuration was wrong, or a deletion was refused.
+    /// The command line or configuration was wrong (no extension, a missing
+    /// grant), or a deletion was refused.
     UsageOrRefused = 2,
-    /// The database could not be reached.
-    DatabaseUnreachable = 3,
+    /// The database could not be reached, or a statement failed.
+    DatabaseError = 3,
 }
 
 /// The exit statuses as `--help` shows them.
@@ -18,8 +19,9 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit status:
   0  success
   1  some files could not be listed, moved or deleted (each one is reported)
-  2  usage error, or refused (for example a deletion without a terminal and without --yes)
-  3  the database could not be reached";
+  2  usage or configuration error (no filegc in the database, a missing GRANT), or refused
+     (a deletion without a terminal and without --yes, the circuit breaker)
+  3  the database could not be reached, or refused a statement (the message says why)";
 
 impl ExitCode {
     /// The number the process exits with.
@@ -49,7 +51,7 @@ mod tests {
             ExitCode::Success,
             ExitCode::SomeFilesFailed,
             ExitCode::UsageOrRefused,
-            ExitCode::DatabaseUnreachable,
+            ExitCode::DatabaseError,
         ];
         for code in all {
             let line = format!("  {}  ", code.code());
@@ -68,8 +70,8 @@ mod tests {
             ExitCode::SomeFilesFailed
         );
         assert_eq!(
-            ExitCode::SomeFilesFailed.worst(ExitCode::DatabaseUnreachable),
-            ExitCode::DatabaseUnreachable
+            ExitCode::SomeFilesFailed.worst(ExitCode::DatabaseError),
+            ExitCode::DatabaseError
         );
     }
 }

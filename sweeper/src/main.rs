@@ -37,9 +37,11 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
         return ExitCode::UsageOrRefused;
     }
     match error.downcast_ref::<DbError>() {
-        Some(DbError::Unreachable { .. }) => ExitCode::DatabaseUnreachable,
-        Some(DbError::NoExtension { .. }) => ExitCode::UsageOrRefused,
-        _ => ExitCode::SomeFilesFailed,
+        Some(DbError::Unreachable { .. } | DbError::Query(_)) => ExitCode::DatabaseError,
+        Some(
+            DbError::NoExtension { .. } | DbError::NotPermitted { .. } | DbError::Refused(_),
+        ) => ExitCode::UsageOrRefused,
+        None => ExitCode::SomeFilesFailed,
     }
 }
 

@@ -151,3 +151,48 @@ fn the_sweeper_names_a_database_without_the_extension() {
         describe_output(&output)
     );
 }
+
+#[test]
+fn a_sweeper_role_without_its_grant_is_told_which_grant_is_missing() {
+    let env = TestEnv::new();
+    env.db
+        .connect()
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE ungranted_sweeper LOGIN; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;",
+        )
+        .unwrap();
+    let output = env
+        .command_on(&env.db.url_as("ungranted_sweeper"), &["sweep"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    assert!(
+        stderr.contains("GRANT filegc_sweeper TO ungranted_sweeper"),
+        "the error names the missing grant: {stderr}"
+    );
+    assert!(
+        !stderr.contains("CREATE EXTENSION"),
+        "the extension is there: {stderr}"
+    );
+}
+
+#[test]
+fn a_statement_the_database_refuses_ends_the_run_with_status_3() {
+    let env = TestEnv::new();
+    // The final check refuses to go on while a tracked table's triggers are off.
+    env.db
+        .connect()
+        .batch_execute("ALTER TABLE facial_evaluations DISABLE TRIGGER USER")
+        .unwrap();
+    let output = env.run(&["sweep"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a database error is not \"some files failed\": {}",
+        describe_output(&output)
+    );
+    assert!(stderr.contains("facial_evaluations"), "{stderr}");
+}

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, Connection, IsolationLevel, NoTls};
 
 use crate::tls::{self, Transport};
@@ -22,13 +23,26 @@ pub enum DbError {
         /// What went wrong, with the server's explanation if any.
         cause: String,
     },
-    /// The database has no `filegc` extension.
+    /// The database has no `filegc` extension; exit status 2.
     #[error("the database at {host} has no filegc extension and no portable install (run `CREATE EXTENSION filegc` in it first, or `filegc install-sql --apply` where extensions cannot be loaded)")]
     NoExtension {
         /// The host the connection string names.
         host: String,
     },
-    /// A statement failed; the text carries PostgreSQL's message, detail and hint.
+    /// The role the sweeper logs in as may not use filegc; exit status 2.
+    #[error("the role {role} may not use filegc in the database at {host} ({cause}): as the database's owner or a superuser, run `GRANT filegc_sweeper TO {role};`")]
+    NotPermitted {
+        /// The role the connection logged in as.
+        role: String,
+        /// The host the connection string names.
+        host: String,
+        /// PostgreSQL's message.
+        cause: String,
+    },
+    /// The circuit breaker refused a deletion; exit status 2.
+    #[error("{0}")]
+    Refused(String),
+    /// A statement failed; the text carries PostgreSQL's message, detail and hint. Exit status 3.
     #[error("{0}")]
     Query(String),
 }
@@ -40,6 +54,12 @@ impl From<tokio_postgres::Error> for DbError {
                 host: "the server".into(),
                 cause: describe(&error),
             };
+        }
+        if error
+            .as_db_error()
+            .is_some_and(|db| db.code().code() == BREAKER_SQLSTATE)
+        {
+            return DbError::Refused(describe(&error));
         }
         DbError::Query(describe(&error))
     }
@@ -126,6 +146,22 @@ impl Db {
                     "filegc is installed"
                 );
                 Ok(Db { client })
+            }
+            Err(error)
+                if error
+                    .as_db_error()
+                    .is_some_and(|db| *db.code() == SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                let role = client
+                    .query_one("SELECT current_user::text", &[])
+                    .await
+                    .map(|row| row.get::<_, String>(0))
+                    .unwrap_or_else(|_| "the sweeper's role".into());
+                Err(DbError::NotPermitted {
+                    role,
+                    host: host_of(url),
+                    cause: describe(&error),
+                })
             }
             Err(_) => Err(DbError::NoExtension { host: host_of(url) }),
         }
