@@ -321,9 +321,7 @@ impl Context {
                 Cleanup::Orphans => "orphan",
                 Cleanup::OlderThan { .. } => "expired",
             };
-            self.db
-                .schedule_delete(&paths, reason, force)
-                .await?;
+            self.db.schedule_delete(&paths, reason, force).await?;
             paths.into_iter().collect()
         } else {
             self.db

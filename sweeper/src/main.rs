@@ -38,9 +38,9 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
     }
     match error.downcast_ref::<DbError>() {
         Some(DbError::Unreachable { .. } | DbError::Query(_)) => ExitCode::DatabaseError,
-        Some(
-            DbError::NoExtension { .. } | DbError::NotPermitted { .. } | DbError::Refused(_),
-        ) => ExitCode::UsageOrRefused,
+        Some(DbError::NoExtension { .. } | DbError::NotPermitted { .. } | DbError::Refused(_)) => {
+            ExitCode::UsageOrRefused
+        }
         None => ExitCode::SomeFilesFailed,
     }
 }

@@ -167,7 +167,12 @@ fn a_sweeper_role_without_its_grant_is_told_which_grant_is_missing() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{}", describe_output(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&output)
+    );
     assert!(
         stderr.contains("GRANT filegc_sweeper TO ungranted_sweeper"),
         "the error names the missing grant: {stderr}"
