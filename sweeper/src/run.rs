@@ -18,6 +18,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use rustix::process::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
@@ -77,15 +78,29 @@ pub async fn run(settings: &RunSettings, shutdown: impl Future<Output = ()>) {
     work.await;
 }
 
+/// The signals passed on to the application: those that stop it (TERM from
+/// a container runtime, INT and QUIT from a terminal) and those applications
+/// take as commands (HUP to reload, USR1, USR2).
+const FORWARDED: [Signal; 6] = [
+    Signal::TERM,
+    Signal::INT,
+    Signal::HUP,
+    Signal::QUIT,
+    Signal::USR1,
+    Signal::USR2,
+];
+
 /// Runs the sweeper, and the application if one is given; returns the exit status for the process.
 ///
 /// Without an application SIGTERM and SIGINT stop the sweeper and the status
-/// is 0. With one, they are passed on to it, and its exit status (128 plus the
-/// signal's number when a signal ended it) becomes filegc's.
+/// is 0. With one, filegc does what a container's first process must: it
+/// passes the [`FORWARDED`] signals on to the application, reaps every
+/// process orphaned below it, and exits with the application's status (128
+/// plus the signal's number when a signal ended it).
 pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let Some(command) = settings.options.child.clone() else {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
         run(&settings, async {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
@@ -95,6 +110,22 @@ pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
         .await;
         return Ok(0);
     };
+    // As PID 1 filegc inherits every orphan of the container anyway; as a
+    // subreaper it inherits those below it anywhere else too, so it behaves
+    // the same in a container and out of one.
+    if let Err(error) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::warn!(error = %std::io::Error::from(error), "cannot become the subreaper of the application's orphans; they go to PID 1");
+    }
+    // Listening starts before the application does, so no signal falls between.
+    let (signal_sender, mut signals) = mpsc::unbounded_channel();
+    for sig in FORWARDED {
+        let mut received = signal(SignalKind::from_raw(sig.as_raw()))?;
+        let sender = signal_sender.clone();
+        tokio::spawn(async move {
+            while received.recv().await.is_some() && sender.send(sig).is_ok() {}
+        });
+    }
+    let mut child_exited = signal(SignalKind::child())?;
     let mut child = match tokio::process::Command::new(&command.program)
         .args(&command.args)
         .spawn()
@@ -117,13 +148,16 @@ pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
         })
         .await;
     });
+    let application = child.id();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
-            _ = terminate.recv() => forward(&child, &command, rustix::process::Signal::TERM),
-            _ = interrupt.recv() => forward(&child, &command, rustix::process::Signal::INT),
+            Some(sig) = signals.recv() => forward(&child, &command, sig),
+            _ = child_exited.recv() => reap_orphans(application),
         }
     };
+    // The application is reaped now, so whatever exited is an orphan.
+    reap_orphans(application);
     let code = exit_code(status);
     tracing::info!(status = code, "application exited");
     let _ = exited_sender.send(());
@@ -133,8 +167,53 @@ pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
     Ok(code)
 }
 
+/// Reaps every child that has exited, except the application.
+///
+/// The application's status belongs to tokio: `Child::wait` collects it by
+/// its PID (or through a pidfd), and a `waitpid(-1)` here could take it
+/// first and leave `wait` with nothing but ECHILD. So each exited child is
+/// first looked at without being reaped (`waitid` with `WNOWAIT`), and only
+/// one that is not the application is then reaped, by its own PID, which
+/// nothing else waits for. When the one looked at is the application, the
+/// rest wait: the application has exited, so `wait` returns at once and
+/// [`supervise`] calls this again, when the application is no longer there
+/// to be looked at.
+fn reap_orphans(application: Option<u32>) {
+    while let Some(pid) = exited_child() {
+        if u32::try_from(pid).ok() == application {
+            return;
+        }
+        let Some(orphan) = rustix::process::Pid::from_raw(pid) else {
+            return;
+        };
+        match rustix::process::waitpid(Some(orphan), rustix::process::WaitOptions::NOHANG) {
+            Ok(status) => tracing::debug!(pid, status = ?status, "reaped an orphaned process"),
+            Err(error) => {
+                tracing::warn!(pid, error = %std::io::Error::from(error), "cannot reap an orphaned process");
+                return;
+            }
+        }
+    }
+}
+
+/// The PID of a child that has exited and is not reaped yet, left unreaped.
+fn exited_child() -> Option<i32> {
+    // SAFETY: all zeroes is a valid siginfo_t, which waitid only writes to.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is valid for writes; P_ALL ignores the ID.
+    if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, options) } != 0 {
+        // ECHILD: no children at all.
+        return None;
+    }
+    // SAFETY: waitid filled in a child's siginfo, or left it zeroed when
+    // none had exited (WNOHANG), and si_pid is then 0.
+    let pid = unsafe { info.si_pid() };
+    (pid != 0).then_some(pid)
+}
+
 /// Passes a signal on to the application.
-fn forward(child: &tokio::process::Child, command: &ChildCommand, sig: rustix::process::Signal) {
+fn forward(child: &tokio::process::Child, command: &ChildCommand, sig: Signal) {
     let Some(pid) = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

@@ -142,6 +142,11 @@ impl Running {
         fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
+    /// The process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("polling filegc").is_none()

@@ -195,3 +195,124 @@ fn idle_timed_sweeps_stay_out_of_the_info_log() {
     running.signal(libc::SIGTERM);
     assert_eq!(running.exit_status(DEADLINE).code(), Some(0));
 }
+
+#[test]
+fn run_passes_every_stop_and_control_signal_on_to_the_application() {
+    let env = TestEnv::new();
+    let signals = [
+        ("HUP", libc::SIGHUP, 11),
+        ("QUIT", libc::SIGQUIT, 12),
+        ("USR1", libc::SIGUSR1, 13),
+        ("USR2", libc::SIGUSR2, 14),
+        ("INT", libc::SIGINT, 15),
+        ("TERM", libc::SIGTERM, 16),
+    ];
+    for (name, signal, code) in signals {
+        let (_dir, ready) = ready_marker();
+        // The trap stops the shell's sleep too, so that nothing outlives the test.
+        let script = format!(
+            "trap 'kill $!; exit {code}' {name}; sleep 30 & touch '{}'; wait",
+            ready.display()
+        );
+        let mut running = env.start(&["run", "--", "sh", "-c", &script]);
+        assert!(
+            eventually(DEADLINE, || ready.exists()),
+            "the application never started:\n{}",
+            running.log()
+        );
+        running.signal(signal);
+        assert_eq!(
+            running.exit_status(DEADLINE).code(),
+            Some(code),
+            "SIG{name} did not reach the application:\n{}",
+            running.log()
+        );
+    }
+}
+
+/// The parent and the state (`Z` for a zombie) of process `pid`, while it exists.
+fn parent_and_state(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields start after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((parent, state))
+}
+
+/// The zombies whose parent is `pid`.
+fn zombie_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&child| parent_and_state(child) == Some((pid, 'Z')))
+        .collect()
+}
+
+/// Creates its file when dropped: whatever the test's outcome, the grandchild waiting for it ends.
+struct Go(PathBuf);
+
+impl Drop for Go {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
+#[test]
+fn run_reaps_a_grandchild_the_application_orphaned() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (orphan_pid, go, ready) = (
+        dir.path().join("orphan"),
+        dir.path().join("go"),
+        dir.path().join("ready"),
+    );
+    // The subshell exits at once, orphaning the grandchild, which writes its
+    // PID and waits for `go` before it exits in turn.
+    let script = format!(
+        "trap 'kill $!; exit 0' TERM; \
+         (sh -c 'echo $$ > {orphan}.tmp; mv {orphan}.tmp {orphan}; \
+                 while [ ! -e {go} ]; do sleep 0.02; done' &); \
+         sleep 30 & touch {ready}; wait",
+        orphan = orphan_pid.display(),
+        go = go.display(),
+        ready = ready.display(),
+    );
+    // Dropped before `dir`, which must still hold the file then.
+    let go = Go(go);
+    let mut running = env.start(&["run", "--", "sh", "-c", &script]);
+    let filegc = running.pid();
+    assert!(
+        eventually(DEADLINE, || ready.exists() && orphan_pid.exists()),
+        "the application never started:\n{}",
+        running.log()
+    );
+    let orphan: u32 = std::fs::read_to_string(&orphan_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        eventually(DEADLINE, || parent_and_state(orphan)
+            .is_some_and(|(parent, _)| parent == filegc)),
+        "the orphan went to {:?}, not to filegc ({filegc})",
+        parent_and_state(orphan)
+    );
+
+    drop(go);
+    assert!(
+        eventually(DEADLINE, || parent_and_state(orphan).is_none()),
+        "the orphan was not reaped: {:?}",
+        parent_and_state(orphan)
+    );
+    assert_eq!(zombie_children(filegc), Vec::<u32>::new());
+    assert!(running.is_running(), "{}", running.log());
+
+    running.signal(libc::SIGTERM);
+    assert_eq!(
+        running.exit_status(DEADLINE).code(),
+        Some(0),
+        "{}",
+        running.log()
+    );
+}
