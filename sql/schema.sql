@@ -35,7 +35,8 @@ CREATE TABLE filegc.setting_defaults (
     name text PRIMARY KEY,
     default_value text NOT NULL,
     kind text NOT NULL CHECK (kind IN ('interval', 'fraction', 'percent', 'integer', 'text', 'patterns',
-                                       'boolean', 'window', 'url', 'integer_or_off')),
+                                       'boolean', 'window', 'url', 'integer_or_off',
+                                       'webhook_format')),
     description text NOT NULL
 );
 COMMENT ON TABLE filegc.setting_defaults IS 'Every filegc setting with its default and its kind (owned by the extension)';

@@ -35,6 +35,8 @@ INSERT INTO filegc.setting_defaults (name, default_value, kind, description) VAL
      'When filegc run may start the orphan and retention cleanups: any, or HH:MM-HH:MM in UTC such as 02:00-05:00 (22:00-04:00 spans midnight)'),
     ('alert_webhook_url', 'off', 'url',
      'An http:// or https:// URL that filegc run POSTs {"level","previous_level","used_pct","volume","host"} to when the alert level rises or falls; off sends nothing'),
+    ('alert_webhook_format', 'auto', 'webhook_format',
+     'The body the alert webhook receives: slack ({"text"}), discord ({"content"}), json (the document above), or auto, which picks slack or discord from a Slack or Discord webhook URL and json otherwise'),
     ('emergency_cleanup', 'true', 'boolean',
      'When the alert level reaches emergency, filegc run empties the trash, then deletes the eligible orphans (never a referenced file)');
 
@@ -110,6 +112,11 @@ BEGIN
                 RAISE EXCEPTION 'filegc: setting "%" is an empty window: "%" ends when it starts', setting_name, proposed
                     USING HINT = 'Use ''any'' to allow every time of day.';
             END IF;
+        END IF;
+    WHEN 'webhook_format' THEN
+        IF lower(trim(proposed)) NOT IN ('auto', 'json', 'slack', 'discord') THEN
+            RAISE EXCEPTION 'filegc: setting "%" takes auto, json, slack or discord, not "%"', setting_name, proposed
+                USING HINT = 'auto sends Slack''s and Discord''s webhooks the bodies they accept, and JSON to any other URL.';
         END IF;
     WHEN 'url' THEN
         IF lower(trim(proposed)) <> 'off' AND trim(proposed) !~* '^https?://[^/?#\s]+([/?#]\S*)?$' THEN

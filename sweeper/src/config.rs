@@ -349,6 +349,20 @@ pub struct Environment {
     pub rust_log: Option<String>,
     /// Whether `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
     pub no_color: bool,
+    /// The Railway project, service and environment, for the alerts.
+    pub railway: RailwayNames,
+}
+
+/// Where on Railway the sweeper runs, as Railway's variables name it; all
+/// `None` elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RailwayNames {
+    /// `RAILWAY_PROJECT_NAME`.
+    pub project: Option<String>,
+    /// `RAILWAY_SERVICE_NAME`.
+    pub service: Option<String>,
+    /// `RAILWAY_ENVIRONMENT_NAME`.
+    pub environment: Option<String>,
 }
 
 impl Environment {
@@ -368,6 +382,11 @@ impl Environment {
             filegc_log: variable("FILEGC_LOG"),
             rust_log: variable("RUST_LOG"),
             no_color: variable("NO_COLOR").is_some(),
+            railway: RailwayNames {
+                project: variable("RAILWAY_PROJECT_NAME"),
+                service: variable("RAILWAY_SERVICE_NAME"),
+                environment: variable("RAILWAY_ENVIRONMENT_NAME"),
+            },
         }
     }
 }

@@ -14,22 +14,18 @@ use reqwest::Url;
 use thiserror::Error;
 
 use crate::db::{Cleanup, SettingValue};
+use crate::webhook::{PayloadShape, Webhook};
 
 /// The settings the policies are read from.
-pub const SETTINGS: [&str; 6] = [
+pub const SETTINGS: [&str; 7] = [
     "orphan_cleanup_interval",
     "retention_days",
     "retention_include_referenced",
     "maintenance_window",
     "alert_webhook_url",
+    "alert_webhook_format",
     "emergency_cleanup",
 ];
-
-/// The first wait before the webhook is tried again.
-const FIRST_WEBHOOK_RETRY: Duration = Duration::from_secs(1);
-
-/// The longest wait between two tries of the webhook.
-const MAX_WEBHOOK_RETRY: Duration = Duration::from_secs(60);
 
 /// What `filegc run` does besides sweeping and scanning, as the settings say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +36,8 @@ pub struct Policies {
     pub retention: Option<Retention>,
     /// When the scheduled cleanups may start.
     pub window: Window,
-    /// Where changes of the alert level are posted; `None` when off.
-    pub webhook: Option<Url>,
+    /// Where changes of the alert level are posted, and in which shape; `None` when off.
+    pub webhook: Option<Webhook>,
     /// Whether reaching the emergency level empties the trash and deletes the eligible orphans.
     pub emergency_cleanup: bool,
 }
@@ -118,12 +114,22 @@ impl Policies {
             });
         let window = value("maintenance_window")?;
         let url = value("alert_webhook_url")?;
+        let format = value("alert_webhook_format")?;
+        let webhook =
+            match parse_webhook_url(&url.value).map_err(|problem| invalid(url, &problem))? {
+                Some(url) => Some(Webhook {
+                    shape: PayloadShape::parse(&format.value, &url)
+                        .map_err(|problem| invalid(format, &problem))?,
+                    url,
+                }),
+                None => None,
+            };
         let emergency = value("emergency_cleanup")?;
         Ok(Policies {
             cleanup_interval,
             retention,
             window: Window::parse(&window.value).map_err(|problem| invalid(window, &problem))?,
-            webhook: parse_webhook_url(&url.value).map_err(|problem| invalid(url, &problem))?,
+            webhook,
             emergency_cleanup: parse_bool(&emergency.value)
                 .ok_or_else(|| invalid(emergency, "takes true, false, on or off"))?,
         })
@@ -342,13 +348,6 @@ pub fn used_pct(used_bytes: u64, total_bytes: u64) -> Option<f64> {
     Some((pct * 10.0).round() / 10.0)
 }
 
-/// How long to wait before trying the webhook again after `failures` failed tries.
-pub fn webhook_retry_wait(failures: u32) -> Duration {
-    FIRST_WEBHOOK_RETRY
-        .checked_mul(1 << failures.saturating_sub(1).min(16))
-        .map_or(MAX_WEBHOOK_RETRY, |wait| wait.min(MAX_WEBHOOK_RETRY))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +386,7 @@ mod tests {
             setting("retention_include_referenced", "false", None),
             setting("maintenance_window", "any", None),
             setting("alert_webhook_url", "off", None),
+            setting("alert_webhook_format", "auto", None),
             setting("emergency_cleanup", "true", None),
         ]
     }
@@ -465,6 +465,32 @@ mod tests {
         let error = Policies::from_settings(&with("alert_webhook_url", "ftp://example.com/", None))
             .unwrap_err();
         assert!(error.to_string().contains("http://"), "{error}");
+        let mut slack_as_xml = with(
+            "alert_webhook_url",
+            "https://hooks.slack.com/services/x",
+            None,
+        );
+        slack_as_xml.retain(|setting| setting.name != "alert_webhook_format");
+        slack_as_xml.push(setting("alert_webhook_format", "xml", None));
+        let error = Policies::from_settings(&slack_as_xml).unwrap_err();
+        assert!(
+            error.to_string().contains("alert_webhook_format"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_slack_webhook_url_gets_slack_bodies() {
+        let policies = Policies::from_settings(&with(
+            "alert_webhook_url",
+            "https://hooks.slack.com/services/x",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            policies.webhook.map(|webhook| webhook.shape),
+            Some(PayloadShape::Slack)
+        );
     }
 
     #[test]
@@ -623,13 +649,6 @@ mod tests {
         assert_eq!(used_pct(4_402_341_478, 5_368_709_120), Some(82.0));
         assert_eq!(used_pct(1, 3), Some(33.3));
         assert_eq!(used_pct(2, 3), Some(66.7));
-    }
-
-    #[test]
-    fn webhook_retries_back_off_exponentially_up_to_a_cap() {
-        let waits: Vec<u64> = (1..=9).map(|n| webhook_retry_wait(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(webhook_retry_wait(u32::MAX), MAX_WEBHOOK_RETRY);
     }
 
     proptest! {

@@ -589,6 +589,11 @@ fn sweeper_accepts(name: &str, value: &str) -> bool {
         "retention_include_referenced" | "emergency_cleanup" => parse_bool(value).is_some(),
         "maintenance_window" => Window::parse(value).is_ok(),
         "alert_webhook_url" => parse_webhook_url(value).is_ok(),
+        "alert_webhook_format" => filegc_sweeper::webhook::PayloadShape::parse(
+            value,
+            &"https://hooks.example.com/".parse().unwrap(),
+        )
+        .is_ok(),
         other => panic!("no sweeper rule for {other}"),
     }
 }
@@ -613,6 +618,8 @@ fn the_policy_settings_take_what_the_sweeper_can_use_and_explain_the_rest() {
         ("alert_webhook_url", "ftp://hooks.example.com/"),
         ("alert_webhook_url", "hooks.example.com/filegc"),
         ("alert_webhook_url", "https://"),
+        ("alert_webhook_format", "xml"),
+        ("alert_webhook_format", ""),
     ];
     for (name, value) in refused {
         let error = env
@@ -648,6 +655,10 @@ fn the_policy_settings_take_what_the_sweeper_can_use_and_explain_the_rest() {
         ),
         ("alert_webhook_url", "http://127.0.0.1:9000/"),
         ("alert_webhook_url", "off"),
+        ("alert_webhook_format", "Slack"),
+        ("alert_webhook_format", "discord"),
+        ("alert_webhook_format", "json"),
+        ("alert_webhook_format", "auto"),
     ];
     for (name, value) in accepted {
         env.set(name, value);
