@@ -109,6 +109,8 @@ pub struct Logging {
     pub destination: LogDestination,
     /// Whether text may be coloured.
     pub colour: Colour,
+    /// What to warn about once logging is set up (a `RUST_LOG` that was left out).
+    pub warning: Option<String>,
 }
 
 /// How log lines are written.
@@ -166,6 +168,29 @@ pub enum LogLevel {
     Debug,
     /// `-vv`.
     Trace,
+}
+
+impl LogLevel {
+    /// The level as a log filter names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Whether log filter `directives` set a level for every target (a bare `warn`).
+fn names_a_default_level(directives: &str) -> bool {
+    directives.split(',').any(|directive| {
+        directive
+            .trim()
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .is_ok()
+    })
 }
 
 /// The checked command.
@@ -592,31 +617,52 @@ fn logging(
         (1, _) => LogLevel::Warn,
         _ => LogLevel::Error,
     };
-    let from_variables = [
-        ("FILEGC_LOG", &environment.filegc_log),
-        ("RUST_LOG", &environment.rust_log),
-    ]
-    .into_iter()
-    .find_map(|(variable, value)| Some((variable, value.clone()?)));
-    let filter = match from_variables {
-        Some((variable, directives)) if (quiet, verbose) == (0, 0) => {
-            if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&directives) {
+    let mut warning = None;
+    let filter = match (&environment.filegc_log, &environment.rust_log) {
+        _ if (quiet, verbose) != (0, 0) => LogFilter::Level(level),
+        (Some(directives), _) => {
+            if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(directives) {
                 return Err(ConfigError::LogFilter {
-                    variable,
-                    directives,
+                    variable: "FILEGC_LOG",
+                    directives: directives.clone(),
                     reason: error.to_string(),
                 });
             }
             LogFilter::Directives {
-                variable,
-                directives,
+                variable: "FILEGC_LOG",
+                directives: directives.clone(),
             }
         }
-        _ => LogFilter::Level(level),
+        // In the application's container RUST_LOG is often the
+        // application's: written for its own targets, or for another
+        // logger's syntax. What it does not name keeps filegc's level, and
+        // one filegc cannot read is left out with a warning: a sweeper that
+        // refused to start would keep the application from starting.
+        (None, Some(directives)) => {
+            let widened = if names_a_default_level(directives) {
+                directives.clone()
+            } else {
+                format!("{},{directives}", level.name())
+            };
+            match tracing_subscriber::EnvFilter::builder().parse(&widened) {
+                Ok(_) => LogFilter::Directives {
+                    variable: "RUST_LOG",
+                    directives: widened,
+                },
+                Err(error) => {
+                    warning = Some(format!(
+                        "RUST_LOG={directives:?} is not a log filter filegc can read ({error}); it is left out (FILEGC_LOG is filegc's own and is read first)"
+                    ));
+                    LogFilter::Level(level)
+                }
+            }
+        }
+        (None, None) => LogFilter::Level(level),
     };
     Ok(Logging {
         format,
         filter,
+        warning,
         destination: if service {
             LogDestination::Stdout
         } else {
@@ -993,6 +1039,43 @@ mod tests {
                 .format,
             LogFormat::Json,
             "the flag wins, so the variable is not read"
+        );
+    }
+
+    #[test]
+    fn an_applications_rust_log_leaves_filegcs_level_alone_and_never_stops_it() {
+        let with_rust_log = |value: &str| Environment {
+            rust_log: Some(value.into()),
+            ..environment()
+        };
+        let only_the_application = logging_with(&with_rust_log("myapp=debug"), &["run"]).unwrap();
+        assert_eq!(
+            only_the_application.filter,
+            LogFilter::Directives {
+                variable: "RUST_LOG",
+                directives: "info,myapp=debug".into()
+            },
+            "targets RUST_LOG does not name keep filegc's level"
+        );
+        assert_eq!(only_the_application.warning, None);
+        let unreadable = logging_with(&with_rust_log("myapp=loud"), &["run"])
+            .expect("an unreadable RUST_LOG does not stop filegc run, nor the application with it");
+        assert_eq!(unreadable.filter, LogFilter::Level(LogLevel::Info));
+        assert!(
+            unreadable
+                .warning
+                .as_deref()
+                .is_some_and(|warning| warning.contains("RUST_LOG")),
+            "{:?}",
+            unreadable.warning
+        );
+        let own = Environment {
+            filegc_log: Some("myapp=loud".into()),
+            ..environment()
+        };
+        assert!(
+            logging_with(&own, &["run"]).is_err(),
+            "FILEGC_LOG is filegc's own: a typo in it is refused"
         );
     }
 

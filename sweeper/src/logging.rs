@@ -32,6 +32,9 @@ pub fn init(logging: &Logging) {
         }
     };
     tracing::subscriber::set_global_default(subscriber).expect("logging is set up only once");
+    if let Some(warning) = &logging.warning {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Whether text gets colour: on a terminal, unless `NO_COLOR` says otherwise.
@@ -121,6 +124,7 @@ mod tests {
             filter,
             destination: LogDestination::Stdout,
             colour: Colour::OnTerminal,
+            warning: None,
         };
         let lines = Lines::default();
         let writer = lines.clone();
