@@ -602,6 +602,6 @@ mod tests {
             one::<String>("SELECT filegc.setting('orphan_min_age')"),
             Some("1 hour".to_owned())
         );
-        assert_eq!(count("SELECT count(*) FROM filegc.settings"), 16);
+        assert_eq!(count("SELECT count(*) FROM filegc.settings"), 17);
     }
 }
