@@ -82,25 +82,23 @@ CREATE FUNCTION filegc.run_cleanup(candidate_paths text[], reason text, include_
 RETURNS TABLE (path text, size_bytes bigint, modified_at timestamptz)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    -- What the breaker weighs; forced, it weighs nothing.
+    candidate_bytes bigint;
     refusal text;
 BEGIN
+    IF NOT force THEN
+        candidate_bytes := (SELECT coalesce(sum(i.size_bytes), 0)::bigint
+                              FROM filegc.inventory i JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path);
+    END IF;
     IF dry_run AND NOT force THEN
-        refusal := filegc.breaker_refusal(
-            cardinality(candidate_paths),
-            (SELECT coalesce(sum(i.size_bytes), 0)::bigint
-               FROM filegc.inventory i JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path),
-            what);
+        refusal := filegc.breaker_refusal(cardinality(candidate_paths), candidate_bytes, what);
         IF refusal IS NOT NULL THEN
             RAISE NOTICE '%', refusal
                 USING HINT = 'Without dry_run, the call is refused unless force => true.';
         END IF;
     END IF;
     IF NOT dry_run THEN
-        PERFORM filegc.check_breaker(
-            cardinality(candidate_paths),
-            (SELECT coalesce(sum(i.size_bytes), 0)::bigint
-               FROM filegc.inventory i JOIN unnest(candidate_paths) AS c(path) ON c.path = i.path),
-            force, what);
+        PERFORM filegc.check_breaker(cardinality(candidate_paths), candidate_bytes, force, what);
         candidate_paths := ARRAY(SELECT filegc.schedule_now(candidate_paths, reason, include_referenced));
     END IF;
     RETURN QUERY

@@ -333,3 +333,58 @@ fn two_writers_never_wait_for_each_other_because_of_filegc() {
     one.commit().unwrap();
     two.commit().unwrap();
 }
+
+/// The paths released notes hold, sorted.
+fn released_notes(admin: &mut Client) -> Vec<String> {
+    admin
+        .query(
+            "SELECT path FROM filegc.notes WHERE kind = 'r' ORDER BY path COLLATE \"C\"",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[test]
+fn a_row_with_many_paths_releases_each_path_it_loses_once() {
+    // A row's few paths and a large array's many take different ways
+    // through the portable trigger (loops, or queries past 16 paths); both
+    // must note each path that leaves the row once, and nothing that stays.
+    let (_db, mut admin) = tracked_database();
+    admin
+        .batch_execute(
+            "CREATE TABLE albums (id bigint PRIMARY KEY, images text[]);
+             SELECT filegc.track('albums', 'images');",
+        )
+        .unwrap();
+    for (id, count) in [(1i64, 3usize), (2, 40)] {
+        let mut images: Vec<String> = (0..count)
+            .map(|n| format!("album_{id}/user_{n}_1700000000.jpg"))
+            .collect();
+        images.push(images[0].clone());
+        admin
+            .execute(
+                "INSERT INTO albums (id, images) VALUES ($1, $2)",
+                &[&id, &images],
+            )
+            .unwrap();
+        admin.batch_execute("DELETE FROM filegc.notes").unwrap();
+        // Keep the first path (twice) and the last, drop the others.
+        let kept = vec![images[0].clone(), images[0].clone(), images[count - 1].clone()];
+        admin
+            .execute("UPDATE albums SET images = $2 WHERE id = $1", &[&id, &kept])
+            .unwrap();
+        let mut dropped: Vec<String> = images[1..count - 1].to_vec();
+        dropped.sort();
+        assert_eq!(released_notes(&mut admin), dropped, "{count} paths");
+        admin.batch_execute("DELETE FROM filegc.notes").unwrap();
+        admin
+            .execute("DELETE FROM albums WHERE id = $1", &[&id])
+            .unwrap();
+        let mut left = vec![images[0].clone(), images[count - 1].clone()];
+        left.sort();
+        assert_eq!(released_notes(&mut admin), left, "{count} paths");
+    }
+}
