@@ -372,7 +372,11 @@ fn a_row_with_many_paths_releases_each_path_it_loses_once() {
             .unwrap();
         admin.batch_execute("DELETE FROM filegc.notes").unwrap();
         // Keep the first path (twice) and the last, drop the others.
-        let kept = vec![images[0].clone(), images[0].clone(), images[count - 1].clone()];
+        let kept = vec![
+            images[0].clone(),
+            images[0].clone(),
+            images[count - 1].clone(),
+        ];
         admin
             .execute("UPDATE albums SET images = $2 WHERE id = $1", &[&id, &kept])
             .unwrap();
