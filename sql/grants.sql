@@ -24,6 +24,7 @@ REVOKE EXECUTE ON FUNCTION
     filegc.forget_column(regclass, name, boolean),
     filegc.kept_among(text[]),
     filegc.lock_for_deletion(text),
+    filegc.lock_for_trash_move(text[]),
     filegc.schedule_now(text[], text, boolean),
     filegc.run_cleanup(text[], text, boolean, boolean, boolean, text)
 FROM PUBLIC;
@@ -62,6 +63,8 @@ BEGIN
         'filegc.request_restores(text[])',
         'filegc.purge_due(interval)',
         'filegc.check_before_purge(bigint[])',
+        'filegc.check_before_restore(bigint[])',
+        'filegc.check_before_bringing_back(text[])',
         'filegc.trash_done(bigint[], bigint[])',
         'filegc.tracking_problems()',
         'filegc.require_sound_tracking()']::regprocedure[]

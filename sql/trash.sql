@@ -42,7 +42,8 @@ COMMENT ON FUNCTION filegc.restore_requests() IS
 -- REPEATABLE READ after the deletion, with the triggers disabled, restored
 -- from a dump. `trash_paths` are the copies the trash holds (the trash, not
 -- the history, says what can come back); returns those no finished
--- deletion recorded, which the sweeper brings back itself.
+-- deletion recorded, which the sweeper brings back itself, under their
+-- locks (check_before_bringing_back).
 CREATE FUNCTION filegc.request_restores(trash_paths text[]) RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -153,6 +154,90 @@ END
 $$;
 COMMENT ON FUNCTION filegc.check_before_purge(bigint[]) IS
     'Sweeper protocol: under the locks and with a fresh snapshot, says which trashed copies may be unlinked for good (purge), and asks back those that must be kept';
+
+-- Internal, for the checks before a copy moves back out of the trash: takes,
+-- without waiting, the locks a deletion of each path takes
+-- (filegc.lock_for_deletion, after the escalation key); returns the paths it
+-- locked, none while a writer holds the escalation key. A sweep holds these
+-- locks from its final check to its COMMIT, and may have just put a newer
+-- copy of the path in the trash: a copy moved out on the word of a list read
+-- before (a restore request, a scan's walk of the trash) would be that
+-- deletion's, undone behind its back.
+CREATE FUNCTION filegc.lock_for_trash_move(paths text[]) RETURNS text[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'moving copies out of the trash needs READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING HINT = 'Its check must see rows committed after the transaction began.';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(filegc.escalation_lock_class(), 0) THEN
+        RETURN '{}';
+    END IF;
+    RETURN ARRAY(SELECT p FROM unnest(paths) AS p WHERE filegc.lock_for_deletion(p));
+END
+$$;
+COMMENT ON FUNCTION filegc.lock_for_trash_move(text[]) IS
+    'Internal: tries the locks under which copies of the paths may move out of the trash; returns the paths it locked';
+
+-- Sweeper protocol for the trash: which requested restores may be carried
+-- out now. Takes the locks of each path (filegc.lock_for_trash_move; the
+-- sweeper holds them until it has moved the copies back and recorded them
+-- with trash_done in the same transaction), then, in a new snapshot, says
+-- 'restore' for a request still open, 'busy' for a path a sweep or a writer
+-- holds (the request waits for the next pass), 'settled' for one restored or
+-- purged meanwhile.
+CREATE FUNCTION filegc.check_before_restore(ids bigint[])
+RETURNS TABLE (id bigint, path text, verdict text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    locked text[];
+BEGIN
+    locked := filegc.lock_for_trash_move(ARRAY(SELECT DISTINCT t.path FROM filegc.tombstones t WHERE t.id = ANY (ids)));
+    -- A new statement, so a new snapshot, taken after the locks above.
+    RETURN QUERY
+    SELECT t.id, t.path,
+           CASE WHEN t.restore_requested_at IS NULL OR t.restored_at IS NOT NULL OR t.purged_at IS NOT NULL THEN 'settled'
+                WHEN NOT (t.path IN (SELECT l FROM unnest(locked) AS l)) THEN 'busy'
+                ELSE 'restore' END
+      FROM filegc.tombstones t
+     WHERE t.id = ANY (ids)
+     ORDER BY t.id;
+END
+$$;
+COMMENT ON FUNCTION filegc.check_before_restore(bigint[]) IS
+    'Sweeper protocol: under the locks and with a fresh snapshot, says which requested restores may be carried out (restore)';
+
+-- Sweeper protocol for the trash: which copies that no deletion recorded
+-- (filegc.request_restores names them) may move back now. Takes the locks
+-- of each path as check_before_restore does, then, in a new snapshot, says
+-- 'bring_back' for a copy a row still wants that no finished deletion has
+-- recorded since, 'busy' for a path a sweep or a writer holds, and 'settled'
+-- for the rest (a deletion recorded it meanwhile, so its own restore
+-- request brings it back, or nothing wants it any more).
+CREATE FUNCTION filegc.check_before_bringing_back(paths text[])
+RETURNS TABLE (path text, verdict text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    locked text[];
+    wanted text[];
+BEGIN
+    locked := filegc.lock_for_trash_move(paths);
+    -- A new statement, so a new snapshot, taken after the locks above.
+    wanted := ARRAY(SELECT k.path FROM filegc.kept_among(locked) AS k
+                     WHERE k.reason IN ('referenced', 'protected')
+                       AND NOT EXISTS (SELECT FROM filegc.tombstones t
+                                        WHERE t.path = k.path AND t.state = 'done' AND t.outcome = 'trashed'
+                                          AND t.restored_at IS NULL AND t.purged_at IS NULL));
+    RETURN QUERY
+    SELECT p,
+           CASE WHEN NOT (p IN (SELECT l FROM unnest(locked) AS l)) THEN 'busy'
+                WHEN p IN (SELECT w FROM unnest(wanted) AS w) THEN 'bring_back'
+                ELSE 'settled' END
+      FROM unnest(paths) AS p;
+END
+$$;
+COMMENT ON FUNCTION filegc.check_before_bringing_back(text[]) IS
+    'Sweeper protocol: under the locks and with a fresh snapshot, says which trashed copies no deletion recorded may move back (bring_back)';
 
 -- Records restores and purges the sweeper carried out, one call per batch.
 CREATE FUNCTION filegc.trash_done(restored_ids bigint[], purged_ids bigint[]) RETURNS void

@@ -48,7 +48,7 @@ pub struct Context {
 
 impl Context {
     /// Refreshes the inventory unless `--no-scan`; returns the exit status so far.
-    pub async fn refresh(&self, inventory: Inventory) -> Result<ExitCode, DbError> {
+    pub async fn refresh(&mut self, inventory: Inventory) -> Result<ExitCode, DbError> {
         if inventory == Inventory::LastScan {
             return Ok(ExitCode::Success);
         }
@@ -56,7 +56,7 @@ impl Context {
             worker: self.worker.clone(),
             progress: Progress::Hidden,
         };
-        let report = scan(&self.volume, &self.db, &options).await?;
+        let report = scan(&self.volume, &mut self.db, &options).await?;
         Ok(if report.problems > 0 {
             ExitCode::SomeFilesFailed
         } else {
@@ -76,7 +76,7 @@ impl Context {
 
     /// `list`, `orphans` and `old`.
     pub async fn list(
-        &self,
+        &mut self,
         kind: ListKind,
         listing: &Listing,
         out: &mut dyn Write,
@@ -92,7 +92,7 @@ impl Context {
 
     /// `stats`.
     pub async fn stats(
-        &self,
+        &mut self,
         output: Output,
         inventory: Inventory,
         out: &mut dyn Write,
@@ -278,8 +278,8 @@ impl Context {
     }
 
     /// `restore PATH`: asks the database for the file back and moves it out of the trash now.
-    pub async fn restore(&self, path: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-        match restore_now(&self.volume, &self.db, path).await? {
+    pub async fn restore(&mut self, path: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match restore_now(&self.volume, &mut self.db, path).await? {
             RestoreResult::Restored { bytes } => {
                 writeln!(out, "Restored {path} ({})", format_size(bytes))?;
                 Ok(ExitCode::Success)
@@ -302,6 +302,14 @@ impl Context {
             RestoreResult::Failed(error) => {
                 eprintln!("filegc: cannot restore {path}: {error}");
                 Ok(ExitCode::SomeFilesFailed)
+            }
+            RestoreResult::Busy => {
+                writeln!(
+                    out,
+                    "Asked for {path} back: a sweep or the application is changing it right now, \
+                     so the next sweep restores it (`filegc sweep` to do it now)"
+                )?;
+                Ok(ExitCode::Success)
             }
         }
     }
@@ -431,7 +439,7 @@ impl MenuBackend<'_> {
         cleanup: Cleanup,
         out: &mut dyn Write,
     ) -> anyhow::Result<PendingDeletion<MenuPending>> {
-        let context = &self.context;
+        let context = &mut self.context;
         let candidates = self.runtime.block_on(async {
             context.refresh(Inventory::Rescan).await?;
             context.db.cleanup(cleanup, true, false).await
@@ -459,7 +467,7 @@ impl MenuActions for MenuBackend<'_> {
     type Pending = MenuPending;
 
     fn summary(&mut self) -> anyhow::Result<VolumeSummary> {
-        let context = &self.context;
+        let context = &mut self.context;
         let stats = self.runtime.block_on(async {
             context.refresh(Inventory::Rescan).await?;
             context.db.storage_stats().await

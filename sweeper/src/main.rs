@@ -243,7 +243,7 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
                 worker: config.worker.clone(),
                 progress: Progress::on_terminal(),
             };
-            let report = scan(&context.volume, &context.db, &options).await?;
+            let report = scan(&context.volume, &mut context.db, &options).await?;
             writeln!(
                 out,
                 "Scanned {} files ({} bytes); volume alert level: {}",

@@ -372,7 +372,7 @@ impl<'a> Sweeper<'a> {
             }
             if Instant::now() >= self.next_scan {
                 self.next_scan = Instant::now() + self.settings.options.scan_interval;
-                if let Err(lost) = self.scan(&db).await {
+                if let Err(lost) = self.scan(&mut db).await {
                     return lost;
                 }
             }
@@ -433,7 +433,7 @@ impl<'a> Sweeper<'a> {
     }
 
     /// One scan (which reports the capacity); `Err` when the connection is gone.
-    async fn scan(&mut self, db: &Db) -> Result<(), Served> {
+    async fn scan(&mut self, db: &mut Db) -> Result<(), Served> {
         let options = ScanOptions {
             worker: self.settings.worker.clone(),
             progress: Progress::Hidden,

@@ -5,6 +5,7 @@ use tokio::sync::mpsc;
 
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
+use crate::sweep::DEFAULT_BATCH_SIZE;
 use crate::units::format_size;
 use crate::volume::{RestoreOutcome, TrashItem, TrashUsage, Volume, WalkItem};
 
@@ -38,7 +39,11 @@ pub struct ScanReport {
 }
 
 /// Walks the volume into the inventory, then reports its capacity and trash.
-pub async fn scan(volume: &Volume, db: &Db, options: &ScanOptions) -> Result<ScanReport, DbError> {
+pub async fn scan(
+    volume: &Volume,
+    db: &mut Db,
+    options: &ScanOptions,
+) -> Result<ScanReport, DbError> {
     let volume_path = volume.root().display().to_string();
     let scan_id = db.start_run("scan", &options.worker, &volume_path).await?;
     let (sender, mut receiver) = mpsc::channel(CHANNEL_DEPTH);
@@ -113,7 +118,7 @@ const RESTORE_CHECK_BATCH: usize = 10_000;
 /// restore pass, and names the ones no deletion recorded (a killed
 /// sweeper's), which come back here. Returns what the trash holds, counted
 /// on the same walk.
-async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<TrashUsage, DbError> {
+async fn bring_back_kept_copies(volume: &Volume, db: &mut Db) -> Result<TrashUsage, DbError> {
     let mut usage = TrashUsage::default();
     let mut batch = Vec::with_capacity(RESTORE_CHECK_BATCH);
     for item in volume.trash_items() {
@@ -134,26 +139,34 @@ async fn bring_back_kept_copies(volume: &Volume, db: &Db) -> Result<TrashUsage, 
 
 async fn bring_back_unrecorded(
     volume: &Volume,
-    db: &Db,
+    db: &mut Db,
     trashed: &[String],
 ) -> Result<(), DbError> {
     if trashed.is_empty() {
         return Ok(());
     }
-    for path in db.request_restores(trashed).await? {
-        match volume.restore(&path) {
-            Ok(RestoreOutcome::Restored { bytes }) => {
-                tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
-            }
-            Ok(outcome) => {
-                tracing::warn!(path = %path, ?outcome, "a row references this trashed file, which cannot go back")
-            }
-            Err(error) => {
-                tracing::warn!(path = %path, error = %error, "a row references this trashed file, which cannot go back")
-            }
-        }
+    let unrecorded = db.request_restores(trashed).await?;
+    // A batch's worth of path locks at a time, as a sweep takes them.
+    let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
+    for batch in unrecorded.chunks(batch_size) {
+        bring_back_batch(volume, db, batch).await?;
     }
     Ok(())
+}
+
+async fn bring_back_batch(volume: &Volume, db: &mut Db, paths: &[String]) -> Result<(), DbError> {
+    db.bring_back_checked(paths, |path| match volume.restore(path) {
+        Ok(RestoreOutcome::Restored { bytes }) => {
+            tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
+        }
+        Ok(outcome) => {
+            tracing::warn!(path = %path, ?outcome, "a row references this trashed file, which cannot go back")
+        }
+        Err(error) => {
+            tracing::warn!(path = %path, error = %error, "a row references this trashed file, which cannot go back")
+        }
+    })
+    .await
 }
 
 /// Reports the volume's capacity and trash to the database; returns the alert level.

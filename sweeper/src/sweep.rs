@@ -3,7 +3,7 @@
 use tokio::sync::watch;
 
 use crate::config::Removal;
-use crate::db::{BatchResult, Db, DbError, SettleError, TrashRequest, Verdict};
+use crate::db::{BatchResult, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict};
 use crate::progress::Progress;
 use crate::units::format_size;
 use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
@@ -300,23 +300,36 @@ fn finish_unrecorded_trashing(volume: &Volume, removal: Removal, path: &str) -> 
     }
 }
 
+/// Carries out the restore requests, in batches under the path locks
+/// ([`Db::restore_checked`]); a request whose path a sweep or a writer
+/// holds waits for the next pass.
 async fn restore_requested(
     volume: &Volume,
-    db: &Db,
+    db: &mut Db,
     report: &mut SweepReport,
 ) -> Result<(), DbError> {
     let requests = db.restore_requests().await?;
-    if requests.is_empty() {
-        return Ok(());
-    }
-    let mut done = TrashDone::default();
-    for request in &requests {
-        if !done.restore(volume, request) {
-            report.trash_errors += 1;
+    let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
+    for batch in requests.chunks(batch_size) {
+        let busy = db
+            .restore_checked(batch, |request| match restore_copy(volume, request) {
+                Some(record) => {
+                    if record == TrashRecord::Restored {
+                        report.restored += 1;
+                    }
+                    record
+                }
+                None => {
+                    report.trash_errors += 1;
+                    TrashRecord::Unchanged
+                }
+            })
+            .await?;
+        for request in busy {
+            tracing::debug!(path = %request.path, "a sweep or a writer holds the path: restored at the next pass");
         }
     }
-    report.restored += done.restored.len() as u64;
-    db.trash_done(&done.restored, &done.purged).await
+    Ok(())
 }
 
 /// What `filegc restore` came to for one path.
@@ -333,10 +346,17 @@ pub enum RestoreResult {
     TargetExists,
     /// The file system refused; the request stays for the next sweep.
     Failed(String),
+    /// A sweep or a writer holds the path; the request stays for the next sweep.
+    Busy,
 }
 
-/// Asks the database to restore `path` and carries the restore out on disk at once.
-pub async fn restore_now(volume: &Volume, db: &Db, path: &str) -> Result<RestoreResult, DbError> {
+/// Asks the database to restore `path` and carries the restore out on disk
+/// at once, under the path's locks ([`Db::restore_checked`]).
+pub async fn restore_now(
+    volume: &Volume,
+    db: &mut Db,
+    path: &str,
+) -> Result<RestoreResult, DbError> {
     if !db.request_restore(path).await? {
         return Ok(RestoreResult::NotInTrash);
     }
@@ -347,21 +367,24 @@ pub async fn restore_now(volume: &Volume, db: &Db, path: &str) -> Result<Restore
         .filter(|request| request.path == path)
         .collect();
     let mut result = RestoreResult::NotInTrash;
-    let mut done = TrashDone::default();
-    for request in &requests {
-        result = match volume.restore(&request.path) {
-            Ok(RestoreOutcome::Restored { bytes }) => RestoreResult::Restored { bytes },
-            Ok(RestoreOutcome::NotInTrash) => RestoreResult::NotInTrash,
-            Ok(RestoreOutcome::TargetExists) => RestoreResult::TargetExists,
-            Err(error) => RestoreResult::Failed(error.to_string()),
-        };
-        match result {
-            RestoreResult::Restored { .. } => done.restored.push(request.id),
-            RestoreResult::NotInTrash => done.purged.push(request.id),
-            RestoreResult::TargetExists | RestoreResult::Failed(_) => {}
-        }
+    let busy = db
+        .restore_checked(&requests, |request| {
+            result = match volume.restore(&request.path) {
+                Ok(RestoreOutcome::Restored { bytes }) => RestoreResult::Restored { bytes },
+                Ok(RestoreOutcome::NotInTrash) => RestoreResult::NotInTrash,
+                Ok(RestoreOutcome::TargetExists) => RestoreResult::TargetExists,
+                Err(error) => RestoreResult::Failed(error.to_string()),
+            };
+            match result {
+                RestoreResult::Restored { .. } => TrashRecord::Restored,
+                RestoreResult::NotInTrash => TrashRecord::Purged,
+                _ => TrashRecord::Unchanged,
+            }
+        })
+        .await?;
+    if !busy.is_empty() {
+        return Ok(RestoreResult::Busy);
     }
-    db.trash_done(&done.restored, &done.purged).await?;
     Ok(result)
 }
 
@@ -449,40 +472,29 @@ pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<EmptiedTrash, D
     })
 }
 
-/// Trash entries restored and purged, to record in one call.
-#[derive(Debug, Default)]
-struct TrashDone {
-    restored: Vec<i64>,
-    purged: Vec<i64>,
-}
-
-impl TrashDone {
-    /// Restores one requested file, logging the outcome; `false` when it failed.
-    fn restore(&mut self, volume: &Volume, request: &TrashRequest) -> bool {
-        match volume.restore(&request.path) {
-            Ok(RestoreOutcome::Restored { bytes }) => {
-                tracing::info!(path = %request.path, bytes, "restored from the trash");
-                self.restored.push(request.id);
-                true
-            }
-            // The sweep already brought it back, when a row referenced the path again.
-            Ok(RestoreOutcome::NotInTrash) if volume.holds(&request.path).unwrap_or(false) => {
-                self.restored.push(request.id);
-                true
-            }
-            Ok(RestoreOutcome::NotInTrash) => {
-                tracing::warn!(path = %request.path, "asked to restore, but the trash no longer holds it");
-                self.purged.push(request.id);
-                true
-            }
-            Ok(RestoreOutcome::TargetExists) => {
-                tracing::warn!(path = %request.path, "cannot restore: a file already stands at the path; the trashed copy stays");
-                false
-            }
-            Err(error) => {
-                tracing::warn!(path = %request.path, error = %error, "cannot restore a file");
-                false
-            }
+/// Restores one requested copy, logging the outcome; says what to record,
+/// and `None` when it failed (the request stays for the next pass).
+fn restore_copy(volume: &Volume, request: &TrashRequest) -> Option<TrashRecord> {
+    match volume.restore(&request.path) {
+        Ok(RestoreOutcome::Restored { bytes }) => {
+            tracing::info!(path = %request.path, bytes, "restored from the trash");
+            Some(TrashRecord::Restored)
+        }
+        // The sweep already brought it back, when a row referenced the path again.
+        Ok(RestoreOutcome::NotInTrash) if volume.holds(&request.path).unwrap_or(false) => {
+            Some(TrashRecord::Restored)
+        }
+        Ok(RestoreOutcome::NotInTrash) => {
+            tracing::warn!(path = %request.path, "asked to restore, but the trash no longer holds it");
+            Some(TrashRecord::Purged)
+        }
+        Ok(RestoreOutcome::TargetExists) => {
+            tracing::warn!(path = %request.path, "cannot restore: a file already stands at the path; the trashed copy stays");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(path = %request.path, error = %error, "cannot restore a file");
+            None
         }
     }
 }

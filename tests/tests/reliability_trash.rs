@@ -1,7 +1,10 @@
 //! The promise, scenario 10 (c): the trash keeps what an unfinished deletion
 //! put there, and a row that references a trashed file gets it back whatever
 //! route made the reference (a REPEATABLE READ writer, a row written with the
-//! triggers disabled, a copy no deletion recorded).
+//! triggers disabled, a copy no deletion recorded). A copy moves back out
+//! of the trash only under its path's locks, so a sweep that is putting a
+//! newer copy there (or a writer changing the path's rows) never sees its
+//! file moved behind its back.
 
 use std::fs;
 
@@ -169,5 +172,87 @@ fn assert_the_scan_brings_it_back(env: &TestEnv) {
     assert!(
         env.on_volume(IMAGE),
         "a referenced file stayed in the trash"
+    );
+}
+
+/// A sweep's batch between its final check and its COMMIT: it holds the
+/// deletion locks of `rel` (and may just have moved a new copy into the
+/// trash). Dropping the connection ends the batch.
+fn a_batch_holding(env: &TestEnv, rel: &str) -> postgres::Client {
+    let mut batch = env.db.connect();
+    batch.batch_execute("BEGIN").unwrap();
+    let locked: bool = batch
+        .query_one("SELECT filegc.lock_for_deletion($1)", &[&rel])
+        .unwrap()
+        .get(0);
+    assert!(locked);
+    batch
+}
+
+#[test]
+fn a_scan_leaves_an_unrecorded_copy_while_a_batch_holds_its_path() {
+    let env = TestEnv::new();
+    env.write(IMAGE, "image\n");
+    trash_by_hand(&env, IMAGE);
+    env.insert_row(1, IMAGE);
+    let batch = a_batch_holding(&env, IMAGE);
+    env.run_ok(&["scan"]);
+    assert!(
+        env.in_trash(IMAGE) && !env.on_volume(IMAGE),
+        "the scan moved a copy out of the trash while a batch held its path"
+    );
+    drop(batch);
+    assert_the_scan_brings_it_back(&env);
+}
+
+#[test]
+fn a_sweep_restores_a_recorded_copy_only_once_no_batch_holds_its_path() {
+    let mut env = trashed_by_a_sweep();
+    env.insert_row(2, IMAGE);
+    let batch = a_batch_holding(&env, IMAGE);
+    env.run_ok(&["sweep"]);
+    assert!(
+        env.in_trash(IMAGE) && !env.on_volume(IMAGE),
+        "the sweep restored a copy while a batch held its path"
+    );
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.tombstones WHERE restore_requested_at IS NOT NULL AND restored_at IS NULL"
+        ),
+        1,
+        "the request waits for the next sweep"
+    );
+    drop(batch);
+    env.run_ok(&["sweep"]);
+    assert!(
+        env.on_volume(IMAGE),
+        "the referenced file did not come back"
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE restored_at IS NOT NULL"),
+        1
+    );
+}
+
+#[test]
+fn restore_waits_for_a_batch_that_holds_the_path_and_says_so() {
+    let mut env = trashed_by_a_sweep();
+    let batch = a_batch_holding(&env, IMAGE);
+    let output = env.run(&["restore", IMAGE]);
+    let said = describe_output(&output);
+    assert!(
+        env.in_trash(IMAGE) && !env.on_volume(IMAGE),
+        "restore moved a copy out of the trash while a batch held its path: {said}"
+    );
+    assert!(
+        said.contains("next sweep"),
+        "restore says when the file comes back: {said}"
+    );
+    drop(batch);
+    env.run_ok(&["sweep"]);
+    assert!(env.on_volume(IMAGE), "the requested file did not come back");
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE restored_at IS NOT NULL"),
+        1
     );
 }

@@ -17,5 +17,5 @@ pub use self::connection::{describe, Db, DbError, BREAKER_HINT, BREAKER_SQLSTATE
 pub use self::inventory::{finish_inventory, write_inventory_row, VolumeReport};
 pub use self::queue::{Batch, BatchResult, Claimed, SettleError, Verdict};
 pub use self::settings::{SettingValue, SettingsSnapshot};
-pub use self::trash::TrashRequest;
+pub use self::trash::{TrashRecord, TrashRequest};
 pub use self::views::FileRow;

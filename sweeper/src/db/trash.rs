@@ -2,6 +2,17 @@
 
 use super::connection::{Db, DbError};
 
+/// What became of a copy asked back, for the database to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrashRecord {
+    /// It is back at its path.
+    Restored,
+    /// The trash no longer holds it, nor does its path.
+    Purged,
+    /// It stays in the trash; the request stays for the next pass.
+    Unchanged,
+}
+
 /// A trashed file the database wants restored or purged.
 #[derive(Debug, Clone)]
 pub struct TrashRequest {
@@ -85,17 +96,78 @@ impl Db {
         Ok(purged)
     }
 
-    /// Records restored and purged trash entries.
-    pub async fn trash_done(&self, restored: &[i64], purged: &[i64]) -> Result<(), DbError> {
-        self.client
+    /// Moves requested copies back out of the trash, each only under its
+    /// path's locks: in one READ COMMITTED transaction,
+    /// `filegc.check_before_restore` takes the locks and decides with a fresh
+    /// snapshot, `restore` moves each copy it allows and says what became of
+    /// it, and `filegc.trash_done` records that before the locks are let go.
+    /// Returns the requests left for the next pass because a sweep or a
+    /// writer holds their path.
+    pub async fn restore_checked(
+        &mut self,
+        requests: &[TrashRequest],
+        mut restore: impl FnMut(&TrashRequest) -> TrashRecord,
+    ) -> Result<Vec<TrashRequest>, DbError> {
+        let ids: Vec<i64> = requests.iter().map(|request| request.id).collect();
+        let transaction = self.read_committed().await?;
+        let verdicts = transaction
+            .query(
+                "SELECT id, path, verdict FROM filegc.check_before_restore($1)",
+                &[&ids],
+            )
+            .await?;
+        let (mut restored, mut purged, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &verdicts {
+            let request = TrashRequest {
+                id: row.get(0),
+                path: row.get(1),
+            };
+            match row.get::<_, &str>(2) {
+                "restore" => match restore(&request) {
+                    TrashRecord::Restored => restored.push(request.id),
+                    TrashRecord::Purged => purged.push(request.id),
+                    TrashRecord::Unchanged => {}
+                },
+                "busy" => busy.push(request),
+                _ => {}
+            }
+        }
+        transaction
             .execute("SELECT filegc.trash_done($1, $2)", &[&restored, &purged])
             .await?;
+        transaction.commit().await?;
+        Ok(busy)
+    }
+
+    /// Brings back trashed copies that no deletion recorded (those
+    /// [`Db::request_restores`] named), each only under its path's locks and
+    /// while a row still wants it (`filegc.check_before_bringing_back`): a
+    /// copy a sweep has just put there for a deletion of its own is never
+    /// taken for one. `bring_back` moves each allowed copy before the locks
+    /// are let go.
+    pub async fn bring_back_checked(
+        &mut self,
+        paths: &[String],
+        mut bring_back: impl FnMut(&str),
+    ) -> Result<(), DbError> {
+        let transaction = self.read_committed().await?;
+        let allowed = transaction
+            .query(
+                "SELECT path FROM filegc.check_before_bringing_back($1) WHERE verdict = 'bring_back'",
+                &[&paths],
+            )
+            .await?;
+        for row in &allowed {
+            bring_back(row.get(0));
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
     /// Asks back every trashed copy that must be kept now (see
     /// `filegc.request_restores`); returns those of `trashed` that no
-    /// deletion recorded, which the caller brings back itself.
+    /// deletion recorded, which the caller brings back itself through
+    /// [`Db::bring_back_checked`].
     pub async fn request_restores(&self, trashed: &[String]) -> Result<Vec<String>, DbError> {
         let row = self
             .client
