@@ -15,7 +15,7 @@
 //!     let volume = Volume::open("/app/facial_evaluations".as_ref())?;
 //!     let mut db = Db::connect(database_url).await?;
 //!     let worker = "nightly-job".to_owned();
-//!     scan(&volume, &db, &ScanOptions { worker: worker.clone(), progress: Progress::Hidden }).await?;
+//!     scan(&volume, &mut db, &ScanOptions { worker: worker.clone(), progress: Progress::Hidden }).await?;
 //!     db.cleanup(Cleanup::Orphans, false, false).await?; // schedules them; the breaker applies
 //!     let options = SweepOptions {
 //!         worker,
