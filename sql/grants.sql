@@ -67,7 +67,8 @@ BEGIN
         'filegc.check_before_bringing_back(text[])',
         'filegc.trash_done(bigint[], bigint[])',
         'filegc.tracking_problems()',
-        'filegc.require_sound_tracking()']::regprocedure[]
+        'filegc.require_sound_tracking()',
+        'filegc.record_alert_delivery(text, timestamptz, text, text, text, integer, text)']::regprocedure[]
     LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO filegc_sweeper', fn);
@@ -78,7 +79,8 @@ $$;
 -- The reports the sweeper prints.
 GRANT EXECUTE ON FUNCTION filegc.file_totals(), filegc.old_files(integer) TO filegc_sweeper;
 GRANT SELECT ON filegc.settings, filegc.files, filegc.orphans, filegc.missing, filegc.pending, filegc.deletions,
-                filegc.sweeps, filegc.storage_stats, filegc.references, filegc.tracked_columns, filegc.invalid_refs
+                filegc.sweeps, filegc.storage_stats, filegc.references, filegc.tracked_columns, filegc.invalid_refs,
+                filegc.alert_deliveries
 TO filegc_sweeper;
 
 -- The one table the sweeper writes directly: a scan's COPY needs INSERT.

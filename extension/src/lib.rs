@@ -94,7 +94,8 @@ extension_sql_file!(
     name = "install",
     requires = ["cleanup"]
 );
-extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["install"]);
+extension_sql_file!("../sql/alerts.sql", name = "alerts", requires = ["install"]);
+extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["alerts"]);
 extension_sql_file!(
     "../sql/event_triggers.sql",
     name = "event_triggers",

@@ -38,6 +38,7 @@ const CURRENT: &[(&str, &str)] = &[
     ("reports.sql", include_str!("../../sql/reports.sql")),
     ("cleanup.sql", include_str!("../../sql/cleanup.sql")),
     ("install.sql", include_str!("../../sql/install.sql")),
+    ("alerts.sql", include_str!("../../sql/alerts.sql")),
     ("grants.sql", include_str!("../../sql/grants.sql")),
     (
         "event_triggers.sql",

@@ -11,7 +11,8 @@
 //! It also applies the maintenance policies the database's settings hold
 //! (decided in [`crate::maintenance`]): scheduled orphan and retention
 //! cleanups inside the maintenance window, the alert webhook, and the
-//! emergency cleanup when the volume reaches the emergency level.
+//! emergency cleanup when the volume reaches the emergency level, and
+//! records in the database how each alert's delivery ended.
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
@@ -35,7 +36,7 @@ use crate::sweep::{
 };
 use crate::units::format_duration;
 use crate::volume::Volume;
-use crate::webhook::{Alert, Notifier};
+use crate::webhook::{Alert, Delivery, Notifier};
 
 /// The first wait before reconnecting to the database.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -265,12 +266,17 @@ struct Sweeper<'a> {
     /// The level reached emergency and its cleanup waits for a scan of this run.
     emergency_pending: bool,
     notifier: Notifier,
+    /// How each alert's delivery ended, to record in the database.
+    deliveries: mpsc::Receiver<Delivery>,
+    /// A delivery whose record the lost connection took along: recorded on the next one.
+    unrecorded_delivery: Option<Delivery>,
     /// The host name the alerts carry.
     host: String,
 }
 
 impl<'a> Sweeper<'a> {
     fn new(settings: &'a RunSettings, stop: watch::Receiver<bool>) -> Self {
+        let (notifier, deliveries) = Notifier::start();
         Sweeper {
             settings,
             stop,
@@ -282,7 +288,9 @@ impl<'a> Sweeper<'a> {
             policy_problem: None,
             scanned: false,
             emergency_pending: false,
-            notifier: Notifier::start(),
+            notifier,
+            deliveries,
+            unrecorded_delivery: None,
             host: Environment::from_process()
                 .host_name
                 .unwrap_or_else(|| settings.worker.clone()),
@@ -360,6 +368,11 @@ impl<'a> Sweeper<'a> {
             }
         };
         let mut follow_up: Option<Instant> = None;
+        if let Some(delivery) = self.unrecorded_delivery.take() {
+            if let Err(lost) = self.record_delivery(&db, delivery).await {
+                return lost;
+            }
+        }
         loop {
             if *self.stop.borrow() {
                 return Served::Stopped;
@@ -418,6 +431,28 @@ impl<'a> Sweeper<'a> {
                     maintenance_due = true;
                 }
                 () = sleep_until(self.next_scan) => {}
+                Some(delivery) = self.deliveries.recv() => {
+                    if let Err(lost) = self.record_delivery(&db, delivery).await {
+                        return lost;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records how an alert's delivery ended; when the connection is gone,
+    /// keeps it for the next one.
+    async fn record_delivery(&mut self, db: &Db, delivery: Delivery) -> Result<(), Served> {
+        match db
+            .record_alert_delivery(&self.settings.worker, &delivery)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if db.is_closed() {
+                    self.unrecorded_delivery = Some(delivery);
+                }
+                failed(db, error, "recording an alert delivery")
             }
         }
     }

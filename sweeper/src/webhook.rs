@@ -1,11 +1,14 @@
 //! The alert webhook: each change of the volume's alert level, POSTed by a
 //! background task, so that a slow, failing or hanging receiver never holds
 //! up the sweeper. Slack's and Discord's incoming webhooks accept only their
-//! own bodies (a `text`, a `content`), anything else a JSON document.
+//! own bodies (a `text`, a `content`), anything else a JSON document. How
+//! each delivery ended goes back to the run, which records it in the
+//! database (`filegc.alert_deliveries`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -159,6 +162,23 @@ impl Alert {
     }
 }
 
+/// How the delivery of one alert ended: what the run records in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it arrived, or when the last try failed.
+    pub finished_at: DateTime<Utc>,
+    /// The level the alert announced.
+    pub level: String,
+    /// The level before.
+    pub previous_level: String,
+    /// The receiver's host: never its URL, whose path often holds a secret.
+    pub webhook_host: String,
+    /// How many tries it took, or were made before giving up.
+    pub attempts: u32,
+    /// The last try's error, without the URL; `None` when the alert arrived.
+    pub error: Option<String>,
+}
+
 /// Hands alerts to the delivery task, which posts them one after the other, in order.
 #[derive(Debug)]
 pub struct Notifier {
@@ -166,14 +186,17 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task on the current runtime; it ends once the notifier is dropped and its queue is done.
-    pub fn start() -> Notifier {
+    /// Starts the delivery task on the current runtime; it ends once the
+    /// notifier is dropped and its queue is done. The receiver hears how
+    /// each delivery ended.
+    pub fn start() -> (Notifier, mpsc::Receiver<Delivery>) {
         Notifier::start_on_railway(Environment::from_process().railway)
     }
 
     /// As [`Notifier::start`], with the Railway names each alert carries.
-    pub fn start_on_railway(railway: RailwayNames) -> Notifier {
+    pub fn start_on_railway(railway: RailwayNames) -> (Notifier, mpsc::Receiver<Delivery>) {
         let (queue, mut alerts) = mpsc::channel::<(Webhook, Alert)>(QUEUE_DEPTH);
+        let (ended, deliveries) = mpsc::channel::<Delivery>(QUEUE_DEPTH);
         tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
@@ -188,16 +211,21 @@ impl Notifier {
                 }
             };
             while let Some((webhook, alert)) = alerts.recv().await {
-                deliver(
+                let delivery = deliver(
                     &client,
                     &webhook,
                     &alert.body(webhook.shape, &railway),
                     &alert,
                 )
                 .await;
+                // Full only while the run cannot reach the database for long;
+                // the logs have said how this delivery ended.
+                if ended.try_send(delivery).is_err() {
+                    tracing::debug!("alert webhook: the run is not taking delivery records; this one is not recorded");
+                }
             }
         });
-        Notifier { queue }
+        (Notifier { queue }, deliveries)
     }
 
     /// Queues an alert for `webhook`; never waits.
@@ -210,15 +238,24 @@ impl Notifier {
     }
 }
 
-/// Posts one alert's `body`, trying again with a growing pause up to [`ATTEMPTS`] times.
+/// Posts one alert's `body`, trying again with a growing pause up to [`ATTEMPTS`] times; says how it ended.
 async fn deliver(
     client: &reqwest::Client,
     webhook: &Webhook,
     body: &serde_json::Value,
     alert: &Alert,
-) {
+) -> Delivery {
     // A webhook URL often carries its secret in the path: logs name the host only.
     let receiver = webhook.host_str().unwrap_or_default();
+    let ended = |attempts, error| Delivery {
+        finished_at: Utc::now(),
+        level: alert.level.clone(),
+        previous_level: alert.previous_level.clone(),
+        webhook_host: receiver.to_owned(),
+        attempts,
+        error,
+    };
+    let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
         let sent = client
             .post(webhook.url.clone())
@@ -229,18 +266,19 @@ async fn deliver(
         match sent {
             Ok(_) => {
                 tracing::info!(webhook = %receiver, level = %alert.level, previous_level = %alert.previous_level, attempt, "alert webhook notified");
-                return;
+                return ended(attempt, None);
             }
             Err(error) => {
                 let retry = attempt < ATTEMPTS;
                 let wait = webhook_retry_wait(attempt);
+                last_error = describe(error);
                 tracing::warn!(
                     webhook = %receiver,
                     level = %alert.level,
                     attempt,
                     attempts = ATTEMPTS,
                     retry_in = ?retry.then_some(wait),
-                    error = %describe(error),
+                    error = %last_error,
                     "alert webhook failed"
                 );
                 if retry {
@@ -250,6 +288,7 @@ async fn deliver(
         }
     }
     tracing::error!(webhook = %receiver, level = %alert.level, attempts = ATTEMPTS, "alert webhook: giving up on this alert");
+    ended(ATTEMPTS, Some(last_error))
 }
 
 /// How long to wait before trying the webhook again after `failures` failed tries.
@@ -378,7 +417,11 @@ mod tests {
         };
         let alert = alert();
         let client = reqwest::Client::new();
-        deliver(&client, &webhook, &alert.body(shape, railway), &alert).await;
+        let delivery = deliver(&client, &webhook, &alert.body(shape, railway), &alert).await;
+        assert_eq!(
+            (delivery.attempts, delivery.error, delivery.webhook_host),
+            (1, None, "127.0.0.1".to_owned())
+        );
         receiver.await.unwrap()
     }
 

@@ -3,6 +3,7 @@
 //! Every call is one round trip for a whole batch of files; the inventory
 //! goes in through a binary COPY.
 
+mod alerts;
 mod cleanup;
 mod connection;
 mod inventory;
