@@ -220,6 +220,7 @@ Example:
 Examples:
   filegc run
   filegc run --sweep-interval 30s -- node server.js
+  FILEGC_METRICS_ADDR=[::]:9464 filegc run -- node server.js
 
 With `-- CMD ARGS...`, filegc starts the application, passes SIGTERM and
 SIGINT on to it, and exits with its exit status: this is how it rides along
@@ -229,7 +230,14 @@ application; the sweeper retries and says so in its log.
 It also applies the maintenance policies set in the database (see
 `SELECT name, value, description FROM filegc.settings`): scheduled orphan and
 retention cleanups inside maintenance_window, alerts to alert_webhook_url when
-the alert level changes, and the emergency cleanup.")]
+the alert level changes (SELECT * FROM filegc.alert_deliveries shows how each
+delivery ended), and the emergency cleanup.
+
+With FILEGC_METRICS_ADDR=[::]:9464 (or --metrics-addr), it serves Prometheus
+metrics at /metrics on that address: the files, orphans and pending deletions,
+the deletions done and failed, the last scan and sweep, the volume's use and
+alert level. A scrape reads what the last scan and sweep found, never the
+database.")]
     Run(RunArgs),
 
     /// Print the portable install: filegc for a PostgreSQL that cannot load the extension
@@ -378,6 +386,10 @@ pub struct RunArgs {
     /// How often to sweep when no notification arrives: 30s, 1m, 5m
     #[arg(long, default_value = "1m", value_name = "INTERVAL")]
     pub sweep_interval: String,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics: 0.0.0.0:9464, or [::]:9464 for IPv6 too [env: FILEGC_METRICS_ADDR; default: no metrics]
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_addr: Option<String>,
 
     /// The application to start and supervise, after `--`
     #[arg(last = true, value_name = "CMD")]

@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -346,6 +347,17 @@ pub struct RunOptions {
     pub sweep_interval: Duration,
     /// The application to start and supervise, if any.
     pub child: Option<ChildCommand>,
+    /// Where to serve the Prometheus metrics; none serves none.
+    pub metrics: Option<MetricsAddress>,
+}
+
+/// Where `filegc run` serves its metrics, and what asked for it, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress {
+    /// The address and port to listen on.
+    pub address: SocketAddr,
+    /// `--metrics-addr` or `FILEGC_METRICS_ADDR`.
+    pub source: &'static str,
 }
 
 /// A program and its arguments, given after `--`.
@@ -372,6 +384,8 @@ pub struct Environment {
     pub filegc_log: Option<String>,
     /// `RUST_LOG`, unchecked.
     pub rust_log: Option<String>,
+    /// `FILEGC_METRICS_ADDR`, unchecked.
+    pub metrics_addr: Option<String>,
     /// Whether `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
     pub no_color: bool,
     /// The Railway project, service and environment, for the alerts.
@@ -406,6 +420,7 @@ impl Environment {
             log_format: variable("FILEGC_LOG_FORMAT"),
             filegc_log: variable("FILEGC_LOG"),
             rust_log: variable("RUST_LOG"),
+            metrics_addr: variable("FILEGC_METRICS_ADDR"),
             no_color: variable("NO_COLOR").is_some(),
             railway: RailwayNames {
                 project: variable("RAILWAY_PROJECT_NAME"),
@@ -504,6 +519,14 @@ pub enum ConfigError {
         /// What the filter's parser said.
         reason: String,
     },
+    /// `--metrics-addr` or `FILEGC_METRICS_ADDR` is not an address to listen on.
+    #[error("{source_name}={value:?} is not an address to listen on: give an IP address and a port, like 0.0.0.0:9464, or [::]:9464 to take IPv6 too")]
+    MetricsAddress {
+        /// `--metrics-addr` or `FILEGC_METRICS_ADDR`.
+        source_name: &'static str,
+        /// The value as given.
+        value: String,
+    },
     /// The path given to `restore` could leave the volume.
     #[error("restore {path:?}: {reason} (give the path relative to the volume, like user_123_1700000000.jpg)")]
     RestorePath {
@@ -563,7 +586,9 @@ impl VolumeConfig {
             .or_else(|| environment.host_name.clone())
             .filter(|name| !name.trim().is_empty())
             .ok_or(ConfigError::MissingWorker)?;
-        let command = cli.command.map_or(Ok(Command::Menu), command)?;
+        let command = cli
+            .command
+            .map_or(Ok(Command::Menu), |given| command(given, environment))?;
         Ok(VolumeConfig {
             volume,
             database_url: database_url(global.database_url),
@@ -681,7 +706,7 @@ fn database_url(given: Option<String>) -> Option<DatabaseUrl> {
     given.filter(|url| !url.trim().is_empty()).map(DatabaseUrl)
 }
 
-fn command(command: cli::Command) -> Result<Command, ConfigError> {
+fn command(command: cli::Command, environment: &Environment) -> Result<Command, ConfigError> {
     Ok(match command {
         cli::Command::List(args) => Command::List(listing(args)?),
         cli::Command::Orphans(args) => Command::Orphans(listing(args)?),
@@ -739,6 +764,7 @@ fn command(command: cli::Command) -> Result<Command, ConfigError> {
                     program,
                     args: child.collect(),
                 }),
+                metrics: metrics_address(args.metrics_addr, environment)?,
             })
         }
     })
@@ -817,6 +843,25 @@ fn filter(args: FilterArgs) -> Result<Filter, ConfigError> {
         modified_since,
         modified_before,
     })
+}
+
+/// Where to serve the metrics: `--metrics-addr`, else `FILEGC_METRICS_ADDR`, else nowhere.
+fn metrics_address(
+    option: Option<String>,
+    environment: &Environment,
+) -> Result<Option<MetricsAddress>, ConfigError> {
+    let (source, value) = match (option, &environment.metrics_addr) {
+        (Some(value), _) => ("--metrics-addr", value),
+        (None, Some(value)) => ("FILEGC_METRICS_ADDR", value.clone()),
+        (None, None) => return Ok(None),
+    };
+    match value.trim().parse() {
+        Ok(address) => Ok(Some(MetricsAddress { address, source })),
+        Err(_) => Err(ConfigError::MetricsAddress {
+            source_name: source,
+            value,
+        }),
+    }
 }
 
 fn interval(option: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -1278,6 +1323,51 @@ mod tests {
         let error = super::tests::config(&["run", "--sweep-interval", "0s"]).unwrap_err();
         assert!(
             error.to_string().starts_with("--sweep-interval: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_address_is_the_flag_then_filegc_metrics_addr() {
+        let metrics = |environment: &Environment, args: &[&str]| {
+            let mut with_volume = vec!["--volume", "/data"];
+            with_volume.extend_from_slice(args);
+            config_with(environment, &with_volume).map(|config| match config.command {
+                Command::Run(run) => run.metrics,
+                other => panic!("expected run, got {other:?}"),
+            })
+        };
+        assert_eq!(metrics(&environment(), &["run"]), Ok(None));
+        let by_variable = Environment {
+            metrics_addr: Some("[::]:9464".into()),
+            ..environment()
+        };
+        assert_eq!(
+            metrics(&by_variable, &["run"]),
+            Ok(Some(MetricsAddress {
+                address: "[::]:9464".parse().unwrap(),
+                source: "FILEGC_METRICS_ADDR",
+            }))
+        );
+        assert_eq!(
+            metrics(&by_variable, &["run", "--metrics-addr", "127.0.0.1:9100"]),
+            Ok(Some(MetricsAddress {
+                address: "127.0.0.1:9100".parse().unwrap(),
+                source: "--metrics-addr",
+            }))
+        );
+        let unreadable = Environment {
+            metrics_addr: Some("localhost:9464".into()),
+            ..environment()
+        };
+        let error = metrics(&unreadable, &["run"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "FILEGC_METRICS_ADDR=\"localhost:9464\" is not an address to listen on: give an IP address and a port, like 0.0.0.0:9464, or [::]:9464 to take IPv6 too"
+        );
+        let error = metrics(&environment(), &["run", "--metrics-addr", "9464"]).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--metrics-addr=\"9464\""),
             "{error}"
         );
     }

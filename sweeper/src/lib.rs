@@ -41,6 +41,7 @@ pub mod filter;
 pub mod logging;
 pub mod maintenance;
 pub mod menu;
+pub mod metrics;
 pub mod offline;
 pub mod output;
 pub mod portable;

@@ -13,6 +13,7 @@ use filegc_sweeper::config::{
 use filegc_sweeper::db::{Cleanup, Db, DbError};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
+use filegc_sweeper::metrics::MetricsEndpoint;
 use filegc_sweeper::offline;
 use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
@@ -82,13 +83,26 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 );
                 return refused;
             };
+            // Bound before anything starts, so that a port in use stops the run at once.
+            let metrics = match options
+                .metrics
+                .as_ref()
+                .map(MetricsEndpoint::bind)
+                .transpose()
+            {
+                Ok(metrics) => metrics,
+                Err(error) => {
+                    eprintln!("filegc: {error}");
+                    return refused;
+                }
+            };
             let settings = RunSettings {
                 volume,
                 database_url,
                 worker: config.worker,
                 options,
             };
-            let code = runtime.block_on(supervise(settings))?;
+            let code = runtime.block_on(supervise(settings, metrics))?;
             // A walk or a connection still winding down must not hold up the exit.
             runtime.shutdown_timeout(Duration::from_secs(1));
             Ok(code.into())

@@ -13,10 +13,14 @@
 //! cleanups inside the maintenance window, the alert webhook, and the
 //! emergency cleanup when the volume reaches the emergency level, and
 //! records in the database how each alert's delivery ended.
+//!
+//! With a [`MetricsEndpoint`] it serves Prometheus metrics for as long as it
+//! runs, from what each scan and sweep noted (see [`crate::metrics`]).
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::process::Signal;
@@ -29,6 +33,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{ChildCommand, DatabaseUrl, Environment, Removal, RunOptions};
 use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
 use crate::maintenance::{self, LevelChange, Policies};
+use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::progress::Progress;
 use crate::scan::{report_capacity, scan, ScanOptions};
 use crate::sweep::{
@@ -63,10 +68,25 @@ pub struct RunSettings {
     pub options: RunOptions,
 }
 
-/// Runs the sweeper until `shutdown` completes, then settles the batch in hand and returns.
-pub async fn run(settings: &RunSettings, shutdown: impl Future<Output = ()>) {
+/// Runs the sweeper until `shutdown` completes, then settles the batch in
+/// hand and returns; serves the metrics on `endpoint` meanwhile.
+pub async fn run(
+    settings: &RunSettings,
+    endpoint: Option<MetricsEndpoint>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_sender, stop) = watch::channel(false);
-    let work = Sweeper::new(settings, stop).keep_going();
+    let metrics = endpoint.map(|endpoint| {
+        let metrics = Arc::new(Metrics::new());
+        let serving = Serving(tokio::spawn(endpoint.serve(Arc::clone(&metrics))));
+        (metrics, serving)
+    });
+    let work = Sweeper::new(
+        settings,
+        stop,
+        metrics.as_ref().map(|(metrics, _)| Arc::clone(metrics)),
+    )
+    .keep_going();
     tokio::pin!(work);
     tokio::select! {
         () = &mut work => return,
@@ -77,6 +97,15 @@ pub async fn run(settings: &RunSettings, shutdown: impl Future<Output = ()>) {
         }
     }
     work.await;
+}
+
+/// The metrics endpoint's task, which ends with the run however it ends.
+struct Serving(tokio::task::JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The signals passed on to the application: those that stop it (TERM from
@@ -98,11 +127,14 @@ const FORWARDED: [Signal; 6] = [
 /// passes the [`FORWARDED`] signals on to the application, reaps every
 /// process orphaned below it, and exits with the application's status (128
 /// plus the signal's number when a signal ended it).
-pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
+pub async fn supervise(
+    settings: RunSettings,
+    metrics: Option<MetricsEndpoint>,
+) -> std::io::Result<u8> {
     let Some(command) = settings.options.child.clone() else {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
-        run(&settings, async {
+        run(&settings, metrics, async {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
                 _ = interrupt.recv() => tracing::info!("SIGINT received"),
@@ -144,7 +176,7 @@ pub async fn supervise(settings: RunSettings) -> std::io::Result<u8> {
     tracing::info!(program = %command.program.to_string_lossy(), pid = child.id(), "application started");
     let (exited_sender, exited) = tokio::sync::oneshot::channel::<()>();
     let sweeper = tokio::spawn(async move {
-        run(&settings, async {
+        run(&settings, metrics, async {
             let _ = exited.await;
         })
         .await;
@@ -272,10 +304,16 @@ struct Sweeper<'a> {
     unrecorded_delivery: Option<Delivery>,
     /// The host name the alerts carry.
     host: String,
+    /// What the metrics endpoint serves, when there is one.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<'a> Sweeper<'a> {
-    fn new(settings: &'a RunSettings, stop: watch::Receiver<bool>) -> Self {
+    fn new(
+        settings: &'a RunSettings,
+        stop: watch::Receiver<bool>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
         let (notifier, deliveries) = Notifier::start();
         Sweeper {
             settings,
@@ -294,6 +332,7 @@ impl<'a> Sweeper<'a> {
             host: Environment::from_process()
                 .host_name
                 .unwrap_or_else(|| settings.worker.clone()),
+            metrics,
         }
     }
 
@@ -316,7 +355,10 @@ impl<'a> Sweeper<'a> {
                     }
                     backoff = Backoff::default();
                     tracing::info!("connected; listening for deletions");
-                    match self.serve(db, notifications).await {
+                    self.database_up(true);
+                    let served = self.serve(db, notifications).await;
+                    self.database_up(false);
+                    match served {
                         Served::Stopped => return,
                         Served::Lost(cause) => {
                             tracing::warn!(cause = %cause, "lost the database; reconnecting");
@@ -337,6 +379,13 @@ impl<'a> Sweeper<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// Notes for the metrics whether the run is connected.
+    fn database_up(&self, up: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics.database_up(up);
         }
     }
 
@@ -460,11 +509,50 @@ impl<'a> Sweeper<'a> {
     /// One sweep and a capacity report; `Err` when the connection is gone.
     async fn sweep(&mut self, db: &mut Db) -> Result<(), Served> {
         let swept = self.sweep_now(db).await;
+        let finished = swept.is_ok();
         let reported = match swept {
             Ok(_) => report_capacity(&self.settings.volume, db, &self.settings.worker).await,
             Err(error) => Err(error),
         };
-        self.settled(db, reported, "sweep")
+        self.settled(db, reported, "sweep")?;
+        if finished {
+            self.count_pending(db).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts the pending deletions for the metrics, when they are served.
+    async fn count_pending(&self, db: &Db) -> Result<(), Served> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(());
+        };
+        match db.pending_deletions().await {
+            Ok(pending) => {
+                metrics.pending(pending);
+                Ok(())
+            }
+            Err(error) => failed(db, error, "counting the pending deletions for the metrics"),
+        }
+    }
+
+    /// Counts the orphans for the metrics, when they are served: a pass
+    /// over every path, as long as `filegc.storage_stats`, so once per scan.
+    async fn count_orphans(&self, db: &Db) -> Result<(), Served> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(());
+        };
+        let mut stop = self.stop.clone();
+        let counted = tokio::select! {
+            counted = db.orphan_totals() => counted,
+            () = stopped(&mut stop) => return Err(Served::Stopped),
+        };
+        match counted {
+            Ok((files, bytes)) => {
+                metrics.orphans(files, bytes);
+                Ok(())
+            }
+            Err(error) => failed(db, error, "counting the orphans for the metrics"),
+        }
     }
 
     /// One scan (which reports the capacity); `Err` when the connection is gone.
@@ -479,11 +567,19 @@ impl<'a> Sweeper<'a> {
             // A walk can be long; dropping it abandons the COPY, and the next run scans again.
             () = stopped(&mut stop) => return Err(Served::Stopped),
         };
+        let finished = scanned.is_ok();
         let scanned = scanned.map(|report| {
             self.scanned = true;
+            if let Some(metrics) = &self.metrics {
+                metrics.scanned(report.files, report.bytes);
+            }
             report.alert_level
         });
-        self.settled(db, scanned, "scan")
+        self.settled(db, scanned, "scan")?;
+        if finished {
+            self.count_orphans(db).await?;
+        }
+        Ok(())
     }
 
     /// Notes the alert level of a finished step, or decides whether its error lost the connection.
@@ -495,6 +591,12 @@ impl<'a> Sweeper<'a> {
     ) -> Result<(), Served> {
         match result {
             Ok(level) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.alert_level(&level);
+                    if let Ok(capacity) = self.settings.volume.capacity() {
+                        metrics.volume(&capacity);
+                    }
+                }
                 let previous = std::mem::replace(&mut self.alert_level, level);
                 if let Some(change) = maintenance::level_change(&previous, &self.alert_level) {
                     self.level_changed(change, previous);
@@ -700,7 +802,11 @@ impl<'a> Sweeper<'a> {
             progress: Progress::Hidden,
             stop: Some(self.stop.clone()),
         };
-        sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await
+        let swept = sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await;
+        if let (Ok(report), Some(metrics)) = (&swept, &self.metrics) {
+            metrics.swept(report);
+        }
+        swept
     }
 }
 

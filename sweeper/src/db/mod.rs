@@ -7,6 +7,7 @@ mod alerts;
 mod cleanup;
 mod connection;
 mod inventory;
+mod metrics;
 mod queue;
 mod runs;
 mod settings;
