@@ -1,7 +1,8 @@
 //! Alert deliveries as `filegc.alert_deliveries` shows them: a webhook that
 //! fails every attempt is recorded with its host (never its URL, whose path
 //! holds the secret) and the error, and a later delivery that arrives shows
-//! its time.
+//! its time; one given up while the database was away is recorded once it
+//! is back.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use filegc_tests::eventually;
 use filegc_tests::test_env::TestEnv;
+use filegc_tests::Cluster;
 
 /// How long the run may take to give up on an alert: five attempts and the
 /// waits between them (1, 2, 4 and 8 seconds), with room to spare.
@@ -111,9 +113,7 @@ fn a_failed_delivery_is_recorded_without_the_token_and_a_later_one_shows_its_tim
     let status = Arc::new(AtomicU16::new(500));
     let url = receiver(Arc::clone(&status));
     env.set("alert_webhook_url", &url);
-    env.set("alert_emergency_pct", "100");
-    env.set("alert_critical_pct", "100");
-    env.set("alert_warning_pct", "0");
+    level_warning(&mut env);
     // The sweeper's role is enough to record deliveries.
     env.client
         .batch_execute(
@@ -178,5 +178,58 @@ fn a_failed_delivery_is_recorded_without_the_token_and_a_later_one_shows_its_tim
     assert_eq!(latest.error, None);
     assert_eq!(latest.attempts, 1);
     assert!(latest.finished_at >= failed_at, "{recorded:?}");
+    assert_eq!(running.stop().code(), Some(0));
+}
+
+/// Makes the volume's alert level warning (anything in use is at least 0 %, nothing reaches 100 %).
+fn level_warning(env: &mut TestEnv) {
+    env.set("alert_emergency_pct", "100");
+    env.set("alert_critical_pct", "100");
+    env.set("alert_warning_pct", "0");
+}
+
+#[test]
+fn a_delivery_given_up_while_the_database_is_away_is_recorded_once_it_is_back() {
+    let cluster = Cluster::start_private();
+    let mut env = TestEnv::on(&cluster);
+    let url = receiver(Arc::new(AtomicU16::new(500)));
+    env.set("alert_webhook_url", &url);
+    level_warning(&mut env);
+    let mut running = env.start(&[
+        "run",
+        "--sweep-interval",
+        "100ms",
+        "--scan-interval",
+        "200ms",
+    ]);
+    running.wait_for_log("alert webhook failed");
+    cluster.stop("fast");
+    let gave_up = eventually(GIVE_UP_DEADLINE, || {
+        running.log().contains("giving up on this alert")
+    });
+    assert!(gave_up, "the alert was never given up:\n{}", running.log());
+    cluster.start();
+
+    // The old connection died with the server.
+    env.client = env.db.connect();
+    let back_at: f64 = env
+        .client
+        .query_one("SELECT extract(epoch FROM now())::float8", &[])
+        .unwrap()
+        .get(0);
+    let mut recorded = Vec::new();
+    // The reconnection waits out the backoff, which the stop made grow.
+    let seen = eventually(GIVE_UP_DEADLINE, || {
+        recorded = deliveries(&mut env);
+        !recorded.is_empty()
+    });
+    assert!(seen, "the failure was never recorded:\n{}", running.log());
+    let failed = &recorded[0];
+    assert!(!failed.delivered, "{failed:?}");
+    assert_eq!(failed.level, "warning");
+    assert!(
+        failed.finished_at < back_at,
+        "recorded with the time it happened, before the database was back: {failed:?}"
+    );
     assert_eq!(running.stop().code(), Some(0));
 }
