@@ -126,15 +126,16 @@ const FORWARDED: [Signal; 6] = [
 /// is 0. With one, filegc does what a container's first process must: it
 /// passes the [`FORWARDED`] signals on to the application, reaps every
 /// process orphaned below it, and exits with the application's status (128
-/// plus the signal's number when a signal ended it).
+/// plus the signal's number when a signal ended it). Meanwhile it serves
+/// the metrics on `endpoint`, as [`run`] does.
 pub async fn supervise(
     settings: RunSettings,
-    metrics: Option<MetricsEndpoint>,
+    endpoint: Option<MetricsEndpoint>,
 ) -> std::io::Result<u8> {
     let Some(command) = settings.options.child.clone() else {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
-        run(&settings, metrics, async {
+        run(&settings, endpoint, async {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
                 _ = interrupt.recv() => tracing::info!("SIGINT received"),
@@ -176,7 +177,7 @@ pub async fn supervise(
     tracing::info!(program = %command.program.to_string_lossy(), pid = child.id(), "application started");
     let (exited_sender, exited) = tokio::sync::oneshot::channel::<()>();
     let sweeper = tokio::spawn(async move {
-        run(&settings, metrics, async {
+        run(&settings, endpoint, async {
             let _ = exited.await;
         })
         .await;
