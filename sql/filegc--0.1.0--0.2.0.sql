@@ -2682,6 +2682,10 @@ CREATE TABLE filegc.alert_delivery_log (
 COMMENT ON TABLE filegc.alert_delivery_log IS
     'The latest alert deliveries of filegc run, delivered or given up; read filegc.alert_deliveries';
 
+-- The record is the operator's data, as the runs are: pg_dump saves it.
+SELECT filegc.keep_in_dumps(t)
+  FROM unnest(ARRAY['filegc.alert_delivery_log', 'filegc.alert_delivery_log_id_seq']::regclass[]) AS t;
+
 -- The run calls this when an alert arrived or its last try failed; a
 -- failure met while the database was away is recorded once it is back, with
 -- the time it happened. SECURITY DEFINER: the sweeper's role writes no table.

@@ -201,6 +201,7 @@ const KEPT_TABLES: &[&str] = &[
     "runs",
     "inventory",
     "volume_reports",
+    "alert_delivery_log",
 ];
 
 /// The script `filegc switch-engine` runs in one transaction: it saves the
@@ -230,7 +231,12 @@ pub fn switch_script(to: Engine) -> String {
             "INSERT INTO filegc.{table} SELECT * FROM filegc_switching.{table};\n"
         ));
     }
-    for sequence in ["tombstones_id_seq", "runs_id_seq", "volume_reports_id_seq"] {
+    for sequence in [
+        "tombstones_id_seq",
+        "runs_id_seq",
+        "volume_reports_id_seq",
+        "alert_delivery_log_id_seq",
+    ] {
         let table = sequence.trim_end_matches("_id_seq");
         script.push_str(&format!(
             "SELECT setval('filegc.{sequence}', (SELECT coalesce(max(id), 0) + 1 FROM filegc.{table}), false);\n"

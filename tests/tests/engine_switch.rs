@@ -1,6 +1,6 @@
 //! Moving between the extension and the portable install, both ways, keeps
-//! the tombstones, settings, history and tracked columns, and the triggers go
-//! on working.
+//! the tombstones, settings, history, alert deliveries and tracked columns,
+//! and the triggers go on working.
 
 use filegc_tests::cluster;
 use filegc_tests::fixtures::{APP_COLUMNS, PREFIX};
@@ -14,6 +14,7 @@ struct Kept {
     tombstones: Vec<(i64, String, String)>,
     delay: String,
     runs: i64,
+    alert_deliveries: Vec<(String, bool)>,
     tracked: Vec<(String, String)>,
 }
 
@@ -39,6 +40,15 @@ fn kept(client: &mut Client) -> Kept {
         .query_one("SELECT count(*) FROM filegc.sweeps", &[])
         .unwrap()
         .get(0);
+    let alert_deliveries = client
+        .query(
+            "SELECT webhook_host, delivered FROM filegc.alert_deliveries ORDER BY finished_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let tracked = client
         .query(
             "SELECT table_name::text, column_name::text FROM filegc.tracked_columns ORDER BY 1, 2",
@@ -53,6 +63,7 @@ fn kept(client: &mut Client) -> Kept {
         tombstones,
         delay,
         runs,
+        alert_deliveries,
         tracked,
     }
 }
@@ -77,12 +88,14 @@ fn moving_between_the_engines_keeps_the_data_both_ways() {
              DELETE FROM facial_evaluations WHERE user_id = 1;
              SELECT filegc.process_notes();
              UPDATE filegc.settings SET value = '2 minutes' WHERE name = 'unreferenced_delay';
-             SELECT filegc.finish_run(filegc.start_run('sweep', 'w', '/v'), 1, 1, 10, 0);",
+             SELECT filegc.finish_run(filegc.start_run('sweep', 'w', '/v'), 1, 1, 10, 0);
+             SELECT filegc.record_alert_delivery('w', now(), 'warning', 'ok', 'hooks.example', 3, 'HTTP 500');",
         )
         .unwrap();
     let before = kept(&mut client);
     assert_eq!(before.engine, "portable");
     assert_eq!(before.tombstones.len(), 1);
+    assert_eq!(before.alert_deliveries.len(), 1);
 
     filegc_on(&db, &["switch-engine", "--to", "extension", "--apply"]);
     let mut client = db.connect();

@@ -25,6 +25,11 @@ fn a_restored_database_keeps_what_the_triggers_noted() {
          DELETE FROM facial_evaluations WHERE user_id = 3;",
     )
     .unwrap();
+    admin
+        .batch_execute(
+            "SELECT filegc.record_alert_delivery('w', now(), 'critical', 'ok', 'hooks.example', 3, 'HTTP 500')",
+        )
+        .unwrap();
     let unprocessed: i64 = admin
         .query_one("SELECT count(*) FROM filegc.notes", &[])
         .unwrap()
@@ -56,6 +61,17 @@ fn a_restored_database_keeps_what_the_triggers_noted() {
         filegc_triggers(&mut restored_admin),
         filegc_triggers(&mut admin),
         "each restored table has one set of filegc's triggers"
+    );
+    let deliveries: i64 = restored_admin
+        .query_one(
+            "SELECT count(*) FROM filegc.alert_deliveries WHERE NOT delivered",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        deliveries, 1,
+        "the record of alert deliveries is the operator's data"
     );
 }
 
