@@ -44,6 +44,9 @@ CLIENTS ?= 4
 BULK_ROWS ?= 100000
 CASES ?= scan,sweep,orphans,trigger,bulk
 
+# The engines the integration suite runs against.
+ENGINES ?= extension portable
+
 .PHONY: setup build install test test-unit test-extension test-integration lint fmt bench bench-sql demo demo-menu soak release
 
 setup:
@@ -67,11 +70,13 @@ test-unit:
 test-extension:
 	cd extension && $(PGRX_TEST_ENV) cargo pgrx test pg$(PG)
 
-# The whole integration suite runs against both engines: the extension and
-# the portable install (PL/pgSQL path rules and triggers).
+# The whole integration suite runs against each engine of ENGINES: the
+# extension and the portable install (PL/pgSQL path rules and triggers).
 test-integration: install
-	cargo test -p filegc-tests --tests
-	FILEGC_ENGINE=portable cargo test -p filegc-tests --tests
+	@for engine in $(ENGINES); do \
+	    echo "integration suite on the $$engine engine, PostgreSQL $(PG):"; \
+	    FILEGC_ENGINE=$$engine cargo test -p filegc-tests --tests || exit 1; \
+	done
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
 	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --quiet-wait 0
 
