@@ -148,9 +148,15 @@ fn a_scrape_shows_the_inventory_the_queue_and_the_sweeps_of_the_run() {
             "{head}"
         );
         scraped = samples(&body);
+        // The orphans are counted after each scan, the pending deletions
+        // after each sweep: a scrape between them can hold values of two
+        // moments (two orphans of 500 bytes, user_2 not yet swept), so the
+        // test waits for the whole picture, sizes included.
         scraped.get("filegc_pending_deletions") == Some(&1.0)
             && scraped.get("filegc_orphaned_files") == Some(&2.0)
+            && scraped.get("filegc_orphaned_bytes") == Some(&400.0)
             && scraped.get("filegc_inventory_files") == Some(&2.0)
+            && scraped.get("filegc_inventory_bytes") == Some(&400.0)
     });
     assert!(
         settled,
