@@ -284,6 +284,13 @@ impl Context {
                 writeln!(out, "Restored {path} ({})", format_size(bytes))?;
                 Ok(ExitCode::Success)
             }
+            RestoreResult::AlreadyBack => {
+                writeln!(
+                    out,
+                    "{path} is already back at its path (recorded as restored)"
+                )?;
+                Ok(ExitCode::Success)
+            }
             RestoreResult::NotInTrash => {
                 eprintln!(
                     "filegc: cannot restore {path}: it is not in the trash (it was never \

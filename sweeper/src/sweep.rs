@@ -312,17 +312,14 @@ async fn restore_requested(
     let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
     for batch in requests.chunks(batch_size) {
         let busy = db
-            .restore_checked(batch, |request| match restore_copy(volume, request) {
-                Some(record) => {
-                    if record == TrashRecord::Restored {
-                        report.restored += 1;
-                    }
-                    record
+            .restore_checked(batch, |request| {
+                let record = restore_copy(volume, request);
+                match record {
+                    TrashRecord::Restored => report.restored += 1,
+                    TrashRecord::Unchanged => report.trash_errors += 1,
+                    TrashRecord::Purged => {}
                 }
-                None => {
-                    report.trash_errors += 1;
-                    TrashRecord::Unchanged
-                }
+                record
             })
             .await?;
         for request in busy {
@@ -340,6 +337,10 @@ pub enum RestoreResult {
         /// Its size.
         bytes: u64,
     },
+    /// The trash no longer holds the copy, but a file stands at its path:
+    /// it was brought back already (by a sweep that found the path
+    /// referenced again, or by hand).
+    AlreadyBack,
     /// The database knows of no trashed copy of the path that is still there.
     NotInTrash,
     /// Something already stands at the path; the trashed copy stays.
@@ -369,17 +370,9 @@ pub async fn restore_now(
     let mut result = RestoreResult::NotInTrash;
     let busy = db
         .restore_checked(&requests, |request| {
-            result = match volume.restore(&request.path) {
-                Ok(RestoreOutcome::Restored { bytes }) => RestoreResult::Restored { bytes },
-                Ok(RestoreOutcome::NotInTrash) => RestoreResult::NotInTrash,
-                Ok(RestoreOutcome::TargetExists) => RestoreResult::TargetExists,
-                Err(error) => RestoreResult::Failed(error.to_string()),
-            };
-            match result {
-                RestoreResult::Restored { .. } => TrashRecord::Restored,
-                RestoreResult::NotInTrash => TrashRecord::Purged,
-                _ => TrashRecord::Unchanged,
-            }
+            let record;
+            (result, record) = restore_one(volume, &request.path);
+            record
         })
         .await?;
     if !busy.is_empty() {
@@ -472,31 +465,50 @@ pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<EmptiedTrash, D
     })
 }
 
-/// Restores one requested copy, logging the outcome; says what to record,
-/// and `None` when it failed (the request stays for the next pass).
-fn restore_copy(volume: &Volume, request: &TrashRequest) -> Option<TrashRecord> {
-    match volume.restore(&request.path) {
+/// Moves one requested copy back to its path: what came of it, and what
+/// the database records. The sweep's restore pass and `filegc restore`
+/// both go through here, so that they record the same outcome the same way.
+fn restore_one(volume: &Volume, path: &str) -> (RestoreResult, TrashRecord) {
+    match volume.restore(path) {
         Ok(RestoreOutcome::Restored { bytes }) => {
-            tracing::info!(path = %request.path, bytes, "restored from the trash");
-            Some(TrashRecord::Restored)
+            (RestoreResult::Restored { bytes }, TrashRecord::Restored)
         }
-        // The sweep already brought it back, when a row referenced the path again.
-        Ok(RestoreOutcome::NotInTrash) if volume.holds(&request.path).unwrap_or(false) => {
-            Some(TrashRecord::Restored)
+        Ok(RestoreOutcome::NotInTrash) if volume.holds(path).unwrap_or(false) => {
+            (RestoreResult::AlreadyBack, TrashRecord::Restored)
         }
-        Ok(RestoreOutcome::NotInTrash) => {
-            tracing::warn!(path = %request.path, "asked to restore, but the trash no longer holds it");
-            Some(TrashRecord::Purged)
-        }
-        Ok(RestoreOutcome::TargetExists) => {
-            tracing::warn!(path = %request.path, "cannot restore: a file already stands at the path; the trashed copy stays");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(path = %request.path, error = %error, "cannot restore a file");
-            None
-        }
+        Ok(RestoreOutcome::NotInTrash) => (RestoreResult::NotInTrash, TrashRecord::Purged),
+        Ok(RestoreOutcome::TargetExists) => (RestoreResult::TargetExists, TrashRecord::Unchanged),
+        Err(error) => (
+            RestoreResult::Failed(error.to_string()),
+            TrashRecord::Unchanged,
+        ),
     }
+}
+
+/// Restores one requested copy for the sweep's restore pass, logging the
+/// outcome; a copy left unchanged stays requested for the next pass.
+fn restore_copy(volume: &Volume, request: &TrashRequest) -> TrashRecord {
+    let path = &request.path;
+    let (result, record) = restore_one(volume, path);
+    match result {
+        RestoreResult::Restored { bytes } => {
+            tracing::info!(path = %path, bytes, "restored from the trash");
+        }
+        RestoreResult::AlreadyBack => {
+            tracing::info!(path = %path, "restored: the copy was back at its path already");
+        }
+        RestoreResult::NotInTrash => {
+            tracing::warn!(path = %path, "asked to restore, but the trash no longer holds it");
+        }
+        RestoreResult::TargetExists => {
+            tracing::warn!(path = %path, "cannot restore: a file already stands at the path; the trashed copy stays");
+        }
+        RestoreResult::Failed(error) => {
+            tracing::warn!(path = %path, error = %error, "cannot restore a file");
+        }
+        RestoreResult::Busy => {}
+    }
+    record
 }
 
 async fn purge_due(volume: &Volume, db: &mut Db, report: &mut SweepReport) -> Result<(), DbError> {

@@ -103,6 +103,32 @@ fn restore_brings_the_file_back_at_once() {
     );
 }
 
+/// The sweep's restore pass and `filegc restore` settle a copy that is no
+/// longer in the trash but stands at its path the same way: it is back.
+#[test]
+fn restore_of_a_copy_already_back_at_its_path_records_it_restored() {
+    let mut env = trashed(&["user_1_1700000000.jpg"]);
+    // Moved back without the database knowing, as by hand.
+    std::fs::rename(
+        env.path(".filegc-trash/user_1_1700000000.jpg"),
+        env.path("user_1_1700000000.jpg"),
+    )
+    .unwrap();
+    let stdout = env.run_ok(&["restore", "user_1_1700000000.jpg"]);
+    assert!(
+        stdout.contains("user_1_1700000000.jpg is already back at its path"),
+        "{stdout}"
+    );
+    assert!(env.path("user_1_1700000000.jpg").is_file());
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.deletions WHERE path = 'user_1_1700000000.jpg' \
+             AND restored_at IS NOT NULL AND purged_at IS NULL"
+        ),
+        1
+    );
+}
+
 #[test]
 fn restore_of_a_file_not_in_the_trash_says_so() {
     let env = TestEnv::new();
