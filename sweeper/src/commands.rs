@@ -2,16 +2,19 @@
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::pin::pin;
+
+use futures_util::TryStreamExt;
 
 use serde_json::Value;
 use thiserror::Error;
 
 use crate::config::{Confirmation, Deletion, Inventory, Listing, Output, Removal};
-use crate::db::{Cleanup, Db, DbError, FileRow, BREAKER_HINT};
+use crate::db::{Cleanup, Db, DbError, FileRow, ListKind, BREAKER_HINT};
 use crate::exit_codes::ExitCode;
 use crate::filter::{FileFacts, Filter};
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
-use crate::output::{invalid_references_note, print_preview, print_stats, print_table};
+use crate::output::{invalid_references_note, print_preview, print_stats, print_table, JsonArray};
 use crate::progress::Progress;
 use crate::scan::{scan, ScanOptions};
 use crate::sweep::{
@@ -24,17 +27,6 @@ use crate::volume::{Volume, TRASH_DIR};
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
-
-/// Which listing to show.
-#[derive(Debug, Clone, Copy)]
-pub enum ListKind {
-    /// Every file, with a managed column.
-    All,
-    /// Orphaned images.
-    Orphans,
-    /// Images older than so many days.
-    Old(u32),
-}
 
 /// The volume, the database and the worker name every command works with.
 pub struct Context {
@@ -64,16 +56,6 @@ impl Context {
         })
     }
 
-    /// The files a listing shows, after its filter.
-    pub async fn files(&self, kind: ListKind, filter: &Filter) -> Result<Vec<FileRow>, DbError> {
-        let rows = match kind {
-            ListKind::All => self.db.files().await?,
-            ListKind::Orphans => self.db.orphans().await?,
-            ListKind::Old(days) => self.db.old_files(days).await?,
-        };
-        Ok(filtered(rows, filter))
-    }
-
     /// `list`, `orphans` and `old`.
     pub async fn list(
         &mut self,
@@ -82,10 +64,26 @@ impl Context {
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
         let code = self.refresh(listing.inventory).await?;
-        let rows = self.files(kind, &listing.filter).await?;
+        let mut rows = pin!(self.db.listed_files(kind).await?);
         match listing.output {
-            Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
-            Output::Table => print_table(&rows, matches!(kind, ListKind::All), out)?,
+            Output::Json => {
+                let mut json = JsonArray::new(out);
+                while let Some(row) = rows.try_next().await? {
+                    if shows(&listing.filter, &row) {
+                        json.push(&row)?;
+                    }
+                }
+                json.finish()?;
+            }
+            Output::Table => {
+                let mut shown = Vec::new();
+                while let Some(row) = rows.try_next().await? {
+                    if shows(&listing.filter, &row) {
+                        shown.push(row);
+                    }
+                }
+                print_table(&shown, matches!(kind, ListKind::All), out)?;
+            }
         }
         Ok(code)
     }
@@ -387,15 +385,16 @@ pub struct Carried {
 
 /// The rows the filter lets through.
 pub fn filtered(rows: Vec<FileRow>, filter: &Filter) -> Vec<FileRow> {
-    rows.into_iter()
-        .filter(|row| {
-            filter.matches(&FileFacts {
-                path: &row.path,
-                size_bytes: row.size(),
-                modified: row.modified_at,
-            })
-        })
-        .collect()
+    rows.into_iter().filter(|row| shows(filter, row)).collect()
+}
+
+/// Whether a listing with `filter` shows `row`.
+fn shows(filter: &Filter, row: &FileRow) -> bool {
+    filter.matches(&FileFacts {
+        path: &row.path,
+        size_bytes: row.size(),
+        modified: row.modified_at,
+    })
 }
 
 /// Asks on the terminal whether to go ahead; without one, refuses with `refusal`.

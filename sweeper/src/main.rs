@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use filegc_sweeper::cli::Cli;
-use filegc_sweeper::commands::{Context, ListKind, MenuBackend, Refused};
+use filegc_sweeper::commands::{Context, MenuBackend, Refused};
 use filegc_sweeper::config::{
     Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
 };
-use filegc_sweeper::db::{Cleanup, Db, DbError};
+use filegc_sweeper::db::{Cleanup, Db, DbError, ListKind};
 use filegc_sweeper::exit_codes::ExitCode;
 use filegc_sweeper::menu::run_menu;
 use filegc_sweeper::metrics::MetricsEndpoint;

@@ -8,11 +8,11 @@ use std::io::Write;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::commands::{filtered, ListKind};
+use crate::commands::filtered;
 use crate::config::{Listing, Output};
-use crate::db::FileRow;
+use crate::db::{FileRow, ListKind};
 use crate::exit_codes::ExitCode;
-use crate::output::{print_stats, print_table};
+use crate::output::{print_stats, print_table, JsonArray};
 use crate::volume::{Volume, WalkItem};
 
 /// The extensions of `managed_patterns`' default; the setting itself lives in the database.
@@ -90,7 +90,13 @@ pub async fn list(
     };
     let rows = filtered(rows, &listing.filter);
     match listing.output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
+        Output::Json => {
+            let mut json = JsonArray::new(out);
+            for row in &rows {
+                json.push(row)?;
+            }
+            json.finish()?;
+        }
         Output::Table => print_table(&rows, matches!(kind, ListKind::All), out)?,
     }
     Ok(code)

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::db::FileRow;
@@ -48,6 +49,50 @@ pub fn print_table(rows: &[FileRow], show_managed: bool, out: &mut dyn Write) ->
         format_count(rows.len() as u64),
         format_size(total)
     )
+}
+
+/// Writes a JSON array one element at a time, laid out as
+/// `serde_json::to_string_pretty` lays out the whole array, then a newline:
+/// a listing of millions of files goes out as the database sends it,
+/// without the rows or the text of all of them in memory at once.
+pub struct JsonArray<'a> {
+    out: io::BufWriter<&'a mut dyn Write>,
+    empty: bool,
+}
+
+impl<'a> JsonArray<'a> {
+    /// An array written to `out`, buffered (stdout would otherwise be
+    /// written line by line).
+    pub fn new(out: &'a mut dyn Write) -> Self {
+        JsonArray {
+            out: io::BufWriter::new(out),
+            empty: true,
+        }
+    }
+
+    /// Writes one element.
+    pub fn push(&mut self, element: &impl Serialize) -> io::Result<()> {
+        let text = serde_json::to_string_pretty(element).map_err(io::Error::other)?;
+        self.out
+            .write_all(if self.empty { b"[\n" } else { b",\n" })?;
+        self.empty = false;
+        // A string's line breaks are escaped: each line of the text is a line of the layout.
+        for (index, line) in text.lines().enumerate() {
+            if index > 0 {
+                self.out.write_all(b"\n")?;
+            }
+            self.out.write_all(b"  ")?;
+            self.out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Closes the array and flushes it.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.out
+            .write_all(if self.empty { b"[]\n" } else { b"\n]\n" })?;
+        self.out.flush()
+    }
 }
 
 /// What invalid references cost: the images they may mean are never orphans.
@@ -162,4 +207,42 @@ pub(crate) fn print_preview(rows: &[FileRow], total: u64, out: &mut dyn Write) -
         format_count(rows.len() as u64),
         format_size(total)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(rows: &[FileRow]) -> String {
+        let mut out = Vec::new();
+        let mut json = JsonArray::new(&mut out);
+        for row in rows {
+            json.push(row).unwrap();
+        }
+        json.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_streamed_array_reads_as_the_whole_array_printed_at_once() {
+        let row = |path: &str| FileRow {
+            path: path.into(),
+            size_bytes: 1234,
+            modified_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            referenced: Some(false),
+            managed: true,
+        };
+        let rows = [
+            row("user_1_1700000000.jpg"),
+            row("odd \"name\"\nwith a line break.png"),
+            row("sub/user_2_1700000000.webp"),
+        ];
+        for count in 0..=rows.len() {
+            let whole = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&rows[..count]).unwrap()
+            );
+            assert_eq!(streamed(&rows[..count]), whole, "{count} rows");
+        }
+    }
 }

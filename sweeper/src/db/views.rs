@@ -1,10 +1,23 @@
 //! The reports: the files, orphans and old files of the latest scan, and the storage statistics.
 
 use chrono::{DateTime, Utc};
+use futures_util::{Stream, TryStreamExt};
 use serde::Serialize;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::connection::{Db, DbError};
+
+/// Which files a listing shows.
+#[derive(Debug, Clone, Copy)]
+pub enum ListKind {
+    /// Every file, with a managed column.
+    All,
+    /// Orphaned images.
+    Orphans,
+    /// Images older than so many days.
+    Old(u32),
+}
 
 /// One file as a listing shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -29,32 +42,33 @@ impl FileRow {
 }
 
 impl Db {
-    /// Every file of the latest scan, by path.
-    pub async fn files(&self) -> Result<Vec<FileRow>, DbError> {
-        self.file_rows(
-            "SELECT path, size_bytes, modified_at, referenced, managed FROM filegc.files ORDER BY path",
-            &[],
-        )
-        .await
-    }
-
-    /// The orphans of the latest scan, by path.
-    pub async fn orphans(&self) -> Result<Vec<FileRow>, DbError> {
-        self.file_rows(
-            "SELECT path, size_bytes, modified_at, false, true FROM filegc.orphans ORDER BY path",
-            &[],
-        )
-        .await
-    }
-
-    /// Managed files last modified more than `days` days ago, oldest first.
-    pub async fn old_files(&self, days: u32) -> Result<Vec<FileRow>, DbError> {
-        let days = i32::try_from(days).unwrap_or(i32::MAX);
-        self.file_rows(
-            "SELECT path, size_bytes, modified_at, referenced, true FROM filegc.old_files($1)",
-            &[&days],
-        )
-        .await
+    /// The files a listing shows, in its order (every file and the orphans
+    /// by path, old files oldest first), row by row as the database sends
+    /// them: a listing of millions of files is never held in memory at once.
+    pub async fn listed_files(
+        &self,
+        kind: ListKind,
+    ) -> Result<impl Stream<Item = Result<FileRow, DbError>>, DbError> {
+        let days = match kind {
+            ListKind::Old(days) => i32::try_from(days).unwrap_or(i32::MAX),
+            ListKind::All | ListKind::Orphans => 0,
+        };
+        let (sql, params): (&str, &[&(dyn ToSql + Sync)]) = match kind {
+            ListKind::All => (
+                "SELECT path, size_bytes, modified_at, referenced, managed FROM filegc.files ORDER BY path",
+                &[],
+            ),
+            ListKind::Orphans => (
+                "SELECT path, size_bytes, modified_at, false, true FROM filegc.orphans ORDER BY path",
+                &[],
+            ),
+            ListKind::Old(_) => (
+                "SELECT path, size_bytes, modified_at, referenced, true FROM filegc.old_files($1)",
+                &[&days],
+            ),
+        };
+        let rows = self.client.query_raw(sql, params.iter().copied()).await?;
+        Ok(rows.map_ok(|row| file_row(&row)).map_err(DbError::from))
     }
 
     /// The one row of `filegc.storage_stats`, as a JSON object keyed by column.
@@ -74,15 +88,6 @@ impl Db {
                 "filegc.storage_stats gave {other} instead of a row"
             ))),
         }
-    }
-
-    async fn file_rows(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<FileRow>, DbError> {
-        let rows = self.client.query(sql, params).await?;
-        Ok(rows.iter().map(file_row).collect())
     }
 }
 
