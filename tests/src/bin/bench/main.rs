@@ -35,6 +35,13 @@ use crate::report::Report;
 use crate::setup::Bench;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|first| first == measure::PEAK_MEMORY_OF)
+    {
+        return measure::peak_memory_of(&args[1..]);
+    }
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(problem) if problem.is_empty() => {

@@ -18,17 +18,65 @@ pub struct Measured {
     pub max_rss_kib: u64,
 }
 
+/// The first argument that makes the bench binary run the rest of its
+/// arguments as a command and write the command's own peak memory to a file
+/// (see [`run`] for why).
+pub const PEAK_MEMORY_OF: &str = "--peak-memory-of";
+
 /// Runs `command` to the end with stdout discarded; panics, with its stderr, when it fails.
+///
+/// Its peak memory is taken by a fresh, small copy of this binary that runs
+/// it ([`peak_memory_of`]): a child of this process would report this
+/// process's peak instead when that is higher, because Linux carries the
+/// high-water mark of the memory an exec replaces into the new program's,
+/// and a spawned child runs in this process's memory until its exec. By the
+/// time this benchmark measures `filegc orphans` it has held tens of MB of
+/// query results, which the figure then showed as the sweeper's.
 pub fn run(command: &mut Command, what: &str) -> Measured {
-    // A file rather than a pipe: nothing reads the child's stderr while it
-    // runs, and a full pipe would stall it.
-    let mut stderr = tempfile::tempfile().expect("a temporary file for stderr");
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
-        stderr
-            .try_clone()
-            .expect("a second handle on a temporary file"),
-    );
-    let start = Instant::now();
+    let peak_file = tempfile::NamedTempFile::new().expect("a temporary file for the peak memory");
+    let mut wrapped = Command::new(std::env::current_exe().expect("the bench binary's path"));
+    wrapped
+        .arg(PEAK_MEMORY_OF)
+        .arg(peak_file.path())
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let measured = run_and_reap(&mut wrapped, what);
+    let peak = fs::read_to_string(peak_file.path()).unwrap_or_default();
+    Measured {
+        max_rss_kib: peak.trim().parse().unwrap_or(measured.max_rss_kib),
+        ..measured
+    }
+}
+
+/// `bench --peak-memory-of FILE PROGRAM [ARGS...]`: runs PROGRAM with this
+/// process's standard streams, writes its peak resident set size in KiB to
+/// FILE, and exits with its exit status.
+pub fn peak_memory_of(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    let [file, program, rest @ ..] = args else {
+        eprintln!("bench: {PEAK_MEMORY_OF} FILE PROGRAM [ARGS...]");
+        return std::process::ExitCode::from(2);
+    };
+    let (status, usage) = spawn_and_wait(Command::new(program).args(rest), "the command");
+    fs::write(file, usage.ru_maxrss.to_string()).expect("writing the peak memory");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Spawns `command` and reaps it with its resource usage.
+fn spawn_and_wait(command: &mut Command, what: &str) -> (i32, libc::rusage) {
     #[allow(
         clippy::zombie_processes,
         reason = "wait4 below reaps it, which std's wait cannot do with the resource usage"
@@ -51,6 +99,22 @@ pub fn run(command: &mut Command, what: &str) -> Measured {
             panic!("bench: waiting for {what}: {error}");
         }
     }
+    (status, usage)
+}
+
+/// Runs `command` to the end with stdout discarded and stderr kept; panics,
+/// with its stderr, when it fails.
+fn run_and_reap(command: &mut Command, what: &str) -> Measured {
+    // A file rather than a pipe: nothing reads the child's stderr while it
+    // runs, and a full pipe would stall it.
+    let mut stderr = tempfile::tempfile().expect("a temporary file for stderr");
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(
+        stderr
+            .try_clone()
+            .expect("a second handle on a temporary file"),
+    );
+    let start = Instant::now();
+    let (status, usage) = spawn_and_wait(command, what);
     let wall = start.elapsed();
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         let mut text = String::new();
