@@ -5,7 +5,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::pin::pin;
 
 use futures_util::TryStreamExt;
-
 use serde_json::Value;
 use thiserror::Error;
 
