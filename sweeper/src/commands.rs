@@ -1,6 +1,7 @@
 //! The commands behind `filegc`: listings, statistics and deletions, printed as tables or JSON.
 
 use std::collections::HashSet;
+use std::future::ready;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::pin::pin;
 
@@ -63,24 +64,18 @@ impl Context {
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
         let code = self.refresh(listing.inventory).await?;
-        let mut rows = pin!(self.db.listed_files(kind).await?);
+        let rows = self.db.listed_files(kind).await?;
+        let mut shown = pin!(rows.try_filter(|row| ready(shows(&listing.filter, row))));
         match listing.output {
             Output::Json => {
                 let mut json = JsonArray::new(out);
-                while let Some(row) = rows.try_next().await? {
-                    if shows(&listing.filter, &row) {
-                        json.push(&row)?;
-                    }
+                while let Some(row) = shown.try_next().await? {
+                    json.push(&row)?;
                 }
                 json.finish()?;
             }
             Output::Table => {
-                let mut shown = Vec::new();
-                while let Some(row) = rows.try_next().await? {
-                    if shows(&listing.filter, &row) {
-                        shown.push(row);
-                    }
-                }
+                let shown: Vec<FileRow> = shown.try_collect().await?;
                 print_table(&shown, matches!(kind, ListKind::All), out)?;
             }
         }
