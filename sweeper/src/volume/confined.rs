@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filegc_path_rules::{validate_relative, InvalidReason};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
@@ -217,6 +218,37 @@ impl Volume {
         }
     }
 
+    /// The size and modification time of the file or link at `rel`, never
+    /// following a link; `None` when no file stands there (any more).
+    pub fn metadata(&self, rel: &str) -> Result<Option<(u64, SystemTime)>, FileError> {
+        let (dirs, name) = split_checked(rel)?;
+        let Some(parent) = self.find_dirs(dirs.iter().copied(), rel)? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => Ok(None),
+            Ok(stat) => Ok(Some((
+                u64::try_from(stat.st_size).unwrap_or_default(),
+                modification_time(&stat),
+            ))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(io_error(rel, "read it", errno)),
+        }
+    }
+
+    /// A second handle on the same volume, for work on another thread.
+    pub fn try_clone(&self) -> Result<Volume, VolumeError> {
+        let dir = self.dir.try_clone().map_err(|source| VolumeError::Io {
+            path: self.root.clone(),
+            action: "open it again",
+            source,
+        })?;
+        Ok(Volume {
+            root: self.root.clone(),
+            dir,
+        })
+    }
+
     /// The size, use and free space of the volume's file system.
     pub fn capacity(&self) -> Result<Capacity, VolumeError> {
         let stats = rustix::fs::fstatvfs(&self.dir).map_err(|errno| VolumeError::Io {
@@ -366,6 +398,20 @@ pub(super) fn file_size(
         Ok(stat) => Ok(Some(u64::try_from(stat.st_size).unwrap_or_default())),
         Err(Errno::NOENT) => Ok(None),
         Err(errno) => Err(io_error(shown, "inspect it", errno)),
+    }
+}
+
+/// When a file was last modified, from its `stat`.
+#[allow(
+    clippy::useless_conversion,
+    reason = "the widths of the stat fields differ between platforms"
+)]
+pub(super) fn modification_time(stat: &rustix::fs::Stat) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::try_from(stat.st_mtime_nsec).unwrap_or_default());
+    let seconds = i64::from(stat.st_mtime);
+    match u64::try_from(seconds) {
+        Ok(after) => UNIX_EPOCH + Duration::from_secs(after) + nanos,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos,
     }
 }
 

@@ -3,19 +3,20 @@
 //! The walk reads the tree through `walkdir` without following links or
 //! crossing into other file systems. It is synchronous and streams its items,
 //! so a caller runs it on a blocking thread and forwards the items over a
-//! bounded channel.
+//! bounded channel. [`Volume::paths`] is the same walk without a `stat` per
+//! file, for a caller that needs only the names.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use filegc_path_rules::{InvalidReason, MAX_PATH_BYTES};
 use rustix::fs::AtFlags;
 use walkdir::WalkDir;
 
-use super::confined::{io_error, open_dirs_under, FileError, Volume, TRASH_DIR};
+use super::confined::{io_error, modification_time, open_dirs_under, FileError, Volume, TRASH_DIR};
 
 /// The folder every ext4 file system has at its root; never part of the inventory.
 const LOST_AND_FOUND: &str = "lost+found";
@@ -45,12 +46,19 @@ pub struct Entry {
 impl Volume {
     /// Streams every regular file and link under the root, skipping the trash and `lost+found`.
     pub fn walk(&self) -> Walk {
+        Walk {
+            paths: self.paths(),
+        }
+    }
+
+    /// The walk's paths, in the same order and with the same problems, without inspecting the files.
+    pub fn paths(&self) -> Paths {
         let inner = WalkDir::new(&self.root)
             .follow_links(false)
             .same_file_system(true)
             .into_iter()
             .filter_entry(is_inventoried as fn(&walkdir::DirEntry) -> bool);
-        Walk {
+        Paths {
             root: self.root.clone(),
             root_dir: self.dir.try_clone().ok(),
             inner,
@@ -61,11 +69,16 @@ impl Volume {
 
 /// The walk's stream of entries and problems; see [`Volume::walk`].
 pub struct Walk {
+    paths: Paths,
+}
+
+/// The walk's stream of paths and problems; see [`Volume::paths`].
+pub struct Paths {
     root: PathBuf,
     /// The volume's root, from which the walk opens each folder it lists.
     root_dir: Option<OwnedFd>,
     inner: walkdir::FilterEntry<walkdir::IntoIter, fn(&walkdir::DirEntry) -> bool>,
-    /// The folder of the latest entry.
+    /// The folder of the latest path.
     folder: Option<Folder>,
 }
 
@@ -83,32 +96,68 @@ struct Folder {
     dir: Option<OwnedFd>,
 }
 
-impl Iterator for Walk {
-    type Item = WalkItem;
+/// A regular file or a symbolic link the walk passed by, not yet inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The path relative to the root, with `/` between segments.
+    pub path: String,
+    /// Whether this is a symbolic link.
+    pub is_symlink: bool,
+}
 
-    fn next(&mut self) -> Option<WalkItem> {
+/// A file deleted while the walk passes by (the sweeper at work) is simply
+/// not on the volume any more: no problem to report.
+fn vanished(problem: &FileError) -> bool {
+    problem
+        .io_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+impl Iterator for Paths {
+    type Item = Result<Found, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             let item = match self.inner.next()? {
-                Ok(entry) if entry.depth() > 0 && !entry.file_type().is_dir() => self.item(&entry),
+                Ok(entry) if entry.depth() > 0 && !entry.file_type().is_dir() => self.found(&entry),
                 Ok(_) => continue,
                 Err(error) => {
                     let path = error.path().unwrap_or(&self.root).to_owned();
-                    WalkItem::Problem(walk_error(&self.root, error, &path))
+                    Err(walk_error(&self.root, error, &path))
                 }
             };
-            // A file deleted while the walk passes by (the sweeper at work) is
-            // simply not on the volume any more: no problem to report.
-            let vanished = matches!(&item, WalkItem::Problem(problem)
-                if problem.io_error().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound));
-            if !vanished {
+            if !matches!(&item, Err(problem) if vanished(problem)) {
                 return Some(item);
             }
         }
     }
 }
 
-impl Walk {
-    fn item(&mut self, entry: &walkdir::DirEntry) -> WalkItem {
+impl Iterator for Walk {
+    type Item = WalkItem;
+
+    fn next(&mut self) -> Option<WalkItem> {
+        loop {
+            let item = match self.paths.next()? {
+                Ok(found) => match self.paths.metadata(&found) {
+                    Ok((size_bytes, modified)) => WalkItem::Entry(Entry {
+                        path: found.path,
+                        size_bytes,
+                        modified,
+                        is_symlink: found.is_symlink,
+                    }),
+                    Err(problem) if vanished(&problem) => continue,
+                    Err(problem) => WalkItem::Problem(problem),
+                },
+                Err(problem) => WalkItem::Problem(problem),
+            };
+            return Some(item);
+        }
+    }
+}
+
+impl Paths {
+    fn found(&mut self, entry: &walkdir::DirEntry) -> Result<Found, FileError> {
         let parent = entry.path().parent().unwrap_or(&self.root);
         if self
             .folder
@@ -118,8 +167,7 @@ impl Walk {
             self.folder = Some(self.open_folder(parent));
         }
         let folder = self.folder.as_ref().expect("opened above");
-        let name = entry.file_name();
-        let path = match (&folder.rel, name.to_str()) {
+        let path = match (&folder.rel, entry.file_name().to_str()) {
             (Some(rel), Some(name)) if rel.is_empty() => name.to_owned(),
             (Some(rel), Some(name)) => format!("{rel}/{name}"),
             _ => {
@@ -127,7 +175,7 @@ impl Walk {
                     .path()
                     .strip_prefix(&self.root)
                     .unwrap_or(entry.path());
-                return WalkItem::Problem(FileError::NameNotUtf8 {
+                return Err(FileError::NameNotUtf8 {
                     path: rel.to_string_lossy().into_owned(),
                 });
             }
@@ -135,7 +183,7 @@ impl Walk {
         // No row can reference a path this long (see path_rules), and the
         // inventory's index could not hold it: the file is never filegc's.
         if path.len() > MAX_PATH_BYTES {
-            return WalkItem::Problem(FileError::Invalid {
+            return Err(FileError::Invalid {
                 path,
                 reason: InvalidReason::TooLong,
             });
@@ -151,27 +199,28 @@ impl Walk {
             None
         };
         if let Some(kind) = kind {
-            return WalkItem::Problem(FileError::NotAFile { path, kind });
+            return Err(FileError::NotAFile { path, kind });
         }
-        let (size_bytes, modified) = match &folder.dir {
-            Some(dir) => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => (
-                    u64::try_from(stat.st_size).unwrap_or_default(),
-                    modification_time(&stat),
-                ),
-                Err(errno) => return WalkItem::Problem(io_error(&path, "read it", errno)),
-            },
-            None => match self.metadata_by_path(entry, &path) {
-                Ok(found) => found,
-                Err(problem) => return WalkItem::Problem(problem),
-            },
-        };
-        WalkItem::Entry(Entry {
+        Ok(Found {
             path,
-            size_bytes,
-            modified,
             is_symlink: file_type.is_symlink(),
         })
+    }
+
+    /// The size and modification time of `found`, the latest path, never following a link.
+    fn metadata(&self, found: &Found) -> Result<(u64, SystemTime), FileError> {
+        let dir = self.folder.as_ref().and_then(|folder| folder.dir.as_ref());
+        let name = found.path.rsplit('/').next().unwrap_or(&found.path);
+        match dir {
+            Some(dir) => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => Ok((
+                    u64::try_from(stat.st_size).unwrap_or_default(),
+                    modification_time(&stat),
+                )),
+                Err(errno) => Err(io_error(&found.path, "read it", errno)),
+            },
+            None => self.metadata_by_path(&found.path),
+        }
     }
 
     /// Opens the folder `parent` through the root's handle, never through a link.
@@ -195,18 +244,13 @@ impl Walk {
         }
     }
 
-    /// The size and modification time of `entry`, looked up by its full path.
-    fn metadata_by_path(
-        &self,
-        entry: &walkdir::DirEntry,
-        path: &str,
-    ) -> Result<(u64, SystemTime), FileError> {
-        let metadata = entry.metadata().map_err(|error| {
-            let rel = entry
-                .path()
-                .strip_prefix(&self.root)
-                .unwrap_or(entry.path());
-            walk_error(&self.root, error, rel)
+    /// The size and modification time of the file at `path`, looked up by its full path.
+    fn metadata_by_path(&self, path: &str) -> Result<(u64, SystemTime), FileError> {
+        let full = self.root.join(path);
+        let metadata = std::fs::symlink_metadata(&full).map_err(|source| FileError::Io {
+            path: path.into(),
+            action: "read it",
+            source,
         })?;
         let modified = metadata.modified().map_err(|source| FileError::Io {
             path: path.into(),
@@ -214,20 +258,6 @@ impl Walk {
             source,
         })?;
         Ok((metadata.len(), modified))
-    }
-}
-
-/// When a file was last modified, from its `stat`.
-#[allow(
-    clippy::useless_conversion,
-    reason = "the widths of the stat fields differ between platforms"
-)]
-fn modification_time(stat: &rustix::fs::Stat) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::try_from(stat.st_mtime_nsec).unwrap_or_default());
-    let seconds = i64::from(stat.st_mtime);
-    match u64::try_from(seconds) {
-        Ok(after) => UNIX_EPOCH + Duration::from_secs(after) + nanos,
-        Err(_) => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos,
     }
 }
 
@@ -276,6 +306,7 @@ mod tests {
     use std::io;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn walk_reports_files_with_size_and_modification_time() {
