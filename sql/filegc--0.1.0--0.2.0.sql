@@ -1707,6 +1707,26 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION filegc.old_files(integer) IS 'Managed files last modified more than `days` days ago, oldest first';
 
+-- Which of `paths`, files on the volume now, are orphans: the paths the final
+-- check (filegc.kept_among) would not keep, so a fresh listing of the
+-- volume (`filegc orphans`) applies the very rule deletions go by, without
+-- an inventory. Sorted as the listings are. SECURITY DEFINER, as the final
+-- check reads the application's tables as their owner.
+CREATE FUNCTION filegc.orphans_among(paths text[]) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM filegc.require_sound_tracking();
+    RETURN QUERY
+    SELECT DISTINCT p FROM unnest(paths) AS p
+     WHERE p IS NOT NULL AND NOT (p IN (SELECT k.path FROM filegc.kept_among(paths) AS k))
+     ORDER BY p;
+END
+$$;
+COMMENT ON FUNCTION filegc.orphans_among(text[]) IS
+    'Which of the given paths, files on the volume now, are orphans (what the final check would not keep), sorted';
+REVOKE EXECUTE ON FUNCTION filegc.orphans_among(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION filegc.orphans_among(text[]) TO filegc_sweeper;
+
 ------------------------------------------------------------------------------
 -- Cleanup functions for people
 ------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ BEGIN
     FOREACH fn IN ARRAY ARRAY[
         'filegc.is_referenced(text)',
         'filegc.reference_rows()',
+        'filegc.orphans_among(text[])',
         'filegc.cleanup_orphans(boolean, boolean)',
         'filegc.cleanup_older_than(integer, boolean, boolean, boolean)',
         'filegc.schedule_delete(text[], text, boolean)',

@@ -117,6 +117,9 @@ Examples:
 
     /// List orphaned images: images no database row references
     #[command(after_help = "\
+Without --no-scan, the listing is of the volume as it is now, and the
+inventory stays as the latest `filegc scan` left it.
+
 Examples:
   filegc orphans
   filegc orphans --no-scan --json")]

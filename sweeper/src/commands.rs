@@ -5,7 +5,7 @@ use std::future::ready;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::pin::pin;
 
-use futures_util::TryStreamExt;
+use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -13,6 +13,7 @@ use crate::config::{Confirmation, Deletion, Inventory, Listing, Output, Removal}
 use crate::db::{Cleanup, Db, DbError, FileRow, ListKind, BREAKER_HINT};
 use crate::exit_codes::ExitCode;
 use crate::filter::{FileFacts, Filter};
+use crate::fresh_orphans::fresh_orphans;
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::output::{invalid_references_note, print_preview, print_stats, print_table, JsonArray};
 use crate::progress::Progress;
@@ -63,8 +64,18 @@ impl Context {
         listing: &Listing,
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
-        let code = self.refresh(listing.inventory).await?;
-        let rows = self.db.listed_files(kind).await?;
+        let (code, rows) = match (kind, listing.inventory) {
+            (ListKind::Orphans, Inventory::Rescan) => {
+                let fresh = fresh_orphans(&self.volume, &self.db).await?;
+                let code = fresh.exit_code();
+                let rows = stream::iter(fresh.rows.into_iter().map(Ok));
+                (code, rows.left_stream())
+            }
+            _ => {
+                let code = self.refresh(listing.inventory).await?;
+                (code, self.db.listed_files(kind).await?.right_stream())
+            }
+        };
         let mut shown = pin!(rows.try_filter(|row| ready(shows(&listing.filter, row))));
         match listing.output {
             Output::Json => {

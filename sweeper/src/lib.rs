@@ -38,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod exit_codes;
 pub mod filter;
+pub mod fresh_orphans;
 pub mod logging;
 pub mod maintenance;
 pub mod menu;

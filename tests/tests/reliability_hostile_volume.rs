@@ -147,6 +147,43 @@ fn the_sweeper_reports_hostile_volume_contents_and_goes_on() {
     assert_eq!(outcome(&mut env, "pipe.jpg").1.as_deref(), Some("trashed"));
 }
 
+/// `filegc orphans` looks at the volume without a scan: the same contents
+/// are reported, the listing goes on, and it ends with status 1.
+#[test]
+fn the_fresh_orphan_listing_reports_hostile_volume_contents_and_goes_on() {
+    let env = TestEnv::new();
+    symlink(env.outside("passwd"), env.path("link.jpg")).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(env.path("pipe.jpg"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo failed");
+    let not_utf8 = env
+        .volume
+        .join(OsStr::from_bytes(b"user_1_1700000000\xff.jpg"));
+    fs::write(&not_utf8, "not utf-8\n").unwrap();
+    env.write("plain.jpg", "an ordinary file\n");
+
+    let listing = env.run(&["orphans", "--json"]);
+    assert_eq!(
+        listing.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&listing)
+    );
+    assert_reports(&listing, "pipe.jpg", "FIFO");
+    assert_reports(&listing, "user_1_1700000000", "not valid UTF-8");
+    let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let paths: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["link.jpg", "plain.jpg"]);
+    env.assert_canaries_intact();
+}
+
 /// Runs the binary with the volume mounted read-only in a private mount namespace; `None` when the machine does not allow it.
 fn run_on_read_only_volume(env: &TestEnv, args: &[&str]) -> Option<Output> {
     let volume = env.volume.display().to_string();

@@ -45,6 +45,66 @@ fn orphans_are_listed_as_json_with_the_documented_fields() {
     assert!(chrono_like_rfc3339(modified), "{modified}");
 }
 
+#[test]
+fn orphans_look_at_the_volume_now_and_leave_the_inventory_to_scan() {
+    let mut env = known_volume();
+    env.run_ok(&["scan"]);
+    env.write_aged("user_4_1700000000.jpg", 500, 100);
+    std::fs::remove_file(env.path("user_3_1700000000.webp")).unwrap();
+    let scans = "SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan'";
+    let scanned = env.query_i64(scans);
+
+    let listing = json(&env.run_ok(&["orphans", "--json"]));
+    assert_eq!(
+        paths(&listing),
+        ["user_2_1700000000.png", "user_4_1700000000.jpg"]
+    );
+    assert_eq!(listing[1]["size_bytes"], 500);
+    assert_eq!(env.query_i64(scans), scanned, "a listing is not a scan");
+    let from_the_inventory = json(&env.run_ok(&["orphans", "--no-scan", "--json"]));
+    assert_eq!(
+        paths(&from_the_inventory),
+        ["user_2_1700000000.png", "user_3_1700000000.webp"],
+        "the inventory still holds what the scan saw"
+    );
+}
+
+/// Every kind of file the orphan rule tells apart, in a folder and out of one.
+#[test]
+fn a_fresh_orphan_listing_is_the_one_a_scan_gives() {
+    let mut env = known_volume();
+    env.write_aged("sub/user_5_1700000000.jpg", 50, 100);
+    env.write_aged("sub/user_6_1700000000.jpg", 60, 100);
+    env.reference("sub/user_6_1700000000.jpg");
+    // Its name, read as a reference, is one a row holds.
+    env.write_aged("user_7_1700000000.jpg?v=2", 70, 100);
+    env.reference("user_7_1700000000.jpg?v=2");
+    // An invalid reference (a prefix the operator forgot) may mean it.
+    env.write_aged("user_8_1700000000.jpg", 80, 100);
+    env.insert_row(8, "/srv/old_volume/user_8_1700000000.jpg");
+    std::os::unix::fs::symlink(
+        env.outside("elsewhere.jpg"),
+        env.path("user_9_1700000000.jpg"),
+    )
+    .unwrap();
+    env.write_aged("user_10_1700000000.JPG", 100, 1);
+
+    let fresh = json(&env.run_ok(&["orphans", "--json"]));
+    env.run_ok(&["scan"]);
+    let scanned = json(&env.run_ok(&["orphans", "--no-scan", "--json"]));
+    assert_eq!(fresh, scanned);
+    assert_eq!(
+        paths(&fresh),
+        [
+            "sub/user_5_1700000000.jpg",
+            "user_10_1700000000.JPG",
+            "user_2_1700000000.png",
+            "user_3_1700000000.webp",
+            "user_9_1700000000.jpg",
+        ]
+    );
+}
+
 fn chrono_like_rfc3339(text: &str) -> bool {
     text.len() >= 20 && text.as_bytes()[10] == b'T' && (text.ends_with('Z') || text.contains('+'))
 }

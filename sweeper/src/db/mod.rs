@@ -20,4 +20,4 @@ pub use self::inventory::{finish_inventory, write_inventory_row, VolumeReport};
 pub use self::queue::{Batch, BatchResult, Claimed, SettleError, Verdict};
 pub use self::settings::{SettingValue, SettingsSnapshot};
 pub use self::trash::{TrashRecord, TrashRequest};
-pub use self::views::{FileRow, ListKind};
+pub use self::views::{file_row_on_volume, FileRow, ListKind};

@@ -1,6 +1,8 @@
 //! The reports: the files, orphans and old files of the latest scan, and the storage statistics.
 
-use chrono::{DateTime, Utc};
+use std::time::SystemTime;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::{Stream, TryStreamExt};
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
@@ -41,6 +43,27 @@ impl FileRow {
     }
 }
 
+/// An orphan as a listing from the inventory would show it: the time is the
+/// one PostgreSQL stores for a file's modification time (whole microseconds
+/// since 2000-01-01, rounded toward that date, as the client library sends
+/// it), so that both listings of one file agree to the digit.
+pub fn file_row_on_volume(path: String, size_bytes: u64, modified: SystemTime) -> FileRow {
+    let modified = DateTime::<Utc>::from(modified);
+    let postgres_epoch = DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or_default();
+    let modified_at = (modified - postgres_epoch)
+        .num_microseconds()
+        .map_or(modified, |micros| {
+            postgres_epoch + TimeDelta::microseconds(micros)
+        });
+    FileRow {
+        path,
+        size_bytes: i64::try_from(size_bytes).unwrap_or(i64::MAX),
+        modified_at,
+        referenced: Some(false),
+        managed: true,
+    }
+}
+
 impl Db {
     /// The files a listing shows, in its order (every file and the orphans
     /// by path, old files oldest first), row by row as the database sends
@@ -69,6 +92,31 @@ impl Db {
         };
         let rows = self.client.query_raw(sql, params.iter().copied()).await?;
         Ok(rows.map_ok(|row| file_row(&row)).map_err(DbError::from))
+    }
+
+    /// Every path a tracked column references, once per value, as the
+    /// database normalizes them, as it sends them.
+    pub async fn referenced_paths(
+        &self,
+    ) -> Result<impl Stream<Item = Result<String, DbError>>, DbError> {
+        let no_params: [&(dyn ToSql + Sync); 0] = [];
+        let rows = self
+            .client
+            .query_raw("SELECT path FROM filegc.reference_rows()", no_params)
+            .await?;
+        Ok(rows
+            .map_ok(|row| row.get::<_, String>(0))
+            .map_err(DbError::from))
+    }
+
+    /// Which of `paths`, files on the volume now, are orphans by the final
+    /// check's rule (`filegc.orphans_among`), in the listings' order.
+    pub async fn orphans_among(&self, paths: &[String]) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .client
+            .query("SELECT filegc.orphans_among($1)", &[&paths])
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// The one row of `filegc.storage_stats`, as a JSON object keyed by column.
