@@ -84,7 +84,7 @@ pub fn run(bench: &mut Bench) {
     against_the_old_tool(bench, orphans);
 }
 
-/// `filegc orphans --json` (a scan, then the report) against the old tool's
+/// `filegc orphans --json` (its fresh look at the volume) against the old tool's
 /// method on the same volume and database: wall time and peak memory.
 fn against_the_old_tool(bench: &mut Bench, orphans: u64) {
     let volume = bench.volume();
@@ -116,7 +116,7 @@ fn against_the_old_tool(bench: &mut Bench, orphans: u64) {
     let (our_peak, their_peak) = (peak(&ours), peak(&theirs));
     bench.report.row(Row {
         case: format!(
-            "`filegc orphans --json` with a fresh scan, {} files",
+            "`filegc orphans --json` with its fresh look at the volume, {} files",
             thousands(bench.options.files)
         ),
         filegc: seconds(our_time),
