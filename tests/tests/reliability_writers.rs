@@ -166,6 +166,16 @@ fn disabled_triggers_stop_the_sweeper_instead_of_fooling_it() {
         ),
         Ok(verdict) => panic!("with the triggers disabled the check said {verdict}"),
     }
+    let refusal = admin
+        .query("SELECT filegc.orphans_among(ARRAY['held.jpg'])", &[])
+        .expect_err("with the triggers disabled the fresh orphan listing refuses too");
+    let message = refusal
+        .as_db_error()
+        .map_or_else(|| refusal.to_string(), |db| db.message().to_owned());
+    assert!(
+        message.contains("facial_evaluations"),
+        "the refusal names the table: {message}"
+    );
     transaction.rollback().unwrap();
     admin
         .batch_execute("ALTER TABLE facial_evaluations ENABLE TRIGGER USER")

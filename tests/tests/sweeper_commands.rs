@@ -88,6 +88,15 @@ fn a_fresh_orphan_listing_is_the_one_a_scan_gives() {
     )
     .unwrap();
     env.write_aged("user_10_1700000000.JPG", 100, 1);
+    // A time PostgreSQL stores rounded toward 2000-01-01.
+    env.write_aged("user_11_946684799.jpg", 110, 1);
+    let before_2000 = std::time::UNIX_EPOCH + std::time::Duration::new(946_684_799, 999_998_500);
+    std::fs::File::options()
+        .write(true)
+        .open(env.path("user_11_946684799.jpg"))
+        .unwrap()
+        .set_modified(before_2000)
+        .unwrap();
 
     let fresh = json(&env.run_ok(&["orphans", "--json"]));
     env.run_ok(&["scan"]);
@@ -98,6 +107,7 @@ fn a_fresh_orphan_listing_is_the_one_a_scan_gives() {
         [
             "sub/user_5_1700000000.jpg",
             "user_10_1700000000.JPG",
+            "user_11_946684799.jpg",
             "user_2_1700000000.png",
             "user_3_1700000000.webp",
             "user_9_1700000000.jpg",

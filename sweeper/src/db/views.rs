@@ -148,3 +148,35 @@ pub(super) fn file_row(row: &Row) -> FileRow {
         managed: row.get(4),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn stored(modified: SystemTime) -> DateTime<Utc> {
+        file_row_on_volume("a.jpg".into(), 1, modified).modified_at
+    }
+
+    #[test]
+    fn a_files_time_keeps_the_whole_microseconds_postgres_stores() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            stored(second + Duration::from_nanos(1_999)),
+            DateTime::<Utc>::from(second + Duration::from_micros(1))
+        );
+    }
+
+    #[test]
+    fn a_time_before_2000_is_rounded_toward_2000_as_postgres_receives_it() {
+        let year_2000 = UNIX_EPOCH + Duration::from_secs(946_684_800);
+        assert_eq!(
+            stored(year_2000 - Duration::from_nanos(500)),
+            DateTime::<Utc>::from(year_2000)
+        );
+        assert_eq!(
+            stored(year_2000 - Duration::from_nanos(1_500)),
+            DateTime::<Utc>::from(year_2000 - Duration::from_micros(1))
+        );
+    }
+}
