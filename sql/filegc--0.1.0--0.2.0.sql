@@ -797,8 +797,9 @@ BEGIN
 
     IF entered IS NOT NULL THEN
         unreferenced := filegc.unreferenced_among(entered);
-        wanted := ARRAY(SELECT p FROM unnest(entered) AS p
-                         WHERE NOT (p IN (SELECT u FROM unnest(unreferenced) AS u)));
+        -- EXCEPT, not NOT IN: NOT IN over an array larger than the work
+        -- memory compares every path with every unreferenced one.
+        wanted := ARRAY(SELECT p FROM unnest(entered) AS p EXCEPT SELECT u FROM unnest(unreferenced) AS u);
         UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
           FROM (SELECT x.id FROM filegc.tombstones x
                  WHERE x.path = ANY (wanted) AND x.state = 'pending'
@@ -1332,31 +1333,41 @@ COMMENT ON FUNCTION filegc.require_sound_tracking() IS
 -- reference may name the file, 'unmanaged' when it does not match
 -- managed_patterns now.
 CREATE FUNCTION filegc.kept_among(paths text[]) RETURNS TABLE (path text, reason text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     managed text := filegc.managed_regex();
+    candidates text[];
     free text[];
 BEGIN
     IF coalesce(cardinality(paths), 0) = 0 THEN
         RETURN;
     END IF;
+    candidates := ARRAY(SELECT DISTINCT p FROM unnest(paths) AS p WHERE p IS NOT NULL);
     free := filegc.unreferenced_among(ARRAY(
-        SELECT p FROM unnest(paths) AS p WHERE p IS NOT NULL
+        SELECT p FROM unnest(candidates) AS p
         UNION
-        SELECT r FROM unnest(paths) AS p, filegc.ref_path(p, '{}') AS r WHERE p ~ '[?#]' AND r IS NOT NULL));
+        SELECT r FROM unnest(candidates) AS p, filegc.ref_path(p, '{}') AS r WHERE p ~ '[?#]' AND r IS NOT NULL));
+    -- Joined with the free paths rather than tested with IN: a hashed IN
+    -- holds only as many paths as the work memory, and past that PostgreSQL
+    -- compared every path with every free one (hours at 300,000 paths),
+    -- where a hash join spills to disk. Each call is planned for its own
+    -- arrays (plan_cache_mode above), and the paths are made distinct
+    -- beforehand: the planner guesses 200 rows out of a DISTINCT, and with
+    -- a guess that small it joined 100,000 paths in a nested loop.
     RETURN QUERY
     SELECT k.p, k.why
       FROM (SELECT u.p,
-                   CASE WHEN NOT (u.p IN (SELECT f FROM unnest(free) AS f))
-                          OR (u.p ~ '[?#]'
-                              AND coalesce(NOT (filegc.ref_path(u.p, '{}') IN (SELECT f FROM unnest(free) AS f)), false))
+                   CASE WHEN free_path.f IS NULL OR (u.named IS NOT NULL AND free_named.f IS NULL)
                         THEN 'referenced'
                         WHEN EXISTS (SELECT FROM filegc.invalid_values v WHERE v.name = filegc.file_name(u.p))
                           OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'i' AND n.name = filegc.file_name(u.p))
                         THEN 'protected'
                         WHEN u.p !~* managed THEN 'unmanaged'
                    END AS why
-              FROM (SELECT DISTINCT x AS p FROM unnest(paths) AS x WHERE x IS NOT NULL) AS u) AS k
+              FROM (SELECT c.p, CASE WHEN c.p ~ '[?#]' THEN filegc.ref_path(c.p, '{}') END AS named
+                      FROM unnest(candidates) AS c(p)) AS u
+              LEFT JOIN unnest(free) AS free_path(f) ON free_path.f = u.p
+              LEFT JOIN unnest(free) AS free_named(f) ON free_named.f = u.named) AS k
      WHERE k.why IS NOT NULL;
 END
 $$;
@@ -1529,7 +1540,7 @@ SELECT f.path,
        (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
   FROM (SELECT s.*,
                (s.managed AND NOT s.referenced
-                AND filegc.file_name(s.path) NOT IN (SELECT p.name FROM filegc.protected_names p)
+                AND NOT EXISTS (SELECT FROM filegc.protected_names p WHERE p.name = filegc.file_name(s.path))
                 AND NOT (s.path ~ '[?#]' AND coalesce(filegc.is_referenced(filegc.ref_path(s.path, '{}')), false)))
                    AS orphan
           FROM (SELECT coalesce(i.path, r.path) AS path,
@@ -1711,14 +1722,16 @@ COMMENT ON FUNCTION filegc.old_files(integer) IS 'Managed files last modified mo
 -- check (filegc.kept_among) would not keep, so a fresh listing of the
 -- volume (`filegc orphans`) applies the very rule deletions go by, without
 -- an inventory. Sorted as the listings are. SECURITY DEFINER, as the final
--- check reads the application's tables as their owner.
+-- check reads the application's tables as their owner; planned for each
+-- call's array, as filegc.kept_among is.
 CREATE FUNCTION filegc.orphans_among(paths text[]) RETURNS SETOF text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 BEGIN
     PERFORM filegc.require_sound_tracking();
     RETURN QUERY
     SELECT DISTINCT p FROM unnest(paths) AS p
-     WHERE p IS NOT NULL AND NOT (p IN (SELECT k.path FROM filegc.kept_among(paths) AS k))
+      LEFT JOIN filegc.kept_among(paths) AS k ON k.path = p
+     WHERE p IS NOT NULL AND k.path IS NULL
      ORDER BY p;
 END
 $$;

@@ -289,8 +289,9 @@ BEGIN
 
     IF entered IS NOT NULL THEN
         unreferenced := filegc.unreferenced_among(entered);
-        wanted := ARRAY(SELECT p FROM unnest(entered) AS p
-                         WHERE NOT (p IN (SELECT u FROM unnest(unreferenced) AS u)));
+        -- EXCEPT, not NOT IN: NOT IN over an array larger than the work
+        -- memory compares every path with every unreferenced one.
+        wanted := ARRAY(SELECT p FROM unnest(entered) AS p EXCEPT SELECT u FROM unnest(unreferenced) AS u);
         UPDATE filegc.tombstones t SET state = 'cancelled', finished_at = now()
           FROM (SELECT x.id FROM filegc.tombstones x
                  WHERE x.path = ANY (wanted) AND x.state = 'pending'

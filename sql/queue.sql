@@ -14,7 +14,10 @@
 -- A test of membership in an array with one element per file of a batch is
 -- written `x IN (SELECT unnest(arr))`, which PostgreSQL hashes; `x = ANY
 -- (arr)` compares x with every element, row after row, once PL/pgSQL keeps a
--- generic plan (the same holds in notes.sql and trash.sql).
+-- generic plan (the same holds in notes.sql and trash.sql). The hash holds
+-- only what fits in the work memory, so an array of any length (the paths
+-- of filegc.kept_among, the notes of filegc.process_notes) is joined, or
+-- subtracted with EXCEPT, instead.
 
 -- Which of `paths` no route may delete, and why: 'referenced' when a
 -- committed row references the path (a path with a ? or # in it is also
@@ -23,31 +26,41 @@
 -- reference may name the file, 'unmanaged' when it does not match
 -- managed_patterns now.
 CREATE FUNCTION filegc.kept_among(paths text[]) RETURNS TABLE (path text, reason text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     managed text := filegc.managed_regex();
+    candidates text[];
     free text[];
 BEGIN
     IF coalesce(cardinality(paths), 0) = 0 THEN
         RETURN;
     END IF;
+    candidates := ARRAY(SELECT DISTINCT p FROM unnest(paths) AS p WHERE p IS NOT NULL);
     free := filegc.unreferenced_among(ARRAY(
-        SELECT p FROM unnest(paths) AS p WHERE p IS NOT NULL
+        SELECT p FROM unnest(candidates) AS p
         UNION
-        SELECT r FROM unnest(paths) AS p, filegc.ref_path(p, '{}') AS r WHERE p ~ '[?#]' AND r IS NOT NULL));
+        SELECT r FROM unnest(candidates) AS p, filegc.ref_path(p, '{}') AS r WHERE p ~ '[?#]' AND r IS NOT NULL));
+    -- Joined with the free paths rather than tested with IN: a hashed IN
+    -- holds only as many paths as the work memory, and past that PostgreSQL
+    -- compared every path with every free one (hours at 300,000 paths),
+    -- where a hash join spills to disk. Each call is planned for its own
+    -- arrays (plan_cache_mode above), and the paths are made distinct
+    -- beforehand: the planner guesses 200 rows out of a DISTINCT, and with
+    -- a guess that small it joined 100,000 paths in a nested loop.
     RETURN QUERY
     SELECT k.p, k.why
       FROM (SELECT u.p,
-                   CASE WHEN NOT (u.p IN (SELECT f FROM unnest(free) AS f))
-                          OR (u.p ~ '[?#]'
-                              AND coalesce(NOT (filegc.ref_path(u.p, '{}') IN (SELECT f FROM unnest(free) AS f)), false))
+                   CASE WHEN free_path.f IS NULL OR (u.named IS NOT NULL AND free_named.f IS NULL)
                         THEN 'referenced'
                         WHEN EXISTS (SELECT FROM filegc.invalid_values v WHERE v.name = filegc.file_name(u.p))
                           OR EXISTS (SELECT FROM filegc.notes n WHERE n.kind = 'i' AND n.name = filegc.file_name(u.p))
                         THEN 'protected'
                         WHEN u.p !~* managed THEN 'unmanaged'
                    END AS why
-              FROM (SELECT DISTINCT x AS p FROM unnest(paths) AS x WHERE x IS NOT NULL) AS u) AS k
+              FROM (SELECT c.p, CASE WHEN c.p ~ '[?#]' THEN filegc.ref_path(c.p, '{}') END AS named
+                      FROM unnest(candidates) AS c(p)) AS u
+              LEFT JOIN unnest(free) AS free_path(f) ON free_path.f = u.p
+              LEFT JOIN unnest(free) AS free_named(f) ON free_named.f = u.named) AS k
      WHERE k.why IS NOT NULL;
 END
 $$;

@@ -14,6 +14,10 @@
 -- here, once, and the orphan flag reuses the result. A file is no orphan
 -- when an invalid reference may name it, nor when its name, read as a
 -- reference (a ? or # in it starts a query or a fragment), is referenced.
+-- The protected names are asked with NOT EXISTS: PostgreSQL hashes them
+-- when they fit in the work memory and otherwise probes their indexes,
+-- where NOT IN read all of them again for every file (a prefix the
+-- operator forgot makes every stored value such a name).
 -- While filegc cannot see every row of the tracked tables
 -- (filegc.tracking_problems), no report pretends it can: each raises an
 -- error that says what to fix.
@@ -30,7 +34,7 @@ SELECT f.path,
        (f.orphan AND f.first_seen_at < now() - f.min_age AND f.modified_at < now() - f.min_age) AS eligible
   FROM (SELECT s.*,
                (s.managed AND NOT s.referenced
-                AND filegc.file_name(s.path) NOT IN (SELECT p.name FROM filegc.protected_names p)
+                AND NOT EXISTS (SELECT FROM filegc.protected_names p WHERE p.name = filegc.file_name(s.path))
                 AND NOT (s.path ~ '[?#]' AND coalesce(filegc.is_referenced(filegc.ref_path(s.path, '{}')), false)))
                    AS orphan
           FROM (SELECT coalesce(i.path, r.path) AS path,
@@ -181,14 +185,16 @@ COMMENT ON FUNCTION filegc.old_files(integer) IS 'Managed files last modified mo
 -- check (filegc.kept_among) would not keep, so a fresh listing of the
 -- volume (`filegc orphans`) applies the very rule deletions go by, without
 -- an inventory. Sorted as the listings are. SECURITY DEFINER, as the final
--- check reads the application's tables as their owner.
+-- check reads the application's tables as their owner; planned for each
+-- call's array, as filegc.kept_among is.
 CREATE FUNCTION filegc.orphans_among(paths text[]) RETURNS SETOF text
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 BEGIN
     PERFORM filegc.require_sound_tracking();
     RETURN QUERY
     SELECT DISTINCT p FROM unnest(paths) AS p
-     WHERE p IS NOT NULL AND NOT (p IN (SELECT k.path FROM filegc.kept_among(paths) AS k))
+      LEFT JOIN filegc.kept_among(paths) AS k ON k.path = p
+     WHERE p IS NOT NULL AND k.path IS NULL
      ORDER BY p;
 END
 $$;

@@ -1137,3 +1137,102 @@ fn the_generic_plan_of_the_probe_looks_each_candidate_up_in_the_index() {
         vec![vec!["user_9_9.jpg".to_string()]]
     );
 }
+
+/// How much work memory the tests at scale give PostgreSQL: small enough
+/// that a hash of their paths cannot fit, so a plan that needs one to stay
+/// linear shows it at a size a test can afford.
+const SMALL_WORK_MEM: &str = "SET work_mem = '64kB'";
+
+/// The final check decides for any number of paths in one call (a filtered
+/// `delete-orphans` through `filegc.schedule_delete`, the fresh orphan
+/// listing): its membership tests were hashed only while the paths fit in
+/// the work memory, and past that compared every path with every other
+/// one. The timeout only ends a run that would otherwise take hours; the
+/// check takes seconds.
+#[test]
+fn the_final_check_answers_for_hundreds_of_thousands_of_paths() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    reference(&mut client, "user_1_1.jpg");
+    client
+        .batch_execute(&format!("{SMALL_WORK_MEM}; SET statement_timeout = '120s'"))
+        .unwrap();
+    let paths = "ARRAY(SELECT 'user_' || g || '_1.jpg' FROM generate_series(1, 100000) AS g)";
+    assert_eq!(
+        first_column::<String>(
+            &mut client,
+            &format!("SELECT path || ' ' || reason FROM filegc.kept_among({paths})")
+        ),
+        ["user_1_1.jpg referenced"]
+    );
+    assert_eq!(
+        i64_of(
+            &mut client,
+            &format!("SELECT count(*) FROM filegc.orphans_among({paths})")
+        ),
+        99_999
+    );
+}
+
+/// Rows restored while their files' deletions are pending, then deleted
+/// again before the sweeper came by: the notes of every path entering and
+/// leaving are processed at once, and the paths referenced again are told
+/// apart from the others with a join rather than a test per path against
+/// all of them (minutes at 100,000 paths, hours at a million).
+#[test]
+fn notes_of_a_hundred_thousand_paths_entering_and_leaving_are_processed() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    let rows = "INSERT INTO facial_evaluations (user_id, image_path)
+                SELECT g, 'user_' || g || '_1.jpg' FROM generate_series(1, 100000) AS g";
+    client
+        .batch_execute(&format!(
+            "{rows}; DELETE FROM facial_evaluations; SELECT filegc.process_notes();
+             {rows}; DELETE FROM facial_evaluations;"
+        ))
+        .unwrap();
+    client
+        .batch_execute(&format!("{SMALL_WORK_MEM}; SET statement_timeout = '120s'"))
+        .unwrap();
+    client
+        .batch_execute("SELECT filegc.process_notes()")
+        .unwrap_or_else(|e| panic!("{:?}", e.as_db_error()));
+    assert_eq!(
+        i64_of(
+            &mut client,
+            "SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'"
+        ),
+        100_000
+    );
+    assert_eq!(i64_of(&mut client, "SELECT count(*) FROM filegc.notes"), 0);
+}
+
+/// A prefix the operator forgot makes every stored value an invalid
+/// reference, and each protects the file its name may mean: the reports
+/// find a file's name among those names with a hash or an index, never by
+/// reading all of them again for every file (minutes at 100,000 files).
+#[test]
+fn reports_answer_when_every_stored_value_is_an_invalid_reference() {
+    let db = cluster().create_database();
+    let mut client = db.tracked_app();
+    client
+        .batch_execute(
+            "INSERT INTO facial_evaluations (user_id, image_path)
+             SELECT g, '/srv/old_volume/user_' || g || '_1.jpg' FROM generate_series(1, 100000) AS g;
+             SELECT filegc.process_notes();
+             SELECT filegc.start_run('scan', 'test', '/volume');
+             INSERT INTO filegc.inventory_staging (scan_id, path, size_bytes, modified_at)
+             SELECT (SELECT max(id) FROM filegc.runs), 'user_' || g || '_1.jpg', 1, now()
+               FROM generate_series(1, 100000) AS g;
+             SELECT filegc.finish_scan((SELECT max(id) FROM filegc.runs));",
+        )
+        .unwrap();
+    client
+        .batch_execute(&format!("{SMALL_WORK_MEM}; SET statement_timeout = '120s'"))
+        .unwrap();
+    assert_eq!(
+        i64_of(&mut client, "SELECT count(*) FROM filegc.orphans"),
+        0,
+        "each file is protected by the invalid reference that may mean it"
+    );
+}
