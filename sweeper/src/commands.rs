@@ -50,11 +50,7 @@ impl Context {
             progress: Progress::Hidden,
         };
         let report = scan(&self.volume, &mut self.db, &options).await?;
-        Ok(if report.problems > 0 {
-            ExitCode::SomeFilesFailed
-        } else {
-            ExitCode::Success
-        })
+        Ok(ExitCode::from_failures(report.problems))
     }
 
     /// `list`, `orphans` and `old`.

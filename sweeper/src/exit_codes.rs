@@ -29,6 +29,15 @@ impl ExitCode {
         self as u8
     }
 
+    /// `SomeFilesFailed` when any file could not be listed, moved or deleted, `Success` otherwise.
+    pub fn from_failures(failures: u64) -> ExitCode {
+        if failures > 0 {
+            ExitCode::SomeFilesFailed
+        } else {
+            ExitCode::Success
+        }
+    }
+
     /// The status of a run made of parts: the most serious part decides.
     pub fn worst(self, other: ExitCode) -> ExitCode {
         self.max(other)
@@ -61,6 +70,12 @@ mod tests {
             );
         }
         assert_eq!(all.map(ExitCode::code), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn one_failed_file_is_enough_for_status_1() {
+        assert_eq!(ExitCode::from_failures(0), ExitCode::Success);
+        assert_eq!(ExitCode::from_failures(1), ExitCode::SomeFilesFailed);
     }
 
     #[test]

@@ -39,11 +39,7 @@ pub struct FreshOrphans {
 impl FreshOrphans {
     /// The exit status: files that could not be read make the listing incomplete.
     pub fn exit_code(&self) -> ExitCode {
-        if self.problems > 0 {
-            ExitCode::SomeFilesFailed
-        } else {
-            ExitCode::Success
-        }
+        ExitCode::from_failures(self.problems)
     }
 }
 

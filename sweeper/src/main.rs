@@ -263,11 +263,7 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
                 "Scanned {} files ({} bytes); volume alert level: {}",
                 report.files, report.bytes, report.alert_level
             )?;
-            if report.problems > 0 {
-                ExitCode::SomeFilesFailed
-            } else {
-                ExitCode::Success
-            }
+            ExitCode::from_failures(report.problems)
         }
         Command::Sweep { removal } => {
             let options = SweepOptions {
@@ -291,11 +287,7 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
                 report.restored,
                 report.purged
             )?;
-            if report.failed + report.trash_errors > 0 {
-                ExitCode::SomeFilesFailed
-            } else {
-                ExitCode::Success
-            }
+            ExitCode::from_failures(report.failed + report.trash_errors)
         }
         Command::List(listing) => context.list(ListKind::All, listing, &mut out).await?,
         Command::Orphans(listing) => context.list(ListKind::Orphans, listing, &mut out).await?,

@@ -128,11 +128,7 @@ pub struct MenuOutcome {
 impl MenuOutcome {
     /// `SomeFilesFailed` when anything failed during the session, `Success` otherwise.
     pub fn exit_code(&self) -> ExitCode {
-        if self.files_failed > 0 || self.actions_failed > 0 {
-            ExitCode::SomeFilesFailed
-        } else {
-            ExitCode::Success
-        }
+        ExitCode::from_failures(self.files_failed + self.actions_failed)
     }
 }
 

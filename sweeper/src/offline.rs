@@ -30,11 +30,7 @@ pub struct DiskFiles {
 impl DiskFiles {
     /// The exit status so far: 1 when some paths could not be read.
     pub fn exit_code(&self) -> ExitCode {
-        if self.problems > 0 {
-            ExitCode::SomeFilesFailed
-        } else {
-            ExitCode::Success
-        }
+        ExitCode::from_failures(self.problems)
     }
 }
 
