@@ -225,14 +225,10 @@ impl Volume {
         let Some(parent) = self.find_dirs(dirs.iter().copied(), rel)? else {
             return Ok(None);
         };
-        match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => Ok(None),
-            Ok(stat) => Ok(Some((
-                u64::try_from(stat.st_size).unwrap_or_default(),
-                modification_time(&stat),
-            ))),
-            Err(Errno::NOENT) => Ok(None),
-            Err(errno) => Err(io_error(rel, "read it", errno)),
+        match file_facts(&parent, name, rel) {
+            // A folder stands there now: no file to tell of.
+            Err(FileError::IsADirectory { .. }) => Ok(None),
+            facts => facts,
         }
     }
 
@@ -385,20 +381,38 @@ fn open_subdir(parent: &impl AsFd, name: &OsStr) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(parent.as_fd(), name, flags, Mode::empty())
 }
 
+/// The size and modification time of the file or link `name` in `parent`,
+/// never following a link; `None` when there is none.
+fn file_facts(
+    parent: &impl AsFd,
+    name: &OsStr,
+    shown: &str,
+) -> Result<Option<(u64, SystemTime)>, FileError> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+            Err(FileError::IsADirectory { path: shown.into() })
+        }
+        Ok(stat) => Ok(Some(size_and_time(&stat))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(errno) => Err(io_error(shown, "inspect it", errno)),
+    }
+}
+
 /// The size of the file or link `name` in `parent`; `None` when there is none.
 pub(super) fn file_size(
     parent: &impl AsFd,
     name: &OsStr,
     shown: &str,
 ) -> Result<Option<u64>, FileError> {
-    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-            Err(FileError::IsADirectory { path: shown.into() })
-        }
-        Ok(stat) => Ok(Some(u64::try_from(stat.st_size).unwrap_or_default())),
-        Err(Errno::NOENT) => Ok(None),
-        Err(errno) => Err(io_error(shown, "inspect it", errno)),
-    }
+    Ok(file_facts(parent, name, shown)?.map(|(bytes, _)| bytes))
+}
+
+/// The size (of a link itself, for a link) and the modification time a `stat` reports.
+pub(super) fn size_and_time(stat: &rustix::fs::Stat) -> (u64, SystemTime) {
+    (
+        u64::try_from(stat.st_size).unwrap_or_default(),
+        modification_time(stat),
+    )
 }
 
 /// When a file was last modified, from its `stat`.
@@ -406,7 +420,7 @@ pub(super) fn file_size(
     clippy::useless_conversion,
     reason = "the widths of the stat fields differ between platforms"
 )]
-pub(super) fn modification_time(stat: &rustix::fs::Stat) -> SystemTime {
+fn modification_time(stat: &rustix::fs::Stat) -> SystemTime {
     let nanos = Duration::from_nanos(u64::try_from(stat.st_mtime_nsec).unwrap_or_default());
     let seconds = i64::from(stat.st_mtime);
     match u64::try_from(seconds) {

@@ -16,7 +16,7 @@ use filegc_path_rules::{InvalidReason, MAX_PATH_BYTES};
 use rustix::fs::AtFlags;
 use walkdir::WalkDir;
 
-use super::confined::{io_error, modification_time, open_dirs_under, FileError, Volume, TRASH_DIR};
+use super::confined::{io_error, open_dirs_under, size_and_time, FileError, Volume, TRASH_DIR};
 
 /// The folder every ext4 file system has at its root; never part of the inventory.
 const LOST_AND_FOUND: &str = "lost+found";
@@ -213,10 +213,7 @@ impl Paths {
         let name = found.path.rsplit('/').next().unwrap_or(&found.path);
         match dir {
             Some(dir) => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => Ok((
-                    u64::try_from(stat.st_size).unwrap_or_default(),
-                    modification_time(&stat),
-                )),
+                Ok(stat) => Ok(size_and_time(&stat)),
                 Err(errno) => Err(io_error(&found.path, "read it", errno)),
             },
             None => self.metadata_by_path(&found.path),
