@@ -184,6 +184,45 @@ fn the_fresh_orphan_listing_reports_hostile_volume_contents_and_goes_on() {
     env.assert_canaries_intact();
 }
 
+/// A name with a backslash is never a volume path (path_rules): no row can
+/// reference it and no route can delete it. The scan reports it as the fresh
+/// listing does, instead of inventorying it, so that no listing shows it as
+/// an orphan that `delete-orphans` could never delete.
+#[test]
+fn a_name_with_a_backslash_is_reported_and_never_inventoried() {
+    let env = TestEnv::new();
+    let odd = "user_1_1700000000\\x.jpg";
+    env.write(odd, "a backslash in the name\n");
+    env.write("plain.jpg", "an ordinary file\n");
+
+    let scan = env.run(&["scan"]);
+    assert_eq!(scan.status.code(), Some(1), "{}", describe_output(&scan));
+    assert_reports(&scan, odd, "contains a backslash");
+    let listings: [(&[&str], i32); 2] = [
+        (&["orphans", "--no-scan", "--json"], 0),
+        (&["orphans", "--json"], 1),
+    ];
+    for (args, status) in listings {
+        let listing = env.run(args);
+        assert_eq!(
+            listing.status.code(),
+            Some(status),
+            "{args:?}: {}",
+            describe_output(&listing)
+        );
+        let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+        let paths: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|file| file["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["plain.jpg"], "{args:?}");
+    }
+    assert!(env.path(odd).is_file());
+    env.assert_canaries_intact();
+}
+
 /// Runs the binary with the volume mounted read-only in a private mount namespace; `None` when the machine does not allow it.
 fn run_on_read_only_volume(env: &TestEnv, args: &[&str]) -> Option<Output> {
     let volume = env.volume.display().to_string();

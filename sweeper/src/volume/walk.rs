@@ -12,7 +12,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use filegc_path_rules::{InvalidReason, MAX_PATH_BYTES};
+use filegc_path_rules::validate_relative;
 use rustix::fs::AtFlags;
 use walkdir::WalkDir;
 
@@ -180,13 +180,12 @@ impl Paths {
                 });
             }
         };
-        // No row can reference a path this long (see path_rules), and the
-        // inventory's index could not hold it: the file is never filegc's.
-        if path.len() > MAX_PATH_BYTES {
-            return Err(FileError::Invalid {
-                path,
-                reason: InvalidReason::TooLong,
-            });
+        // No row can reference a path the path rules refuse (one too long
+        // for the inventory's index, a name with a backslash), and no route
+        // can delete it: the file is never filegc's, and is reported as
+        // the routes that refuse it report it.
+        if let Err(reason) = validate_relative(&path) {
+            return Err(FileError::Invalid { path, reason });
         }
         let file_type = entry.file_type();
         let kind = if file_type.is_fifo() {
