@@ -164,6 +164,8 @@ RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     valid text[];
+    kept_paths text[];
+    kept_reasons text[];
     free text[];
     skipped record;
     scheduled integer;
@@ -176,11 +178,13 @@ BEGIN
         RAISE NOTICE 'filegc.schedule_delete: skipped % paths that are not plain paths relative to the volume root',
             cardinality(paths) - cardinality(valid);
     END IF;
-    FOR skipped IN SELECT k.reason AS why, count(*) AS files FROM filegc.kept_among(valid) AS k GROUP BY k.reason LOOP
+    -- The final check's rule, asked once: it probes every path.
+    SELECT coalesce(array_agg(k.path), '{}'), coalesce(array_agg(k.reason), '{}') INTO kept_paths, kept_reasons
+      FROM filegc.kept_among(valid) AS k;
+    FOR skipped IN SELECT r AS why, count(*) AS files FROM unnest(kept_reasons) AS r GROUP BY r LOOP
         RAISE NOTICE 'filegc.schedule_delete: skipped % % paths', skipped.files, skipped.why;
     END LOOP;
-    free := ARRAY(SELECT p FROM unnest(valid) AS p
-                   WHERE p NOT IN (SELECT k.path FROM filegc.kept_among(valid) AS k));
+    free := ARRAY(SELECT p FROM unnest(valid) AS p EXCEPT SELECT p FROM unnest(kept_paths) AS p);
     PERFORM filegc.check_breaker(
         cardinality(free),
         (SELECT coalesce(sum(i.size_bytes), 0)::bigint FROM filegc.inventory i WHERE i.path = ANY (free)),
