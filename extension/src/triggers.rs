@@ -165,16 +165,51 @@ fn shown(value: &str) -> String {
     }
 }
 
-/// Warns about values that are no references; the application's write goes on.
+/// How many invalid values a transaction is warned about one by one. A
+/// forgotten prefix makes every value of a bulk write invalid: a warning
+/// each would flood the application's log and the server's.
+const INVALID_VALUES_WARNED_ONE_BY_ONE: u32 = 10;
+
+thread_local! {
+    /// The transaction (its start time and top transaction id; the id alone
+    /// is none for a write that assigns none) and the invalid values it was
+    /// warned about so far.
+    static INVALID_VALUES_WARNED: Cell<((pg_sys::TimestampTz, pg_sys::TransactionId), u32)> =
+        const { Cell::new(((0, pg_sys::TransactionId::INVALID), 0)) };
+}
+
+/// Warns about values that are no references, the first ones of a
+/// transaction one by one and then once for the rest; the application's
+/// write goes on.
 fn warn_invalid(table: &str, invalid: &[InvalidValue]) {
-    for value in invalid {
-        warning!(
-            "filegc: {table}.{} holds {}, which is not a file reference ({}); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()",
-            value.column,
-            shown(&value.value),
-            value.problem
-        );
+    if invalid.is_empty() {
+        return;
     }
+    // SAFETY: plain reads of the current transaction's state, in a trigger.
+    let transaction = unsafe {
+        (
+            pg_sys::GetCurrentTransactionStartTimestamp(),
+            pg_sys::GetTopTransactionIdIfAny(),
+        )
+    };
+    let (seen_in, earlier) = INVALID_VALUES_WARNED.get();
+    let mut warned = if seen_in == transaction { earlier } else { 0 };
+    for value in invalid {
+        warned = warned.saturating_add(1);
+        if warned <= INVALID_VALUES_WARNED_ONE_BY_ONE {
+            warning!(
+                "filegc: {table}.{} holds {}, which is not a file reference ({}); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()",
+                value.column,
+                shown(&value.value),
+                value.problem
+            );
+        } else if warned == INVALID_VALUES_WARNED_ONE_BY_ONE + 1 {
+            warning!(
+                "filegc: more stored values in this transaction are not file references; they are recorded in filegc.invalid_refs without a warning each. Check the prefixes given to filegc.track()"
+            );
+        }
+    }
+    INVALID_VALUES_WARNED.set((transaction, warned));
 }
 
 /// AFTER INSERT OR DELETE, and AFTER UPDATE of the row; FOR EACH ROW.

@@ -184,6 +184,8 @@ DECLARE
     changed boolean := false;
     added text[] := '{}';
     removed text[] := '{}';
+    warned text;
+    warned_count integer;
 BEGIN
     WHILE arg < TG_NARGS LOOP
         column_name := TG_ARGV[arg];
@@ -221,10 +223,25 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    FOR arg IN 1 .. coalesce(cardinality(invalid_values), 0) LOOP
-        RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
-    END LOOP;
+    -- The first invalid values of a transaction are warned about one by
+    -- one, then once for the rest: a forgotten prefix makes every value of
+    -- a bulk write invalid, and a warning each would flood the logs. The
+    -- count lives in a setting local to the transaction; a value someone
+    -- else set there counts as none.
+    IF cardinality(invalid_values) > 0 THEN
+        warned := current_setting('filegc.invalid_values_warned', true);
+        warned_count := CASE WHEN warned ~ '^[0-9]{1,9}$' THEN warned::integer ELSE 0 END;
+        FOR arg IN 1 .. cardinality(invalid_values) LOOP
+            warned_count := warned_count + 1;
+            IF warned_count <= 10 THEN
+                RAISE WARNING 'filegc: %.%.% holds "%", which is not a file reference (%); it is recorded in filegc.invalid_refs and never counts as one. Check the prefixes given to filegc.track()',
+                    TG_TABLE_SCHEMA, TG_TABLE_NAME, invalid_columns[arg], filegc.shown_value(invalid_values[arg]), invalid_problems[arg];
+            ELSIF warned_count = 11 THEN
+                RAISE WARNING 'filegc: more stored values in this transaction are not file references; they are recorded in filegc.invalid_refs without a warning each. Check the prefixes given to filegc.track()';
+            END IF;
+        END LOOP;
+        PERFORM set_config('filegc.invalid_values_warned', least(warned_count, 11)::text, true);
+    END IF;
     -- A row's few paths are compared in plain loops: a query would start an
     -- executor for every row. Many (a large array) go through queries,
     -- which do not compare every pair.

@@ -155,3 +155,71 @@ fn a_prefix_that_points_every_reference_elsewhere_trips_the_breaker() {
     assert!(sweep.status.success(), "{}", describe_output(&sweep));
     assert_every_file_stays(&mut env);
 }
+
+/// The warnings `app` gets while it runs `statements`, one transaction each.
+fn warnings_of(env: &TestEnv, statements: &[&str]) -> Vec<Vec<String>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut app = postgres::Config::from_str(&env.db.url_as("app"))
+        .unwrap()
+        .notice_callback(move |notice| sender.send(notice.message().to_owned()).unwrap())
+        .connect(postgres::NoTls)
+        .unwrap();
+    statements
+        .iter()
+        .map(|statement| {
+            app.batch_execute(statement)
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            receiver.try_iter().collect()
+        })
+        .collect()
+}
+
+/// A forgotten prefix, then a bulk write: each invalid value used to get
+/// a warning of its own (200,000 warnings for a 200,000-row INSERT, in the
+/// application's log and the server's). A transaction is warned about the
+/// first ten, then once that the rest are recorded without a warning each;
+/// every value is still recorded, and the next transaction is warned again.
+#[test]
+fn a_bulk_write_of_invalid_values_is_warned_about_ten_times_and_once_more() {
+    let mut env = TestEnv::new();
+    let bulk = "INSERT INTO facial_evaluations (user_id, image_path)
+                SELECT g, '/srv/old_volume/user_' || g || '_1.jpg' FROM generate_series(1, 200) AS g";
+    let single = "INSERT INTO facial_evaluations (user_id, image_path)
+                  VALUES (0, '/srv/old_volume/user_0_1.jpg')";
+    let warned = warnings_of(&env, &[bulk, single]);
+
+    let one_by_one = |warnings: &[String]| {
+        warnings
+            .iter()
+            .filter(|w| w.contains("which is not a file reference"))
+            .count()
+    };
+    let summary = |warnings: &[String]| {
+        format!(
+            "{} warnings, the last: {:?}",
+            warnings.len(),
+            warnings.last()
+        )
+    };
+    assert_eq!(one_by_one(&warned[0]), 10, "{}", summary(&warned[0]));
+    assert_eq!(warned[0].len(), 11, "{}", summary(&warned[0]));
+    let rest = &warned[0][10];
+    assert!(
+        rest.contains("more stored values")
+            && rest.contains("filegc.invalid_refs")
+            && rest.contains("filegc.track()"),
+        "the last warning says where the rest went, and the fix: {rest}"
+    );
+    assert_eq!(one_by_one(&warned[1]), 1, "{}", summary(&warned[1]));
+    assert_eq!(warned[1].len(), 1, "{}", summary(&warned[1]));
+
+    let recorded: i64 = env
+        .client
+        .query_one(
+            "SELECT count(*) FROM filegc.invalid_refs WHERE value LIKE '/srv/old_volume/%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 201, "every invalid value is recorded");
+}
