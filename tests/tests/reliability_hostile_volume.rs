@@ -77,6 +77,17 @@ fn assert_reports(output: &Output, path: &str, reason: &str) {
     );
 }
 
+/// The paths a listing printed with `--json`.
+fn listed_paths(listing: &Output) -> Vec<String> {
+    let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
 fn the_sweeper_reports_hostile_volume_contents_and_goes_on() {
     let mut env = TestEnv::new();
@@ -173,14 +184,7 @@ fn the_fresh_orphan_listing_reports_hostile_volume_contents_and_goes_on() {
     );
     assert_reports(&listing, "pipe.jpg", "FIFO");
     assert_reports(&listing, "user_1_1700000000", "not valid UTF-8");
-    let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
-    let paths: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|file| file["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["link.jpg", "plain.jpg"]);
+    assert_eq!(listed_paths(&listing), ["link.jpg", "plain.jpg"]);
     env.assert_canaries_intact();
 }
 
@@ -210,14 +214,7 @@ fn a_name_with_a_backslash_is_reported_and_never_inventoried() {
             "{args:?}: {}",
             describe_output(&listing)
         );
-        let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
-        let paths: Vec<&str> = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|file| file["path"].as_str().unwrap())
-            .collect();
-        assert_eq!(paths, ["plain.jpg"], "{args:?}");
+        assert_eq!(listed_paths(&listing), ["plain.jpg"], "{args:?}");
     }
     assert!(env.path(odd).is_file());
     env.assert_canaries_intact();

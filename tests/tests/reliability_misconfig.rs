@@ -101,22 +101,11 @@ fn a_prefix_that_makes_every_reference_invalid_deletes_nothing() {
     assert!(sweep.status.success(), "{}", describe_output(&sweep));
     assert_every_file_stays(&mut env);
     // What tells the operator: the warning each write gets, and filegc.invalid_refs.
-    let mut warnings = Vec::new();
-    {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let mut app = postgres::Config::from_str(&env.db.url_as("app"))
-            .unwrap()
-            .notice_callback(move |notice| sender.send(notice.message().to_owned()).unwrap())
-            .connect(postgres::NoTls)
-            .unwrap();
-        app.execute(
-            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (0, '/app/facial_evaluations/new.jpg')",
-            &[],
-        )
-        .unwrap();
-        drop(app);
-        warnings.extend(receiver.try_iter());
-    }
+    let warnings = warnings_of(
+        &env,
+        &["INSERT INTO facial_evaluations (user_id, image_path) VALUES (0, '/app/facial_evaluations/new.jpg')"],
+    )
+    .concat();
     assert!(
         warnings.iter().any(|w| w.contains("not a file reference")
             && w.contains("filegc.invalid_refs")
