@@ -154,9 +154,14 @@ CREATE FUNCTION filegc.hold_every_path(tbl regclass, col name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0);
-    RAISE WARNING 'filegc: % has no column "%" any more, which filegc tracks; this transaction holds off every deletion until it ends',
-        tbl, col
-        USING HINT = 'SELECT filegc.sync_tracking() follows a renamed column; filegc.untrack() forgets a dropped one.';
+    -- Once per transaction (a setting local to it): every row of a bulk
+    -- write would repeat the warning.
+    IF current_setting('filegc.warned_holding_every_path', true) IS DISTINCT FROM 'yes' THEN
+        PERFORM set_config('filegc.warned_holding_every_path', 'yes', true);
+        RAISE WARNING 'filegc: % has no column "%" any more, which filegc tracks; this transaction holds off every deletion until it ends',
+            tbl, col
+            USING HINT = 'SELECT filegc.sync_tracking() follows a renamed column; filegc.untrack() forgets a dropped one.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION filegc.hold_every_path(regclass, name) IS

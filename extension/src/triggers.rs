@@ -170,12 +170,27 @@ fn shown(value: &str) -> String {
 /// each would flood the application's log and the server's.
 const INVALID_VALUES_WARNED_ONE_BY_ONE: u32 = 10;
 
+/// A transaction of this backend: its start time and top transaction id
+/// (the id alone is none for a write that assigns none).
+type Transaction = (pg_sys::TimestampTz, pg_sys::TransactionId);
+
+const NO_TRANSACTION: Transaction = (0, pg_sys::TransactionId::INVALID);
+
+fn current_transaction() -> Transaction {
+    // SAFETY: plain reads of the current transaction's state, in a trigger.
+    unsafe {
+        (
+            pg_sys::GetCurrentTransactionStartTimestamp(),
+            pg_sys::GetTopTransactionIdIfAny(),
+        )
+    }
+}
+
 thread_local! {
-    /// The transaction (its start time and top transaction id; the id alone
-    /// is none for a write that assigns none) and the invalid values it was
-    /// warned about so far.
-    static INVALID_VALUES_WARNED: Cell<((pg_sys::TimestampTz, pg_sys::TransactionId), u32)> =
-        const { Cell::new(((0, pg_sys::TransactionId::INVALID), 0)) };
+    /// The transaction and the invalid values it was warned about so far.
+    static INVALID_VALUES_WARNED: Cell<(Transaction, u32)> = const { Cell::new((NO_TRANSACTION, 0)) };
+    /// The last transaction warned that it holds off every deletion.
+    static WARNED_HOLDING_EVERY_PATH: Cell<Transaction> = const { Cell::new(NO_TRANSACTION) };
 }
 
 /// Warns about values that are no references, the first ones of a
@@ -185,13 +200,7 @@ fn warn_invalid(table: &str, invalid: &[InvalidValue]) {
     if invalid.is_empty() {
         return;
     }
-    // SAFETY: plain reads of the current transaction's state, in a trigger.
-    let transaction = unsafe {
-        (
-            pg_sys::GetCurrentTransactionStartTimestamp(),
-            pg_sys::GetTopTransactionIdIfAny(),
-        )
-    };
+    let transaction = current_transaction();
     let (seen_in, earlier) = INVALID_VALUES_WARNED.get();
     let mut warned = if seen_in == transaction { earlier } else { 0 };
     for value in invalid {
@@ -268,12 +277,16 @@ fn references_trigger<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 }
 
 /// Holds off every deletion until the transaction ends (the SHARED
-/// escalation lock, point 6 of the lock protocol), and warns.
+/// escalation lock, point 6 of the lock protocol), and warns, once per
+/// transaction: every row of a bulk write would repeat it.
 fn hold_every_path(table: &str, column: &str) -> Result<(), FilegcError> {
     Spi::run("SELECT pg_advisory_xact_lock_shared(filegc.escalation_lock_class(), 0)")?;
-    warning!(
-        "filegc: {table} has no column \"{column}\" any more, which filegc tracks; this transaction holds off every deletion until it ends"
-    );
+    let transaction = current_transaction();
+    if WARNED_HOLDING_EVERY_PATH.replace(transaction) != transaction {
+        warning!(
+            "filegc: {table} has no column \"{column}\" any more, which filegc tracks; this transaction holds off every deletion until it ends"
+        );
+    }
     Ok(())
 }
 

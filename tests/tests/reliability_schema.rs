@@ -3,6 +3,7 @@
 //! reference files (renamed columns, partitions detached and attached,
 //! concurrent `track` calls, values of any length).
 
+use std::str::FromStr;
 use std::thread;
 use std::time::Duration;
 
@@ -79,6 +80,77 @@ fn renaming_a_tracked_column_keeps_tracking_it() {
         "facial_evaluations",
         "user_id, img",
         "3, 'held.jpg'",
+    );
+}
+
+/// A rename the event trigger never saw (event triggers, like the others,
+/// do not fire under `session_replication_role = replica`): the row
+/// triggers cannot read the tracked column, so the application's writes go
+/// on without their notes, each transaction is warned once (not once per
+/// row) that it holds off every deletion, and the final check refuses to
+/// delete anything until the tracking follows the rename.
+#[test]
+fn a_rename_the_event_trigger_missed_stops_deletions_and_never_fails_a_write() {
+    let (db, mut admin) = tracked_database();
+    admin
+        .batch_execute(
+            "INSERT INTO facial_evaluations (user_id, image_path) VALUES (1, 'a.jpg');
+             SET session_replication_role = replica;
+             ALTER TABLE facial_evaluations RENAME COLUMN image_path TO img;
+             RESET session_replication_role;",
+        )
+        .unwrap();
+    assert_eq!(
+        tracked_columns(&mut admin, "facial_evaluations"),
+        vec!["image_path", "secondary_image_path"],
+        "the event trigger did not follow the rename"
+    );
+
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut app = postgres::Config::from_str(&db.url_as("app"))
+        .unwrap()
+        .notice_callback(move |notice| sender.send(notice.message().to_owned()).unwrap())
+        .connect(NoTls)
+        .unwrap();
+    app.batch_execute(
+        "BEGIN;
+         INSERT INTO facial_evaluations (user_id, img)
+         SELECT g, 'held_' || g || '.jpg' FROM generate_series(2, 101) AS g;
+         DELETE FROM facial_evaluations WHERE user_id = 1;
+         COMMIT;",
+    )
+    .unwrap_or_else(|e| panic!("the application's writes failed after the rename: {e}"));
+    let warnings: Vec<String> = receiver.try_iter().collect();
+    let held = warnings
+        .iter()
+        .filter(|w| {
+            w.contains("has no column \"image_path\"") && w.contains("holds off every deletion")
+        })
+        .count();
+    assert_eq!(
+        held,
+        1,
+        "{} warnings, the first: {:?}",
+        warnings.len(),
+        warnings.first()
+    );
+
+    let refused = final_verdict(&mut admin, "held_2.jpg");
+    assert!(
+        matches!(&refused, Err(message) if message.contains("has no column")),
+        "the final check refuses while a tracked column cannot be read: {refused:?}"
+    );
+    admin
+        .batch_execute("SELECT filegc.sync_tracking()")
+        .unwrap();
+    assert_eq!(
+        final_verdict(&mut admin, "held_2.jpg").as_deref(),
+        Ok("referenced")
+    );
+    assert_eq!(
+        pending_deletions(&mut admin, "a.jpg"),
+        0,
+        "a row the triggers could not read schedules nothing"
     );
 }
 
