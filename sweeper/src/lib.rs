@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bucket;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,0 +1,266 @@
+//! Requests to an S3-compatible bucket: signed by rusty-s3, sent by reqwest,
+//! retried with backoff when the service is busy or the network fails.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::{Credentials, S3Action, UrlStyle};
+use thiserror::Error;
+
+use super::settings::{Addressing, BucketLocation, BucketSettings};
+
+/// How long a signed request stays valid: long enough for a slow answer, short enough that a leaked URL is soon useless.
+const SIGNATURE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Keys per listing page: S3's maximum.
+const PAGE_KEYS: usize = 1000;
+
+/// How long one request may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Attempts at one request before the run gives up on it: with the backoff
+/// below, about a minute of a busy or unreachable service.
+const ATTEMPTS: usize = 8;
+
+/// An opened bucket: where it is and a client for it.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    location: BucketLocation,
+    target: rusty_s3::Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+/// Why a request to the bucket failed, after its retries.
+#[derive(Debug, Error)]
+pub enum BucketError {
+    /// The settings do not make a bucket address.
+    #[error("{location}: cannot address the bucket at {endpoint}: {reason}")]
+    Address {
+        /// The bucket.
+        location: BucketLocation,
+        /// The endpoint.
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The service could not be reached, or kept failing.
+    #[error("{location}: {action}: {source}")]
+    Unreachable {
+        /// The bucket.
+        location: BucketLocation,
+        /// What the sweeper was doing.
+        action: &'static str,
+        /// The transport's error.
+        source: reqwest::Error,
+    },
+    /// The service answered with an error.
+    #[error("{location}: {action}: the service answered {status}{hint}: {body}")]
+    Refused {
+        /// The bucket.
+        location: BucketLocation,
+        /// What the sweeper was doing.
+        action: &'static str,
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// What the status usually means here.
+        hint: &'static str,
+        /// The start of the service's answer (an S3 error document).
+        body: String,
+    },
+    /// The answer was not the document S3 sends.
+    #[error("{location}: {action}: the answer is not an S3 listing: {reason}")]
+    BadAnswer {
+        /// The bucket.
+        location: BucketLocation,
+        /// What the sweeper was doing.
+        action: &'static str,
+        /// What could not be read.
+        reason: String,
+    },
+}
+
+/// One object of a listing, its key as the bucket spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// The whole key, prefix included.
+    pub key: String,
+    /// Its size; `None` when the service did not say.
+    pub size_bytes: Option<u64>,
+    /// When it was last written; `None` when the service did not say or said something unreadable.
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct ListedPage {
+    /// The page's objects, in the bucket's (byte) order.
+    pub objects: Vec<ListedObject>,
+    /// The token for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// Whether an answer is worth asking again: the service was busy (429, S3's
+/// 503 SlowDown) or failed on its side (5xx).
+fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+impl Bucket {
+    /// A client for the bucket the settings name; sends nothing yet.
+    pub fn open(settings: &BucketSettings) -> Result<Bucket, BucketError> {
+        let style = match settings.addressing {
+            Addressing::VirtualHosted => UrlStyle::VirtualHost,
+            Addressing::Path => UrlStyle::Path,
+        };
+        let address_error = |reason: String| BucketError::Address {
+            location: settings.location.clone(),
+            endpoint: settings.endpoint.to_string(),
+            reason,
+        };
+        let target = rusty_s3::Bucket::new(
+            settings.endpoint.clone(),
+            style,
+            settings.location.bucket.clone(),
+            settings.region.clone(),
+        )
+        .map_err(|error| address_error(format!("{error:?}")))?;
+        let credentials = match &settings.session_token {
+            Some(token) => Credentials::new_with_token(
+                settings.access_key_id.clone(),
+                settings.secret_access_key.clone(),
+                token.clone(),
+            ),
+            None => Credentials::new(
+                settings.access_key_id.clone(),
+                settings.secret_access_key.clone(),
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| address_error(error.to_string()))?;
+        Ok(Bucket {
+            location: settings.location.clone(),
+            target,
+            credentials,
+            http,
+        })
+    }
+
+    /// The bucket and prefix.
+    pub fn location(&self) -> &BucketLocation {
+        &self.location
+    }
+
+    /// One page of the keys under the prefix, from the start (`None`) or from a page's `next` token.
+    pub async fn list_page(&self, continuation: Option<&str>) -> Result<ListedPage, BucketError> {
+        const ACTION: &str = "list the objects";
+        let body = self
+            .send(ACTION, || {
+                let mut list = ListObjectsV2::new(&self.target, Some(&self.credentials));
+                if !self.location.prefix.is_empty() {
+                    list.with_prefix(self.location.prefix.as_str());
+                }
+                list.with_max_keys(PAGE_KEYS);
+                if let Some(token) = continuation {
+                    list.with_continuation_token(token);
+                }
+                list.sign(SIGNATURE_LIFETIME)
+            })
+            .await?;
+        let page =
+            ListObjectsV2::parse_response(&body).map_err(|error| BucketError::BadAnswer {
+                location: self.location.clone(),
+                action: ACTION,
+                reason: error.to_string(),
+            })?;
+        let objects = page
+            .contents
+            .into_iter()
+            .map(|object| ListedObject {
+                modified: object
+                    .last_modified
+                    .as_deref()
+                    .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                    .map(|time| time.with_timezone(&Utc)),
+                size_bytes: object.size,
+                key: object.key,
+            })
+            .collect();
+        Ok(ListedPage {
+            objects,
+            next: page.next_continuation_token,
+        })
+    }
+
+    /// Sends the GET `sign` builds (signed anew for each attempt) and returns
+    /// the answer's body; retries transient failures with exponential backoff.
+    async fn send(
+        &self,
+        action: &'static str,
+        sign: impl Fn() -> url::Url,
+    ) -> Result<String, BucketError> {
+        let attempt =
+            || async {
+                let response = self.http.get(sign()).send().await.map_err(|source| {
+                    BucketError::Unreachable {
+                        location: self.location.clone(),
+                        action,
+                        source,
+                    }
+                })?;
+                let status = response.status();
+                let body = response
+                    .text()
+                    .await
+                    .map_err(|source| BucketError::Unreachable {
+                        location: self.location.clone(),
+                        action,
+                        source,
+                    })?;
+                if status.is_success() {
+                    return Ok(body);
+                }
+                Err(BucketError::Refused {
+                    location: self.location.clone(),
+                    action,
+                    status,
+                    hint: hint(status),
+                    body: body.chars().take(500).collect(),
+                })
+            };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(15))
+                    .with_max_times(ATTEMPTS - 1)
+                    .with_jitter(),
+            )
+            .when(|error| match error {
+                BucketError::Unreachable { .. } => true,
+                BucketError::Refused { status, .. } => is_transient(*status),
+                _ => false,
+            })
+            .notify(|error, delay| {
+                tracing::warn!(error = %error, retry_in = ?delay, "the bucket's service failed a request; trying again");
+            })
+            .await
+    }
+}
+
+/// What an error status usually means for a bucket the sweeper was configured for.
+fn hint(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() {
+        301 | 307 | 400 => {
+            " (a wrong REGION, or an endpoint that wants the other addressing: try FILEGC_S3_ADDRESSING=path or virtual)"
+        }
+        403 => " (the credentials are wrong or may not list this bucket)",
+        404 => " (no such bucket at this endpoint)",
+        _ => "",
+    }
+}

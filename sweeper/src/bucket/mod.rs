@@ -1,0 +1,15 @@
+//! S3-compatible buckets (`FILEGC_STORAGE=s3://bucket/prefix/`): their
+//! settings, the requests to them, and their listing for the inventory.
+//!
+//! A bucket is scanned into the same inventory a volume fills, so every
+//! report and listing of the database covers it; the sweep, the trash and
+//! `filegc run` still work on volumes only.
+
+mod client;
+mod listing;
+mod settings;
+
+pub use self::client::{Bucket, BucketError, ListedObject, ListedPage};
+pub use self::settings::{
+    parse_location, Addressing, BucketLocation, BucketSettings, BucketSettingsError,
+};
