@@ -34,6 +34,14 @@ fi
 
 ensure_cargo_pgrx
 
+# The tests of buckets run against a real S3 server: moto's, from PyPI.
+MOTO_VERSION=5.2.5
+if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
+    say "installing moto[server] $MOTO_VERSION (the S3 server of the bucket tests)"
+    as_root python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        "moto[server]==$MOTO_VERSION"
+fi
+
 pg_config_of() {
     case "$1" in
         15) echo /usr/lib/postgresql/15/bin/pg_config ;;

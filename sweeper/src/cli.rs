@@ -63,6 +63,16 @@ pub struct GlobalArgs {
     )]
     pub volume: Option<PathBuf>,
 
+    /// An S3-compatible bucket instead of a volume: s3://BUCKET/PREFIX/, with the endpoint and credentials in Railway's bucket variables (ENDPOINT, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY) or AWS's; only `scan` works on a bucket so far [env: FILEGC_STORAGE]
+    #[arg(
+        long,
+        env = "FILEGC_STORAGE",
+        hide_env = true,
+        global = true,
+        value_name = "URL"
+    )]
+    pub storage: Option<String>,
+
     /// Log format: text for people, json (one object a line) for log collectors such as Railway's [env: FILEGC_LOG_FORMAT; default: json for `run` on Railway, text otherwise]
     #[arg(long, value_enum, global = true, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,

@@ -4,6 +4,7 @@
 //! and the environment's fallbacks; everything after it works with checked
 //! values and cannot meet a malformed option.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use filegc_path_rules::{validate_relative, InvalidReason};
 use thiserror::Error;
 
+use crate::bucket::{BucketSettings, BucketSettingsError};
 use crate::cli::{self, Cli, DeleteArgs, FilterArgs, ListArgs, LogFormatArg};
 use crate::filter::Filter;
 use crate::units::{
@@ -24,8 +26,25 @@ use crate::units::{
 pub enum Config {
     /// A command on the volume: every command but the portable install's.
     Volume(Box<VolumeConfig>),
+    /// A command on a bucket (`--storage s3://...`): only `scan` so far.
+    Bucket(Box<BucketConfig>),
     /// A script of the portable install, printed or run: no volume, and the database only to run it.
     Portable(PortableCommand),
+}
+
+/// What a command on a bucket needs to know, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketConfig {
+    /// The bucket, its prefix and how to reach it.
+    pub bucket: BucketSettings,
+    /// The database.
+    pub database_url: DatabaseUrl,
+    /// How, where and which log lines are written.
+    pub logging: Logging,
+    /// The name this sweeper records in the database.
+    pub worker: String,
+    /// What to do.
+    pub command: Command,
 }
 
 /// What a command on the volume needs to know, checked.
@@ -390,7 +409,26 @@ pub struct Environment {
     pub no_color: bool,
     /// The Railway project, service and environment, for the alerts.
     pub railway: RailwayNames,
+    /// The variables a bucket's settings come from ([`BUCKET_VARIABLES`]), those set.
+    pub bucket_variables: BTreeMap<&'static str, String>,
 }
+
+/// The variables [`BucketSettings::from_variables`] reads: Railway's bucket
+/// variables, AWS's, and filegc's own.
+pub const BUCKET_VARIABLES: &[&str] = &[
+    "ACCESS_KEY_ID",
+    "SECRET_ACCESS_KEY",
+    "REGION",
+    "ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "FILEGC_S3_ADDRESSING",
+];
 
 /// Where on Railway the sweeper runs, as Railway's variables name it; all
 /// `None` elsewhere.
@@ -427,6 +465,10 @@ impl Environment {
                 service: variable("RAILWAY_SERVICE_NAME"),
                 environment: variable("RAILWAY_ENVIRONMENT_NAME"),
             },
+            bucket_variables: BUCKET_VARIABLES
+                .iter()
+                .filter_map(|name| variable(name).map(|value| (*name, value)))
+                .collect(),
         }
     }
 }
@@ -447,6 +489,26 @@ pub enum ConfigError {
         "no volume given: pass --volume PATH, or set FILEGC_VOLUME or RAILWAY_VOLUME_MOUNT_PATH"
     )]
     MissingVolume,
+    /// Both a volume and a bucket were named.
+    #[error("both a volume ({volume}) and a bucket ({storage}) given: filegc manages one place, so give --volume (FILEGC_VOLUME) or --storage (FILEGC_STORAGE), not both")]
+    VolumeAndBucket {
+        /// The volume given.
+        volume: String,
+        /// The bucket given.
+        storage: String,
+    },
+    /// The bucket's settings cannot be used.
+    #[error(transparent)]
+    Bucket(#[from] BucketSettingsError),
+    /// The command does not work on a bucket yet.
+    #[error("`{command}` does not work on a bucket yet: only `filegc scan` does, which lists the bucket into the database's inventory for the SQL reports (filegc.storage_stats, filegc.orphans); deletions scheduled meanwhile wait in the database")]
+    NotOnBucket {
+        /// The command given.
+        command: &'static str,
+    },
+    /// A command on a bucket without the database.
+    #[error("a bucket is scanned into the database: pass --database-url URL or set DATABASE_URL")]
+    BucketWithoutDatabase,
     /// No worker name was given and the host name is unknown.
     #[error(
         "no worker name: the host name is unknown, so pass --worker NAME or set FILEGC_WORKER"
@@ -555,6 +617,10 @@ impl Config {
                 };
                 (PortableScript::Switch(to), apply)
             }
+            _ if cli.global.storage.as_deref().is_some_and(|s| !s.is_empty()) => {
+                return BucketConfig::from_cli(cli, environment)
+                    .map(|config| Config::Bucket(Box::new(config)))
+            }
             _ => {
                 return VolumeConfig::from_cli(cli, environment)
                     .map(|config| Config::Volume(Box::new(config)))
@@ -569,6 +635,50 @@ impl Config {
             script,
             database_url,
         }))
+    }
+}
+
+impl BucketConfig {
+    fn from_cli(cli: Cli, environment: &Environment) -> Result<BucketConfig, ConfigError> {
+        let global = cli.global;
+        let storage = global.storage.unwrap_or_default();
+        // RAILWAY_VOLUME_MOUNT_PATH is Railway's, set whenever the service has
+        // a volume; only a volume named for filegc conflicts with the bucket.
+        if let Some(volume) = global.volume.filter(|path| !path.as_os_str().is_empty()) {
+            return Err(ConfigError::VolumeAndBucket {
+                volume: volume.display().to_string(),
+                storage,
+            });
+        }
+        let command = cli
+            .command
+            .map_or(Ok(Command::Menu), |given| command(given, environment))?;
+        if command != Command::Scan {
+            return Err(ConfigError::NotOnBucket {
+                command: command.name(),
+            });
+        }
+        let bucket = BucketSettings::from_variables(&storage, |name| {
+            environment.bucket_variables.get(name).cloned()
+        })?;
+        let worker = global
+            .worker
+            .or_else(|| environment.host_name.clone())
+            .filter(|name| !name.trim().is_empty())
+            .ok_or(ConfigError::MissingWorker)?;
+        Ok(BucketConfig {
+            bucket,
+            database_url: database_url(global.database_url)
+                .ok_or(ConfigError::BucketWithoutDatabase)?,
+            logging: logging(
+                &command,
+                global.log_format,
+                (global.quiet, global.verbose),
+                environment,
+            )?,
+            worker,
+            command,
+        })
     }
 }
 
@@ -915,10 +1025,95 @@ mod tests {
     fn config_with(environment: &Environment, args: &[&str]) -> Result<VolumeConfig, ConfigError> {
         match parsed(environment, args)? {
             Config::Volume(config) => Ok(*config),
+            Config::Bucket(config) => panic!("expected a command on the volume, got {config:?}"),
             Config::Portable(command) => {
                 panic!("expected a command on the volume, got {command:?}")
             }
         }
+    }
+
+    fn with_bucket_variables() -> Environment {
+        Environment {
+            bucket_variables: BTreeMap::from([
+                ("ACCESS_KEY_ID", "key".to_owned()),
+                ("SECRET_ACCESS_KEY", "secret".to_owned()),
+                ("ENDPOINT", "https://storage.railway.app".to_owned()),
+                ("REGION", "auto".to_owned()),
+            ]),
+            railway_volume_mount_path: Some("/railway".into()),
+            ..environment()
+        }
+    }
+
+    #[test]
+    fn a_bucket_is_scanned_even_where_railway_mounts_a_volume() {
+        let args = [
+            "--storage",
+            "s3://my-bucket/images",
+            "--database-url",
+            "postgres://db",
+            "scan",
+        ];
+        let Config::Bucket(config) = parsed(&with_bucket_variables(), &args).unwrap() else {
+            panic!("expected a command on the bucket");
+        };
+        assert_eq!(config.bucket.location.to_string(), "s3://my-bucket/images/");
+        assert_eq!(config.command, Command::Scan);
+        assert_eq!(config.worker, "web-1");
+    }
+
+    #[test]
+    fn a_volume_and_a_bucket_named_together_are_refused() {
+        let args = [
+            "--volume",
+            "/data",
+            "--storage",
+            "s3://my-bucket/images/",
+            "scan",
+        ];
+        let error = parsed(&with_bucket_variables(), &args).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::VolumeAndBucket { .. }),
+            "{error:?}"
+        );
+        for named in [
+            "/data",
+            "s3://my-bucket/images/",
+            "FILEGC_VOLUME",
+            "FILEGC_STORAGE",
+        ] {
+            assert!(error.to_string().contains(named), "{error}");
+        }
+    }
+
+    #[test]
+    fn only_scan_works_on_a_bucket_so_far_and_it_needs_the_database() {
+        for command in [
+            &["sweep"][..],
+            &["orphans"],
+            &["stats"],
+            &["empty-trash"],
+            &["run", "--", "app"],
+        ] {
+            let mut args = vec![
+                "--storage",
+                "s3://my-bucket/images/",
+                "--database-url",
+                "postgres://db",
+            ];
+            args.extend_from_slice(command);
+            let error = parsed(&with_bucket_variables(), &args).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::NotOnBucket { .. }),
+                "{command:?}: {error:?}"
+            );
+        }
+        let error = parsed(
+            &with_bucket_variables(),
+            &["--storage", "s3://my-bucket/", "scan"],
+        )
+        .unwrap_err();
+        assert_eq!(error, ConfigError::BucketWithoutDatabase);
     }
 
     fn config(args: &[&str]) -> Result<VolumeConfig, ConfigError> {

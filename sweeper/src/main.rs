@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
+use filegc_sweeper::bucket::Bucket;
 use filegc_sweeper::cli::Cli;
 use filegc_sweeper::commands::{Context, MenuBackend, Refused};
 use filegc_sweeper::config::{
-    Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
+    BucketConfig, Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
 };
 use filegc_sweeper::db::{Cleanup, Db, DbError, ListKind};
 use filegc_sweeper::exit_codes::ExitCode;
@@ -18,7 +19,7 @@ use filegc_sweeper::offline;
 use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
-use filegc_sweeper::scan::{scan, ScanOptions};
+use filegc_sweeper::scan::{scan, scan_bucket, BucketScanError, ScanOptions};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
@@ -37,7 +38,12 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
     if error.downcast_ref::<Refused>().is_some() {
         return ExitCode::UsageOrRefused;
     }
-    match error.downcast_ref::<DbError>() {
+    let db_error = match error.downcast_ref::<BucketScanError>() {
+        Some(BucketScanError::Bucket(_)) => return ExitCode::SomeFilesFailed,
+        Some(BucketScanError::Db(db_error)) => Some(db_error),
+        None => error.downcast_ref::<DbError>(),
+    };
+    match db_error {
         Some(DbError::Unreachable { .. } | DbError::Query(_)) => ExitCode::DatabaseError,
         Some(DbError::NoExtension { .. } | DbError::NotPermitted { .. } | DbError::Refused(_)) => {
             ExitCode::UsageOrRefused
@@ -55,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
         Ok(Config::Volume(config)) => *config,
+        Ok(Config::Bucket(config)) => return scan_bucket_command(*config).map(Into::into),
         // These touch only the database, so they need no volume (and log nothing).
         Ok(Config::Portable(command)) => return portable_sql(command).map(Into::into),
         Err(error) => {
@@ -109,6 +116,37 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         _ => runtime.block_on(execute(config, volume)).map(Into::into),
     }
+}
+
+/// `filegc scan` on a bucket, the one command that works on one so far.
+fn scan_bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
+    filegc_sweeper::logging::init(&config.logging);
+    let bucket = match Bucket::open(&config.bucket) {
+        Ok(bucket) => bucket,
+        Err(error) => {
+            eprintln!("filegc: {error}");
+            return Ok(ExitCode::UsageOrRefused);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut db = Db::connect(config.database_url.expose()).await?;
+        let options = ScanOptions {
+            worker: config.worker.clone(),
+            progress: Progress::on_terminal(),
+        };
+        let report = scan_bucket(&bucket, &mut db, &options).await?;
+        println!(
+            "Scanned {} files ({} bytes) in {}",
+            report.files,
+            report.bytes,
+            bucket.location()
+        );
+        Ok(ExitCode::from_failures(report.problems))
+    })
 }
 
 /// `filegc install-sql`, `uninstall-sql` and `switch-engine`: print the script, or run it in one transaction.

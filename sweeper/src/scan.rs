@@ -1,8 +1,12 @@
-//! The scan: walk the volume and stream what is on it into the database's inventory.
+//! The scan: walk the volume, or list the bucket, and stream what is on it into the database's inventory.
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use std::pin::Pin;
 
+use tokio::sync::mpsc;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+
+use crate::bucket::{Bucket, BucketError};
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
 use crate::sweep::DEFAULT_BATCH_SIZE;
@@ -46,7 +50,7 @@ pub async fn scan(
 ) -> Result<ScanReport, DbError> {
     let volume_path = volume.root().display().to_string();
     let scan_id = db.start_run("scan", &options.worker, &volume_path).await?;
-    let (sender, mut receiver) = mpsc::channel(CHANNEL_DEPTH);
+    let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
     let walk = volume.walk();
     let walker = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
@@ -64,10 +68,38 @@ pub async fn scan(
             let _ = sender.blocking_send(batch);
         }
     });
+    let (copy, problems) = copy_into_inventory(db, scan_id, receiver, options.progress).await?;
+    // The walk has ended once its channel closed; a panic in it is a bug worth surfacing.
+    if let Err(error) = walker.await {
+        std::panic::resume_unwind(error.into_panic());
+    }
+    finish_inventory(copy).await?;
+    let errors = i64::try_from(problems).unwrap_or(i64::MAX);
+    let (files, bytes) = db.finish_scan(scan_id, errors).await?;
+    let trash = bring_back_kept_copies(volume, db).await?;
+    let alert_level = report_volume(volume, db, &options.worker, trash).await?;
+    tracing::info!(files, bytes, problems, alert_level = %alert_level, "scan finished");
+    Ok(ScanReport {
+        files,
+        bytes,
+        problems,
+        alert_level,
+    })
+}
+
+/// Copies the batches a walk or a listing sends into the scan's staging
+/// rows, until the sender is done; returns the COPY, for the caller to
+/// finish (or to abort, by dropping it), and how many problems it logged.
+async fn copy_into_inventory(
+    db: &Db,
+    scan_id: i64,
+    mut receiver: mpsc::Receiver<Vec<WalkItem>>,
+    progress: Progress,
+) -> Result<(Pin<Box<BinaryCopyInWriter>>, u64), DbError> {
     let mut writer = db.inventory_writer().await?;
     let mut problems = 0u64;
     let mut walked_bytes = 0u64;
-    let bar = options.progress.counter("scanned");
+    let bar = progress.counter("scanned");
     while let Some(batch) = receiver.recv().await {
         let mut walked = 0;
         for item in batch {
@@ -88,22 +120,53 @@ pub async fn scan(
         bar.inc(walked);
         bar.set_message(format_size(walked_bytes));
     }
-    // The walk has ended once its channel closed; a panic in it is a bug worth surfacing.
-    if let Err(error) = walker.await {
-        std::panic::resume_unwind(error.into_panic());
-    }
     bar.finish_and_clear();
-    finish_inventory(writer).await?;
+    Ok((writer, problems))
+}
+
+/// Why a scan of a bucket stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketScanError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The bucket's listing failed; the inventory keeps the last complete scan's files.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// Lists the bucket into the inventory. A bucket has no capacity to report,
+/// so the alert level is `unknown`; its trash is not counted yet.
+pub async fn scan_bucket(
+    bucket: &Bucket,
+    db: &mut Db,
+    options: &ScanOptions,
+) -> Result<ScanReport, BucketScanError> {
+    let location = bucket.location().to_string();
+    let scan_id = db.start_run("scan", &options.worker, &location).await?;
+    let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
+    let lister = bucket.clone();
+    let listing = tokio::spawn(async move { lister.list_into(sender).await });
+    let copied = copy_into_inventory(db, scan_id, receiver, options.progress).await;
+    // The listing has ended once its channel closed; a panic in it is a bug worth surfacing.
+    let listed = match listing.await {
+        Ok(listed) => listed,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    };
+    let (copy, problems) = copied?;
+    // A listing that failed part way aborts the COPY (dropped unfinished)
+    // and leaves the scan unfinished: finishing it would take the keys not
+    // listed for deleted ones.
+    listed?;
+    finish_inventory(copy).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);
     let (files, bytes) = db.finish_scan(scan_id, errors).await?;
-    let trash = bring_back_kept_copies(volume, db).await?;
-    let alert_level = report_volume(volume, db, &options.worker, trash).await?;
-    tracing::info!(files, bytes, problems, alert_level = %alert_level, "scan finished");
+    tracing::info!(files, bytes, problems, bucket = %location, "scan finished");
     Ok(ScanReport {
         files,
         bytes,
         problems,
-        alert_level,
+        alert_level: "unknown".to_owned(),
     })
 }
 

@@ -13,11 +13,13 @@
 //! On top of the databases: [`fixtures`] puts the application and a scan's
 //! inventory in one, [`test_env::TestEnv`] adds a volume among canary files
 //! for the tests that run the sweeper, [`sweeper`] runs the real binary (to
-//! its end or in the background), and [`reliability`] holds what the
-//! reliability suite checks with.
+//! its end or in the background), [`s3_server`] starts a real S3 server for
+//! the tests of buckets, and [`reliability`] holds what the reliability
+//! suite checks with.
 
 pub mod fixtures;
 pub mod reliability;
+pub mod s3_server;
 mod server;
 pub mod sweeper;
 pub mod test_env;

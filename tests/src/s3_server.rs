@@ -1,0 +1,144 @@
+//! A real S3 server for the tests of buckets: `moto_server` (PyPI
+//! `moto[server]`, which `make test` installs), one per test, on a free port
+//! of 127.0.0.1, stopped when dropped.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use filegc_sweeper::config::BUCKET_VARIABLES;
+
+use crate::eventually;
+use crate::sweeper::filegc_bin;
+
+/// A running `moto_server`: any credentials are accepted, buckets and objects live in its memory.
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    /// One connection kept open for every request, not one per object.
+    agent: ureq::Agent,
+}
+
+impl S3Server {
+    /// Starts a server; returns once it answers.
+    pub fn start() -> S3Server {
+        // The port is free now; moto binds it a moment later, which a test
+        // elsewhere on this machine could take first: the start then fails
+        // loudly rather than reaching someone else's server, since the
+        // readiness check below asks for this child's own answer.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        // As a module of the python3 on PATH, which `make test` installed it
+        // into: its `moto_server` script may not be on PATH (pyenv's shims).
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("filegc-tests: cannot start python3 -m moto.server ({error}): run `make test`, which installs moto[server] from PyPI")
+            });
+        let mut server = S3Server {
+            child,
+            port,
+            agent: ureq::Agent::new_with_defaults(),
+        };
+        let ready = eventually(Duration::from_secs(30), || {
+            server.exited().is_none() && server.agent.get(server.endpoint()).call().is_ok()
+        });
+        assert!(
+            ready,
+            "filegc-tests: moto_server on port {port} did not answer within 30 s (exit: {:?})",
+            server.exited()
+        );
+        server
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The endpoint, for the `ENDPOINT` variable.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, bucket: &str) {
+        self.agent
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send_empty()
+            .unwrap_or_else(|error| panic!("creating bucket {bucket}: {error}"));
+    }
+
+    /// Writes an object of `size` bytes; the key is sent percent-encoded, so
+    /// that `..` and `//` reach the server as they are.
+    pub fn put(&self, bucket: &str, key: &str, size: usize) {
+        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+        self.agent
+            .put(&url)
+            .send(&vec![b'x'; size][..])
+            .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+    }
+
+    /// The environment a `filegc` command needs for this server: Railway's bucket variables, as Railway names them.
+    pub fn variables(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ACCESS_KEY_ID", "test-key".to_owned()),
+            ("SECRET_ACCESS_KEY", "test-secret".to_owned()),
+            ("REGION", "us-east-1".to_owned()),
+            ("ENDPOINT", self.endpoint()),
+        ]
+    }
+}
+
+/// `filegc --storage STORAGE ARGS` on this server, with the database at
+/// `database_url`: Railway's bucket variables set, no volume, and none of the
+/// variables that would point it elsewhere.
+pub fn filegc_on_bucket(
+    server: &S3Server,
+    database_url: &str,
+    storage: &str,
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(filegc_bin());
+    command
+        .args(["--storage", storage, "--database-url", database_url])
+        .args(args)
+        .stdin(Stdio::null());
+    for name in BUCKET_VARIABLES.iter().chain(&[
+        "DATABASE_URL",
+        "FILEGC_VOLUME",
+        "FILEGC_STORAGE",
+        "RAILWAY_VOLUME_MOUNT_PATH",
+        "RAILWAY_ENVIRONMENT",
+        "FILEGC_LOG_FORMAT",
+        "FILEGC_LOG",
+        "RUST_LOG",
+    ]) {
+        command.env_remove(name);
+    }
+    command.envs(server.variables());
+    command
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes every byte of a key but the unreserved ones and `/`.
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' | b'/' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}

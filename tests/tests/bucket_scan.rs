@@ -1,0 +1,212 @@
+//! `filegc scan` of an S3-compatible bucket (a real `moto_server`) into the inventory.
+
+use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
+use filegc_tests::sweeper::{describe_output, stderr, succeeded};
+use filegc_tests::test_env::TestEnv;
+
+const BUCKET: &str = "app-uploads";
+
+fn inventory(env: &mut TestEnv) -> Vec<String> {
+    env.client
+        .query(
+            "SELECT path FROM filegc.inventory ORDER BY path COLLATE \"C\"",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[test]
+fn a_bucket_scan_inventories_the_prefix_and_nothing_beside_it() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "facial_evaluations/user_1_1700000000.jpg", 1_000);
+    server.put(BUCKET, "facial_evaluations/user_2_1700000100.png", 2_000);
+    server.put(
+        BUCKET,
+        "facial_evaluations/sub/user_3_1700000200.webp",
+        4_000,
+    );
+    server.put(BUCKET, "facial_evaluations/a space+plus%.jpg", 10);
+    // Beside the prefix: a sibling that shares its letters, the bucket's
+    // root, a folder marker and the trash.
+    server.put(BUCKET, "facial_evaluations2/user_9_1700000000.jpg", 1);
+    server.put(BUCKET, "user_8_1700000000.jpg", 1);
+    server.put(BUCKET, "facial_evaluations/sub/", 0);
+    server.put(
+        BUCKET,
+        "facial_evaluations/.filegc-trash/user_7_1700000000.jpg",
+        1,
+    );
+    let mut env = TestEnv::new();
+    env.reference("user_1_1700000000.jpg");
+    // Without its trailing slash, as a tired operator types it.
+    let storage = format!("s3://{BUCKET}/facial_evaluations");
+    let output = filegc_on_bucket(&server, &env.db.url(), &storage, &["scan"])
+        .output()
+        .unwrap();
+    let stdout = succeeded(&["scan"], &output);
+    assert!(
+        stdout.contains("Scanned 4 files (7010 bytes) in s3://app-uploads/facial_evaluations/"),
+        "{stdout}"
+    );
+    assert_eq!(
+        inventory(&mut env),
+        [
+            "a space+plus%.jpg",
+            "sub/user_3_1700000200.webp",
+            "user_1_1700000000.jpg",
+            "user_2_1700000100.png"
+        ]
+    );
+    let row = env
+        .client
+        .query_one("SELECT * FROM filegc.storage_stats", &[])
+        .unwrap();
+    let n = |column: &str| -> i64 { row.get(column) };
+    assert_eq!(n("total_files"), 4);
+    assert_eq!(n("total_bytes"), 7_010);
+    assert_eq!(n("referenced_files"), 1);
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan' AND finished_at IS NOT NULL \
+             AND volume_path = 's3://app-uploads/facial_evaluations/'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_listing_over_several_pages_takes_every_key() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    // S3 gives at most 1,000 keys a page.
+    for n in 0..1_001 {
+        server.put(BUCKET, &format!("img/user_{n}_1700000000.jpg"), 1);
+    }
+    let mut env = TestEnv::new();
+    let output = filegc_on_bucket(
+        &server,
+        &env.db.url(),
+        &format!("s3://{BUCKET}/img/"),
+        &["scan"],
+    )
+    .output()
+    .unwrap();
+    succeeded(&["scan"], &output);
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.inventory"),
+        1_001
+    );
+}
+
+#[test]
+fn hostile_keys_are_reported_and_never_inventoried() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "img/user_1_1700000000.jpg", 1);
+    let long = format!("img/{}.jpg", "n".repeat(300));
+    for key in [
+        "img/../user_2_1700000000.jpg",
+        "img/a//user_3_1700000000.jpg",
+        "img/./user_4_1700000000.jpg",
+        &long,
+    ] {
+        server.put(BUCKET, key, 1);
+    }
+    let mut env = TestEnv::new();
+    let output = filegc_on_bucket(
+        &server,
+        &env.db.url(),
+        &format!("s3://{BUCKET}/img/"),
+        &["scan"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
+    let errors = stderr(&output);
+    for named in [
+        "img/../user_2",
+        "img/a//user_3",
+        "img/./user_4",
+        "nnnnnnnnnn.jpg",
+    ] {
+        assert!(errors.contains(named), "{named} not reported: {errors}");
+    }
+    assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
+}
+
+#[test]
+fn a_listing_that_fails_keeps_the_last_inventory_and_names_the_cause() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "img/user_1_1700000000.jpg", 1);
+    let mut env = TestEnv::new();
+    let storage = format!("s3://{BUCKET}/img/");
+    let output = filegc_on_bucket(&server, &env.db.url(), &storage, &["scan"])
+        .output()
+        .unwrap();
+    succeeded(&["scan"], &output);
+    let missing = filegc_on_bucket(
+        &server,
+        &env.db.url(),
+        "s3://no-such-bucket/img/",
+        &["scan"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&missing)
+    );
+    assert!(
+        stderr(&missing).contains("no such bucket at this endpoint"),
+        "{}",
+        describe_output(&missing)
+    );
+    assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan' AND finished_at IS NULL"
+        ),
+        1,
+        "the failed scan stays unfinished"
+    );
+}
+
+#[test]
+fn commands_that_do_not_work_on_a_bucket_yet_say_so_and_touch_nothing() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let env = TestEnv::new();
+    for command in ["sweep", "orphans", "run"] {
+        let output = filegc_on_bucket(
+            &server,
+            &env.db.url(),
+            &format!("s3://{BUCKET}/img/"),
+            &[command],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}",
+            describe_output(&output)
+        );
+        assert!(
+            stderr(&output).contains("does not work on a bucket yet"),
+            "{}",
+            describe_output(&output)
+        );
+    }
+}
