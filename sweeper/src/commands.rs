@@ -18,6 +18,7 @@ use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::output::{invalid_references_note, print_preview, print_stats, print_table, JsonArray};
 use crate::progress::Progress;
 use crate::scan::{scan, ScanOptions};
+use crate::storage::Storage;
 use crate::sweep::{
     empty_trash, restore_now, sweep, FileOutcome, RestoreResult, SweepOptions, DEFAULT_BATCH_SIZE,
 };
@@ -278,46 +279,7 @@ impl Context {
 
     /// `restore PATH`: asks the database for the file back and moves it out of the trash now.
     pub async fn restore(&mut self, path: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-        match restore_now(&self.volume, &mut self.db, path).await? {
-            RestoreResult::Restored { bytes } => {
-                writeln!(out, "Restored {path} ({})", format_size(bytes))?;
-                Ok(ExitCode::Success)
-            }
-            RestoreResult::AlreadyBack => {
-                writeln!(
-                    out,
-                    "{path} is already back at its path (recorded as restored)"
-                )?;
-                Ok(ExitCode::Success)
-            }
-            RestoreResult::NotInTrash => {
-                eprintln!(
-                    "filegc: cannot restore {path}: it is not in the trash (it was never \
-                     deleted, was restored already, or the trash was purged)"
-                );
-                Ok(ExitCode::SomeFilesFailed)
-            }
-            RestoreResult::TargetExists => {
-                eprintln!(
-                    "filegc: cannot restore {path}: a file already stands there; the trashed \
-                     copy stays in {TRASH_DIR}/{path} (move the file away, then run \
-                     `filegc restore {path}` again)"
-                );
-                Ok(ExitCode::SomeFilesFailed)
-            }
-            RestoreResult::Failed(error) => {
-                eprintln!("filegc: cannot restore {path}: {error}");
-                Ok(ExitCode::SomeFilesFailed)
-            }
-            RestoreResult::Busy => {
-                writeln!(
-                    out,
-                    "Asked for {path} back: a sweep or the application is changing it right now, \
-                     so the next sweep restores it (`filegc sweep` to do it now)"
-                )?;
-                Ok(ExitCode::Success)
-            }
-        }
+        restore_path(&self.volume, &mut self.db, path, out).await
     }
 
     /// Schedules `candidates` (exactly them when `filtered`, else through the
@@ -537,5 +499,55 @@ impl MenuActions for MenuBackend<'_> {
         self.runtime
             .block_on(self.context.stats(Output::Table, Inventory::Rescan, out))
             .map(drop)
+    }
+}
+
+/// `restore PATH` on a volume or a bucket: asks the database for the file
+/// back and moves it out of the trash now.
+pub async fn restore_path<S: Storage>(
+    storage: &S,
+    db: &mut Db,
+    path: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    match restore_now(storage, db, path).await? {
+        RestoreResult::Restored { bytes } => {
+            writeln!(out, "Restored {path} ({})", format_size(bytes))?;
+            Ok(ExitCode::Success)
+        }
+        RestoreResult::AlreadyBack => {
+            writeln!(
+                out,
+                "{path} is already back at its path (recorded as restored)"
+            )?;
+            Ok(ExitCode::Success)
+        }
+        RestoreResult::NotInTrash => {
+            eprintln!(
+                "filegc: cannot restore {path}: it is not in the trash (it was never \
+                 deleted, was restored already, or the trash was purged)"
+            );
+            Ok(ExitCode::SomeFilesFailed)
+        }
+        RestoreResult::TargetExists => {
+            eprintln!(
+                "filegc: cannot restore {path}: a file already stands there; the trashed \
+                 copy stays in {TRASH_DIR}/{path} (move the file away, then run \
+                 `filegc restore {path}` again)"
+            );
+            Ok(ExitCode::SomeFilesFailed)
+        }
+        RestoreResult::Failed(error) => {
+            eprintln!("filegc: cannot restore {path}: {error}");
+            Ok(ExitCode::SomeFilesFailed)
+        }
+        RestoreResult::Busy => {
+            writeln!(
+                out,
+                "Asked for {path} back: a sweep or the application is changing it right now, \
+                 so the next sweep restores it (`filegc sweep` to do it now)"
+            )?;
+            Ok(ExitCode::Success)
+        }
     }
 }

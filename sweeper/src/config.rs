@@ -26,7 +26,7 @@ use crate::units::{
 pub enum Config {
     /// A command on the volume: every command but the portable install's.
     Volume(Box<VolumeConfig>),
-    /// A command on a bucket (`--storage s3://...`): only `scan` so far.
+    /// A command on a bucket (`--storage s3://...`): `scan`, `sweep` and `restore` so far.
     Bucket(Box<BucketConfig>),
     /// A script of the portable install, printed or run: no volume, and the database only to run it.
     Portable(PortableCommand),
@@ -501,7 +501,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Bucket(#[from] BucketSettingsError),
     /// The command does not work on a bucket yet.
-    #[error("`{command}` does not work on a bucket yet: only `filegc scan` does, which lists the bucket into the database's inventory for the SQL reports (filegc.storage_stats, filegc.orphans); deletions scheduled meanwhile wait in the database")]
+    #[error("`{command}` does not work on a bucket yet: `filegc scan` (the bucket into the database's inventory, for the SQL reports such as filegc.storage_stats), `filegc sweep` and `filegc restore PATH` do; schedule cleanups from SQL (filegc.cleanup_orphans) and sweep them")]
     NotOnBucket {
         /// The command given.
         command: &'static str,
@@ -653,7 +653,10 @@ impl BucketConfig {
         let command = cli
             .command
             .map_or(Ok(Command::Menu), |given| command(given, environment))?;
-        if command != Command::Scan {
+        if !matches!(
+            command,
+            Command::Scan | Command::Sweep { .. } | Command::Restore { .. }
+        ) {
             return Err(ConfigError::NotOnBucket {
                 command: command.name(),
             });
@@ -1087,10 +1090,9 @@ mod tests {
     }
 
     #[test]
-    fn only_scan_works_on_a_bucket_so_far_and_it_needs_the_database() {
+    fn only_scan_sweep_and_restore_work_on_a_bucket_so_far_and_need_the_database() {
         for command in [
-            &["sweep"][..],
-            &["orphans"],
+            &["orphans"][..],
             &["stats"],
             &["empty-trash"],
             &["run", "--", "app"],

@@ -50,6 +50,7 @@ pub mod portable;
 pub mod progress;
 pub mod run;
 pub mod scan;
+pub mod storage;
 pub mod sweep;
 pub mod tls;
 pub mod units;

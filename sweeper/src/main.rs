@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use filegc_sweeper::bucket::Bucket;
 use filegc_sweeper::cli::Cli;
-use filegc_sweeper::commands::{Context, MenuBackend, Refused};
+use filegc_sweeper::commands::{restore_path, Context, MenuBackend, Refused};
 use filegc_sweeper::config::{
     BucketConfig, Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
 };
@@ -20,7 +20,7 @@ use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, scan_bucket, BucketScanError, ScanOptions};
-use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
+use filegc_sweeper::sweep::{sweep, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
 fn main() -> std::process::ExitCode {
@@ -61,7 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
         Ok(Config::Volume(config)) => *config,
-        Ok(Config::Bucket(config)) => return scan_bucket_command(*config).map(Into::into),
+        Ok(Config::Bucket(config)) => return bucket_command(*config).map(Into::into),
         // These touch only the database, so they need no volume (and log nothing).
         Ok(Config::Portable(command)) => return portable_sql(command).map(Into::into),
         Err(error) => {
@@ -118,8 +118,26 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// `filegc scan` on a bucket, the one command that works on one so far.
-fn scan_bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
+/// Prints what a sweep did; the exit status it ends the run with.
+fn write_sweep_report(out: &mut dyn Write, report: &SweepReport) -> anyhow::Result<ExitCode> {
+    writeln!(
+        out,
+        "Swept {} deletions: {} removed, {} already gone, {} kept (referenced again, named \
+         by an invalid reference, or no longer managed), {} failed; {} restored, {} purged \
+         from the trash",
+        report.claimed,
+        report.removed,
+        report.already_gone,
+        report.kept,
+        report.failed,
+        report.restored,
+        report.purged
+    )?;
+    Ok(ExitCode::from_failures(report.failed + report.trash_errors))
+}
+
+/// `filegc scan`, `sweep` and `restore` on a bucket, the commands that work on one so far.
+fn bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
     filegc_sweeper::logging::init(&config.logging);
     let bucket = match Bucket::open(&config.bucket) {
         Ok(bucket) => bucket,
@@ -134,18 +152,40 @@ fn scan_bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let mut db = Db::connect(config.database_url.expose()).await?;
-        let options = ScanOptions {
-            worker: config.worker.clone(),
-            progress: Progress::on_terminal(),
-        };
-        let report = scan_bucket(&bucket, &mut db, &options).await?;
-        println!(
-            "Scanned {} files ({} bytes) in {}",
-            report.files,
-            report.bytes,
-            bucket.location()
-        );
-        Ok(ExitCode::from_failures(report.problems))
+        let mut out = io::stdout().lock();
+        match &config.command {
+            Command::Scan => {
+                let options = ScanOptions {
+                    worker: config.worker.clone(),
+                    progress: Progress::on_terminal(),
+                };
+                let report = scan_bucket(&bucket, &mut db, &options).await?;
+                writeln!(
+                    out,
+                    "Scanned {} files ({} bytes) in {}",
+                    report.files,
+                    report.bytes,
+                    bucket.location()
+                )?;
+                Ok(ExitCode::from_failures(report.problems))
+            }
+            Command::Sweep { removal } => {
+                let options = SweepOptions {
+                    worker: config.worker.clone(),
+                    removal: *removal,
+                    batch_size: DEFAULT_BATCH_SIZE,
+                    progress: Progress::on_terminal(),
+                    stop: None,
+                };
+                let report = sweep(&bucket, &mut db, &options, &mut |_, _| {}).await?;
+                write_sweep_report(&mut out, &report)
+            }
+            Command::Restore { path } => restore_path(&bucket, &mut db, path, &mut out).await,
+            other => unreachable!(
+                "`{}` is refused on a bucket by the configuration",
+                other.name()
+            ),
+        }
     })
 }
 
@@ -312,20 +352,7 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
                 stop: None,
             };
             let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;
-            writeln!(
-                out,
-                "Swept {} deletions: {} removed, {} already gone, {} kept (referenced again, named \
-                 by an invalid reference, or no longer managed), {} failed; {} restored, {} purged \
-                 from the trash",
-                report.claimed,
-                report.removed,
-                report.already_gone,
-                report.kept,
-                report.failed,
-                report.restored,
-                report.purged
-            )?;
-            ExitCode::from_failures(report.failed + report.trash_errors)
+            write_sweep_report(&mut out, &report)?
         }
         Command::List(listing) => context.list(ListKind::All, listing, &mut out).await?,
         Command::Orphans(listing) => context.list(ListKind::Orphans, listing, &mut out).await?,

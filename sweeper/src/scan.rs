@@ -9,6 +9,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use crate::bucket::{Bucket, BucketError};
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
+use crate::storage::Storage;
 use crate::sweep::DEFAULT_BATCH_SIZE;
 use crate::units::format_size;
 use crate::volume::{RestoreOutcome, TrashItem, TrashUsage, Volume, WalkItem};
@@ -135,8 +136,9 @@ pub enum BucketScanError {
     Bucket(#[from] BucketError),
 }
 
-/// Lists the bucket into the inventory. A bucket has no capacity to report,
-/// so the alert level is `unknown`; its trash is not counted yet.
+/// Lists the bucket into the inventory, then brings back the trashed copies
+/// that must be kept. A bucket has no capacity to report, so the alert
+/// level is `unknown`.
 pub async fn scan_bucket(
     bucket: &Bucket,
     db: &mut Db,
@@ -161,6 +163,17 @@ pub async fn scan_bucket(
     finish_inventory(copy).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);
     let (files, bytes) = db.finish_scan(scan_id, errors).await?;
+    // As on a volume: every trashed copy that must be kept now is asked back
+    // or, when no deletion recorded it, brought back here.
+    let mut continuation: Option<String> = None;
+    loop {
+        let (trashed, next) = bucket.trash_page(continuation.as_deref()).await?;
+        bring_back_unrecorded(bucket, db, &trashed).await?;
+        match next {
+            Some(next) => continuation = Some(next),
+            None => break,
+        }
+    }
     tracing::info!(files, bytes, problems, bucket = %location, "scan finished");
     Ok(ScanReport {
         files,
@@ -200,8 +213,8 @@ async fn bring_back_kept_copies(volume: &Volume, db: &mut Db) -> Result<TrashUsa
     Ok(usage)
 }
 
-async fn bring_back_unrecorded(
-    volume: &Volume,
+async fn bring_back_unrecorded<S: Storage>(
+    volume: &S,
     db: &mut Db,
     trashed: &[String],
 ) -> Result<(), DbError> {
@@ -217,19 +230,26 @@ async fn bring_back_unrecorded(
     Ok(())
 }
 
-async fn bring_back_batch(volume: &Volume, db: &mut Db, paths: &[String]) -> Result<(), DbError> {
-    db.bring_back_checked(paths, |path| match volume.restore(path) {
-        Ok(RestoreOutcome::Restored { bytes }) => {
-            tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
+async fn bring_back_batch<S: Storage>(
+    volume: &S,
+    db: &mut Db,
+    paths: &[String],
+) -> Result<(), DbError> {
+    let check = db.check_bringing_back(paths).await?;
+    for path in &check.allowed {
+        match volume.restore(path).await {
+            Ok(RestoreOutcome::Restored { bytes }) => {
+                tracing::warn!(path = %path, bytes, "a row references this trashed file, which no deletion recorded: brought back")
+            }
+            Ok(outcome) => {
+                tracing::warn!(path = %path, ?outcome, "a row references this trashed file, which cannot go back")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path, error = %error, "a row references this trashed file, which cannot go back")
+            }
         }
-        Ok(outcome) => {
-            tracing::warn!(path = %path, ?outcome, "a row references this trashed file, which cannot go back")
-        }
-        Err(error) => {
-            tracing::warn!(path = %path, error = %error, "a row references this trashed file, which cannot go back")
-        }
-    })
-    .await
+    }
+    check.finish().await
 }
 
 /// Reports the volume's capacity and trash to the database; returns the alert level.

@@ -5,8 +5,9 @@ use tokio::sync::watch;
 use crate::config::Removal;
 use crate::db::{BatchResult, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict};
 use crate::progress::Progress;
+use crate::storage::Storage;
 use crate::units::format_size;
-use crate::volume::{RemoveOutcome, RestoreOutcome, Volume};
+use crate::volume::{RemoveOutcome, RestoreOutcome};
 
 /// How many deletions one transaction claims and settles.
 pub const DEFAULT_BATCH_SIZE: i32 = 500;
@@ -71,14 +72,15 @@ pub struct SweepReport {
 }
 
 /// Carries out every due deletion in batches, then restores and purges; calls `on_file` for each deletion.
-pub async fn sweep(
-    volume: &Volume,
+pub async fn sweep<S: Storage>(
+    volume: &S,
     db: &mut Db,
     options: &SweepOptions,
     on_file: &mut (dyn FnMut(&str, &FileOutcome) + Send),
 ) -> Result<SweepReport, DbError> {
-    let volume_path = volume.root().display().to_string();
-    let run_id = db.start_run("sweep", &options.worker, &volume_path).await?;
+    let run_id = db
+        .start_run("sweep", &options.worker, &volume.location())
+        .await?;
     let mut report = SweepReport::default();
     let bar = options.progress.counter("swept");
     loop {
@@ -112,7 +114,7 @@ pub async fn sweep(
                     let died_before = item.attempts > 1;
                     if died_before
                         && matches!(
-                            volume.restore(&item.path),
+                            volume.restore(&item.path).await,
                             Ok(RestoreOutcome::Restored { .. })
                         )
                     {
@@ -123,9 +125,9 @@ pub async fn sweep(
                 }
                 Verdict::Delete {
                     trash_copy_recorded,
-                } => match remove(volume, options.removal, &item.path) {
+                } => match remove(volume, options.removal, &item.path).await {
                     FileOutcome::AlreadyGone if item.attempts > 1 && !trash_copy_recorded => {
-                        finish_unrecorded_trashing(volume, options.removal, &item.path)
+                        finish_unrecorded_trashing(volume, options.removal, &item.path).await
                     }
                     outcome => outcome,
                 },
@@ -171,7 +173,7 @@ pub async fn sweep(
                 // The database forgot this batch (its transaction rolled back, and
                 // the path locks with it): files it trashed must not stay there
                 // unrecorded, or a row that references them again cannot get them back.
-                undo_trashing(volume, &trashed);
+                undo_trashing(volume, &trashed).await;
                 return Err(error);
             }
             Err(SettleError::Unknown(error)) => {
@@ -239,9 +241,9 @@ impl SweepReport {
 }
 
 /// Moves back the files a failed batch put into the trash.
-fn undo_trashing(volume: &Volume, paths: &[String]) {
+async fn undo_trashing<S: Storage>(volume: &S, paths: &[String]) {
     for path in paths {
-        match volume.restore(path) {
+        match volume.restore(path).await {
             Ok(RestoreOutcome::Restored { .. }) => {
                 tracing::warn!(path = %path, "the batch was not recorded: moved back from the trash")
             }
@@ -263,10 +265,10 @@ fn done(id: i64, outcome: &'static str, bytes: u64) -> BatchResult {
     }
 }
 
-fn remove(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
+async fn remove<S: Storage>(volume: &S, removal: Removal, path: &str) -> FileOutcome {
     let result = match removal {
-        Removal::Trash => volume.trash(path),
-        Removal::Unlink => volume.unlink(path),
+        Removal::Trash => volume.trash(path).await,
+        Removal::Unlink => volume.unlink(path).await,
     };
     match (result, removal) {
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Trash) => FileOutcome::Trashed { bytes },
@@ -280,12 +282,17 @@ fn remove(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
 /// trash and lost its batch (a sweeper killed, or a connection failing
 /// during COMMIT): the copy there is this deletion's, and is recorded so
 /// that the trash's retention purges it and a restore finds it.
-fn finish_unrecorded_trashing(volume: &Volume, removal: Removal, path: &str) -> FileOutcome {
+async fn finish_unrecorded_trashing<S: Storage>(
+    volume: &S,
+    removal: Removal,
+    path: &str,
+) -> FileOutcome {
     let found = match removal {
         Removal::Trash => volume
             .trashed_size(path)
+            .await
             .map(|size| size.map(|bytes| FileOutcome::Trashed { bytes })),
-        Removal::Unlink => volume.purge_trashed(path).map(|purged| match purged {
+        Removal::Unlink => volume.purge_trashed(path).await.map(|purged| match purged {
             RemoveOutcome::Removed { bytes } => Some(FileOutcome::Deleted { bytes }),
             RemoveOutcome::AlreadyGone => None,
         }),
@@ -301,30 +308,32 @@ fn finish_unrecorded_trashing(volume: &Volume, removal: Removal, path: &str) -> 
 }
 
 /// Carries out the restore requests, in batches under the path locks
-/// ([`Db::restore_checked`]); a request whose path a sweep or a writer
+/// ([`Db::check_restores`]); a request whose path a sweep or a writer
 /// holds waits for the next pass.
-async fn restore_requested(
-    volume: &Volume,
+async fn restore_requested<S: Storage>(
+    volume: &S,
     db: &mut Db,
     report: &mut SweepReport,
 ) -> Result<(), DbError> {
     let requests = db.restore_requests().await?;
     let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
     for batch in requests.chunks(batch_size) {
-        let busy = db
-            .restore_checked(batch, |request| {
-                let record = restore_copy(volume, request);
-                match record {
-                    TrashRecord::Restored => report.restored += 1,
-                    TrashRecord::Unchanged => report.trash_errors += 1,
-                    TrashRecord::Purged => {}
-                }
-                record
-            })
-            .await?;
-        for request in busy {
+        let check = db.check_restores(batch).await?;
+        for request in &check.busy {
             tracing::debug!(path = %request.path, "a sweep or a writer holds the path: restored at the next pass");
         }
+        let (mut restored, mut purged) = (Vec::new(), Vec::new());
+        for request in &check.allowed {
+            match restore_copy(volume, request).await {
+                TrashRecord::Restored => {
+                    report.restored += 1;
+                    restored.push(request.id);
+                }
+                TrashRecord::Unchanged => report.trash_errors += 1,
+                TrashRecord::Purged => purged.push(request.id),
+            }
+        }
+        check.record(&restored, &purged).await?;
     }
     Ok(())
 }
@@ -352,9 +361,9 @@ pub enum RestoreResult {
 }
 
 /// Asks the database to restore `path` and carries the restore out on disk
-/// at once, under the path's locks ([`Db::restore_checked`]).
-pub async fn restore_now(
-    volume: &Volume,
+/// at once, under the path's locks ([`Db::check_restores`]).
+pub async fn restore_now<S: Storage>(
+    volume: &S,
     db: &mut Db,
     path: &str,
 ) -> Result<RestoreResult, DbError> {
@@ -368,14 +377,20 @@ pub async fn restore_now(
         .filter(|request| request.path == path)
         .collect();
     let mut result = RestoreResult::NotInTrash;
-    let busy = db
-        .restore_checked(&requests, |request| {
-            let record;
-            (result, record) = restore_one(volume, &request.path);
-            record
-        })
-        .await?;
-    if !busy.is_empty() {
+    let check = db.check_restores(&requests).await?;
+    let busy = !check.busy.is_empty();
+    let (mut restored, mut purged) = (Vec::new(), Vec::new());
+    for request in &check.allowed {
+        let record;
+        (result, record) = restore_one(volume, &request.path).await;
+        match record {
+            TrashRecord::Restored => restored.push(request.id),
+            TrashRecord::Purged => purged.push(request.id),
+            TrashRecord::Unchanged => {}
+        }
+    }
+    check.record(&restored, &purged).await?;
+    if busy {
         return Ok(RestoreResult::Busy);
     }
     Ok(result)
@@ -393,11 +408,11 @@ pub struct PurgeReport {
 }
 
 /// Unlinks trashed copies for good, in batches under the path locks
-/// ([`Db::purge_checked`]): the copy of a path that a row references again
+/// ([`Db::check_purges`]): the copy of a path that a row references again
 /// is asked back instead, and one a writer holds waits for the next pass.
 /// Returns what it freed and the ids it recorded purged.
-pub async fn purge_trashed(
-    volume: &Volume,
+pub async fn purge_trashed<S: Storage>(
+    volume: &S,
     db: &mut Db,
     entries: &[TrashRequest],
 ) -> Result<(PurgeReport, Vec<i64>), DbError> {
@@ -405,22 +420,24 @@ pub async fn purge_trashed(
     let mut purged = Vec::new();
     let batch_size = usize::try_from(DEFAULT_BATCH_SIZE).unwrap_or(1);
     for batch in entries.chunks(batch_size) {
-        let ids = db
-            .purge_checked(batch, |entry| match volume.purge_trashed(&entry.path) {
+        let check = db.check_purges(batch).await?;
+        let mut ids = Vec::with_capacity(check.allowed.len());
+        for entry in &check.allowed {
+            match volume.purge_trashed(&entry.path).await {
                 Ok(RemoveOutcome::Removed { bytes }) => {
                     tracing::debug!(path = %entry.path, bytes, "purged from the trash");
                     report.files += 1;
                     report.bytes += bytes;
-                    true
+                    ids.push(entry.id);
                 }
-                Ok(RemoveOutcome::AlreadyGone) => true,
+                Ok(RemoveOutcome::AlreadyGone) => ids.push(entry.id),
                 Err(error) => {
                     report.problems += 1;
                     tracing::warn!(path = %entry.path, error = %error, "cannot delete a trashed file");
-                    false
                 }
-            })
-            .await?;
+            }
+        }
+        check.record(&ids).await?;
         purged.extend(ids);
     }
     Ok((report, purged))
@@ -443,12 +460,12 @@ pub struct EmptiedTrash {
 /// recorded: one a sweep moved there and has not recorded yet, or one a
 /// killed sweeper left, which the next sweep records, or brings back when a
 /// row references its path.
-pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<EmptiedTrash, DbError> {
+pub async fn empty_trash<S: Storage>(volume: &S, db: &mut Db) -> Result<EmptiedTrash, DbError> {
     db.process_notes().await?;
     restore_requested(volume, db, &mut SweepReport::default()).await?;
     let known = db.trashed().await?;
     let (purged, _) = purge_trashed(volume, db, &known).await?;
-    let left = volume.trash_usage();
+    let left = volume.trash_usage().await;
     for problem in &left.problems {
         tracing::warn!(path = %problem.path(), error = %problem, "cannot read a trashed file");
     }
@@ -468,12 +485,12 @@ pub async fn empty_trash(volume: &Volume, db: &mut Db) -> Result<EmptiedTrash, D
 /// Moves one requested copy back to its path: what came of it, and what
 /// the database records. The sweep's restore pass and `filegc restore`
 /// both go through here, so that they record the same outcome the same way.
-fn restore_one(volume: &Volume, path: &str) -> (RestoreResult, TrashRecord) {
-    match volume.restore(path) {
+async fn restore_one<S: Storage>(volume: &S, path: &str) -> (RestoreResult, TrashRecord) {
+    match volume.restore(path).await {
         Ok(RestoreOutcome::Restored { bytes }) => {
             (RestoreResult::Restored { bytes }, TrashRecord::Restored)
         }
-        Ok(RestoreOutcome::NotInTrash) if volume.holds(path).unwrap_or(false) => {
+        Ok(RestoreOutcome::NotInTrash) if volume.holds(path).await.unwrap_or(false) => {
             (RestoreResult::AlreadyBack, TrashRecord::Restored)
         }
         Ok(RestoreOutcome::NotInTrash) => (RestoreResult::NotInTrash, TrashRecord::Purged),
@@ -487,9 +504,9 @@ fn restore_one(volume: &Volume, path: &str) -> (RestoreResult, TrashRecord) {
 
 /// Restores one requested copy for the sweep's restore pass, logging the
 /// outcome; a copy left unchanged stays requested for the next pass.
-fn restore_copy(volume: &Volume, request: &TrashRequest) -> TrashRecord {
+async fn restore_copy<S: Storage>(volume: &S, request: &TrashRequest) -> TrashRecord {
     let path = &request.path;
-    let (result, record) = restore_one(volume, path);
+    let (result, record) = restore_one(volume, path).await;
     match result {
         RestoreResult::Restored { bytes } => {
             tracing::info!(path = %path, bytes, "restored from the trash");
@@ -511,7 +528,11 @@ fn restore_copy(volume: &Volume, request: &TrashRequest) -> TrashRecord {
     record
 }
 
-async fn purge_due(volume: &Volume, db: &mut Db, report: &mut SweepReport) -> Result<(), DbError> {
+async fn purge_due<S: Storage>(
+    volume: &S,
+    db: &mut Db,
+    report: &mut SweepReport,
+) -> Result<(), DbError> {
     let due = db.purge_due().await?;
     let (purged, _) = purge_trashed(volume, db, &due).await?;
     report.purged += purged.files;

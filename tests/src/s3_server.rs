@@ -11,6 +11,9 @@ use filegc_sweeper::config::BUCKET_VARIABLES;
 use crate::eventually;
 use crate::sweeper::filegc_bin;
 
+/// An `Authorization` header moto takes (it checks no signature).
+const TEST_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=test-key/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
 /// A running `moto_server`: any credentials are accepted, buckets and objects live in its memory.
 pub struct S3Server {
     child: Child,
@@ -81,6 +84,22 @@ impl S3Server {
             .put(&url)
             .send(&vec![b'x'; size][..])
             .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+    }
+
+    /// Whether an object stands at `key`.
+    pub fn exists(&self, bucket: &str, key: &str) -> bool {
+        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+        // moto answers an anonymous HEAD of a private object with 403, and
+        // checks no signature: any credentials in the header will do.
+        let request = self
+            .agent
+            .head(&url)
+            .header("Authorization", TEST_AUTHORIZATION);
+        match request.call() {
+            Ok(_) => true,
+            Err(ureq::Error::StatusCode(404)) => false,
+            Err(error) => panic!("looking at s3://{bucket}/{key}: {error}"),
+        }
     }
 
     /// The environment a `filegc` command needs for this server: Railway's bucket variables, as Railway names them.

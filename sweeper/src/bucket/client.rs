@@ -197,42 +197,60 @@ impl Bucket {
         })
     }
 
-    /// Sends the GET `sign` builds (signed anew for each attempt) and returns
-    /// the answer's body; retries transient failures with exponential backoff.
+    /// Sends the GET `sign` builds and returns the answer's body.
     async fn send(
         &self,
         action: &'static str,
         sign: impl Fn() -> url::Url,
     ) -> Result<String, BucketError> {
-        let attempt =
-            || async {
-                let response = self.http.get(sign()).send().await.map_err(|source| {
-                    BucketError::Unreachable {
-                        location: self.location.clone(),
-                        action,
-                        source,
-                    }
-                })?;
-                let status = response.status();
-                let body = response
-                    .text()
-                    .await
-                    .map_err(|source| BucketError::Unreachable {
-                        location: self.location.clone(),
-                        action,
-                        source,
-                    })?;
-                if status.is_success() {
-                    return Ok(body);
-                }
-                Err(BucketError::Refused {
-                    location: self.location.clone(),
-                    action,
-                    status,
-                    hint: hint(status),
-                    body: body.chars().take(500).collect(),
-                })
+        let answer = self
+            .request(action, reqwest::Method::GET, || (sign(), Vec::new()))
+            .await?;
+        match answer.status {
+            reqwest::StatusCode::NOT_FOUND => Err(answer.refused(self, action)),
+            _ => Ok(answer.body),
+        }
+    }
+
+    /// Sends the request `sign` builds (signed anew for each attempt, with
+    /// the headers it signed); retries transient failures with exponential
+    /// backoff. An answer of 404 is returned, for the caller to read: for an
+    /// object it means "not there", a normal outcome.
+    pub(super) async fn request(
+        &self,
+        action: &'static str,
+        method: reqwest::Method,
+        sign: impl Fn() -> (url::Url, Vec<(&'static str, String)>),
+    ) -> Result<Answer, BucketError> {
+        let attempt = || async {
+            let (url, headers) = sign();
+            let mut request = self.http.request(method.clone(), url);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let unreachable = |source| BucketError::Unreachable {
+                location: self.location.clone(),
+                action,
+                source,
             };
+            let response = request.send().await.map_err(unreachable)?;
+            let status = response.status();
+            let content_length = response
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok());
+            let body = response.text().await.map_err(unreachable)?;
+            let answer = Answer {
+                status,
+                content_length,
+                body,
+            };
+            if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+                return Ok(answer);
+            }
+            Err(answer.refused(self, action))
+        };
         attempt
             .retry(
                 ExponentialBuilder::default()
@@ -250,6 +268,46 @@ impl Bucket {
                 tracing::warn!(error = %error, retry_in = ?delay, "the bucket's service failed a request; trying again");
             })
             .await
+    }
+
+    /// The same bucket with another prefix: its trash folder, to list it.
+    pub(super) fn with_prefix(&self, prefix: &str) -> Bucket {
+        let mut bucket = self.clone();
+        bucket.location.prefix = prefix.to_owned();
+        bucket
+    }
+
+    /// The signing target and credentials, for the object requests.
+    pub(super) fn target(&self) -> (&rusty_s3::Bucket, &Credentials) {
+        (&self.target, &self.credentials)
+    }
+}
+
+/// What the service answered: a success, or 404.
+#[derive(Debug)]
+pub(super) struct Answer {
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The `Content-Length` header: an object's size, for HEAD.
+    pub content_length: Option<u64>,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    fn refused(self, bucket: &Bucket, action: &'static str) -> BucketError {
+        BucketError::Refused {
+            location: bucket.location.clone(),
+            action,
+            status: self.status,
+            hint: hint(self.status),
+            body: self.body.chars().take(500).collect(),
+        }
+    }
+
+    /// Whether the object asked about is not there.
+    pub fn not_found(&self) -> bool {
+        self.status == reqwest::StatusCode::NOT_FOUND
     }
 }
 

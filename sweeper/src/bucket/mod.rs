@@ -7,6 +7,7 @@
 
 mod client;
 mod listing;
+mod objects;
 mod settings;
 
 pub use self::client::{Bucket, BucketError, ListedObject, ListedPage};

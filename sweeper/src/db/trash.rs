@@ -1,5 +1,7 @@
 //! The trash's side in the database: the copies asked back, those due for purging, and the checked purge.
 
+use tokio_postgres::Transaction;
+
 use super::connection::{Db, DbError};
 
 /// What became of a copy asked back, for the database to record.
@@ -61,17 +63,15 @@ impl Db {
             .collect())
     }
 
-    /// Unlinks trashed copies for good, each only while nothing asks for it:
-    /// in one READ COMMITTED transaction, `filegc.check_before_purge` takes
-    /// the path locks and decides with a fresh snapshot, `unlink` removes
-    /// each copy it allows (true when the copy is gone), and
-    /// `filegc.trash_done` records them before the locks are let go. Returns
-    /// the ids recorded purged.
-    pub async fn purge_checked(
+    /// Takes the path locks of trashed copies to unlink for good, in one
+    /// READ COMMITTED transaction: `filegc.check_before_purge` decides with a
+    /// fresh snapshot, and the copies it allows are deleted while the
+    /// returned check holds the locks, then recorded by
+    /// [`PurgeCheck::record`] before the locks are let go.
+    pub async fn check_purges(
         &mut self,
         entries: &[TrashRequest],
-        mut unlink: impl FnMut(&TrashRequest) -> bool,
-    ) -> Result<Vec<i64>, DbError> {
+    ) -> Result<PurgeCheck<'_>, DbError> {
         let ids: Vec<i64> = entries.iter().map(|entry| entry.id).collect();
         let transaction = self.read_committed().await?;
         let allowed = transaction
@@ -79,35 +79,28 @@ impl Db {
                 "SELECT id, path FROM filegc.check_before_purge($1) WHERE verdict = 'purge'",
                 &[&ids],
             )
-            .await?;
-        let purged: Vec<i64> = allowed
+            .await?
             .iter()
             .map(|row| TrashRequest {
                 id: row.get(0),
                 path: row.get(1),
             })
-            .filter(|request| unlink(request))
-            .map(|request| request.id)
             .collect();
-        transaction
-            .execute("SELECT filegc.trash_done('{}', $1)", &[&purged])
-            .await?;
-        transaction.commit().await?;
-        Ok(purged)
+        Ok(PurgeCheck {
+            transaction,
+            allowed,
+        })
     }
 
-    /// Moves requested copies back out of the trash, each only under its
-    /// path's locks: in one READ COMMITTED transaction,
-    /// `filegc.check_before_restore` takes the locks and decides with a fresh
-    /// snapshot, `restore` moves each copy it allows and says what became of
-    /// it, and `filegc.trash_done` records that before the locks are let go.
-    /// Returns the requests left for the next pass because a sweep or a
-    /// writer holds their path.
-    pub async fn restore_checked(
+    /// Takes the path locks of copies asked back, in one READ COMMITTED
+    /// transaction: `filegc.check_before_restore` decides with a fresh
+    /// snapshot, and the copies it allows are moved back while the returned
+    /// check holds the locks, then recorded by [`RestoreCheck::record`]
+    /// before the locks are let go.
+    pub async fn check_restores(
         &mut self,
         requests: &[TrashRequest],
-        mut restore: impl FnMut(&TrashRequest) -> TrashRecord,
-    ) -> Result<Vec<TrashRequest>, DbError> {
+    ) -> Result<RestoreCheck<'_>, DbError> {
         let ids: Vec<i64> = requests.iter().map(|request| request.id).collect();
         let transaction = self.read_committed().await?;
         let verdicts = transaction
@@ -116,52 +109,49 @@ impl Db {
                 &[&ids],
             )
             .await?;
-        let (mut restored, mut purged, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut allowed, mut busy) = (Vec::new(), Vec::new());
         for row in &verdicts {
             let request = TrashRequest {
                 id: row.get(0),
                 path: row.get(1),
             };
             match row.get::<_, &str>(2) {
-                "restore" => match restore(&request) {
-                    TrashRecord::Restored => restored.push(request.id),
-                    TrashRecord::Purged => purged.push(request.id),
-                    TrashRecord::Unchanged => {}
-                },
+                "restore" => allowed.push(request),
                 "busy" => busy.push(request),
                 _ => {}
             }
         }
-        transaction
-            .execute("SELECT filegc.trash_done($1, $2)", &[&restored, &purged])
-            .await?;
-        transaction.commit().await?;
-        Ok(busy)
+        Ok(RestoreCheck {
+            transaction,
+            allowed,
+            busy,
+        })
     }
 
-    /// Brings back trashed copies that no deletion recorded (those
-    /// [`Db::request_restores`] named), each only under its path's locks and
-    /// while a row still wants it (`filegc.check_before_bringing_back`): a
-    /// copy a sweep has just put there for a deletion of its own is never
-    /// taken for one. `bring_back` moves each allowed copy before the locks
-    /// are let go.
-    pub async fn bring_back_checked(
+    /// Takes the path locks of trashed copies that no deletion recorded
+    /// (those [`Db::request_restores`] named), in one READ COMMITTED
+    /// transaction, and keeps those a row still wants
+    /// (`filegc.check_before_bringing_back`): a copy a sweep has just put
+    /// there for a deletion of its own is never taken for one. The allowed
+    /// copies are moved back while the returned check holds the locks.
+    pub async fn check_bringing_back(
         &mut self,
         paths: &[String],
-        mut bring_back: impl FnMut(&str),
-    ) -> Result<(), DbError> {
+    ) -> Result<BringBackCheck<'_>, DbError> {
         let transaction = self.read_committed().await?;
         let allowed = transaction
             .query(
                 "SELECT path FROM filegc.check_before_bringing_back($1) WHERE verdict = 'bring_back'",
                 &[&paths],
             )
-            .await?;
-        for row in &allowed {
-            bring_back(row.get(0));
-        }
-        transaction.commit().await?;
-        Ok(())
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok(BringBackCheck {
+            transaction,
+            allowed,
+        })
     }
 
     /// Asks back every trashed copy that must be kept now (see
@@ -174,5 +164,59 @@ impl Db {
             .query_one("SELECT filegc.request_restores($1)", &[&trashed])
             .await?;
         Ok(row.get(0))
+    }
+}
+
+/// Trashed copies allowed to go for good, their path locks held until [`PurgeCheck::record`].
+pub struct PurgeCheck<'a> {
+    transaction: Transaction<'a>,
+    /// The copies the database allows to delete.
+    pub allowed: Vec<TrashRequest>,
+}
+
+impl PurgeCheck<'_> {
+    /// Records the copies deleted (by id), and lets the locks go.
+    pub async fn record(self, purged: &[i64]) -> Result<(), DbError> {
+        self.transaction
+            .execute("SELECT filegc.trash_done('{}', $1)", &[&purged])
+            .await?;
+        self.transaction.commit().await?;
+        Ok(())
+    }
+}
+
+/// Copies asked back, their path locks held until [`RestoreCheck::record`].
+pub struct RestoreCheck<'a> {
+    transaction: Transaction<'a>,
+    /// The copies the database allows to move back.
+    pub allowed: Vec<TrashRequest>,
+    /// The copies whose path a sweep or a writer holds: left for the next pass.
+    pub busy: Vec<TrashRequest>,
+}
+
+impl RestoreCheck<'_> {
+    /// Records the copies back at their path and those the trash no longer
+    /// holds (by id), and lets the locks go; the others stay asked back.
+    pub async fn record(self, restored: &[i64], purged: &[i64]) -> Result<(), DbError> {
+        self.transaction
+            .execute("SELECT filegc.trash_done($1, $2)", &[&restored, &purged])
+            .await?;
+        self.transaction.commit().await?;
+        Ok(())
+    }
+}
+
+/// Unrecorded trashed copies a row wants back, their path locks held until [`BringBackCheck::finish`].
+pub struct BringBackCheck<'a> {
+    transaction: Transaction<'a>,
+    /// The paths whose copy may come back.
+    pub allowed: Vec<String>,
+}
+
+impl BringBackCheck<'_> {
+    /// Lets the locks go.
+    pub async fn finish(self) -> Result<(), DbError> {
+        self.transaction.commit().await?;
+        Ok(())
     }
 }

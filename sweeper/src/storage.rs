@@ -1,0 +1,114 @@
+//! Where the files are, as the sweep sees it: a volume or a bucket, each
+//! with a trash beside the files. The sweep, the trash's restores and purges
+//! and the bringing back of kept copies are written once against this trait;
+//! only the database decides what may go, and these operations do only what
+//! they are told, for one path at a time.
+
+use std::future::Future;
+
+use crate::bucket::Bucket;
+use crate::volume::{FileError, RemoveOutcome, RestoreOutcome, TrashUsage, Volume};
+
+/// The operations a sweep needs on a file store. Every path is relative to
+/// the store's root (a volume's mount point, a bucket's prefix) and is
+/// checked by the path rules before anything is touched.
+pub trait Storage {
+    /// The store as runs record it: a volume's mount point, `s3://bucket/prefix/`.
+    fn location(&self) -> String;
+
+    /// Moves `path` into the trash, replacing an older trashed copy of the same path.
+    fn trash(&self, path: &str) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+
+    /// Deletes `path` for good, without passing through the trash.
+    fn unlink(&self, path: &str) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+
+    /// Moves the trashed copy of `path` back, unless something is already there.
+    fn restore(&self, path: &str)
+        -> impl Future<Output = Result<RestoreOutcome, FileError>> + Send;
+
+    /// Whether a file stands at `path` (outside the trash).
+    fn holds(&self, path: &str) -> impl Future<Output = Result<bool, FileError>> + Send;
+
+    /// The size of the trashed copy of `path`; `None` when the trash holds none.
+    fn trashed_size(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<u64>, FileError>> + Send;
+
+    /// Deletes the trashed copy of `path` for good; `AlreadyGone` when the trash holds none.
+    fn purge_trashed(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+
+    /// What the trash holds now.
+    fn trash_usage(&self) -> impl Future<Output = TrashUsage> + Send;
+}
+
+impl Storage for Volume {
+    fn location(&self) -> String {
+        self.root().display().to_string()
+    }
+
+    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Volume::trash(self, path)
+    }
+
+    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Volume::unlink(self, path)
+    }
+
+    async fn restore(&self, path: &str) -> Result<RestoreOutcome, FileError> {
+        Volume::restore(self, path)
+    }
+
+    async fn holds(&self, path: &str) -> Result<bool, FileError> {
+        Volume::holds(self, path)
+    }
+
+    async fn trashed_size(&self, path: &str) -> Result<Option<u64>, FileError> {
+        Volume::trashed_size(self, path)
+    }
+
+    async fn purge_trashed(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Volume::purge_trashed(self, path)
+    }
+
+    async fn trash_usage(&self) -> TrashUsage {
+        Volume::trash_usage(self)
+    }
+}
+
+impl Storage for Bucket {
+    fn location(&self) -> String {
+        Bucket::location(self).to_string()
+    }
+
+    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Bucket::trash(self, path).await
+    }
+
+    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Bucket::unlink(self, path).await
+    }
+
+    async fn restore(&self, path: &str) -> Result<RestoreOutcome, FileError> {
+        Bucket::restore(self, path).await
+    }
+
+    async fn holds(&self, path: &str) -> Result<bool, FileError> {
+        Bucket::holds(self, path).await
+    }
+
+    async fn trashed_size(&self, path: &str) -> Result<Option<u64>, FileError> {
+        Bucket::trashed_size(self, path).await
+    }
+
+    async fn purge_trashed(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        Bucket::purge_trashed(self, path).await
+    }
+
+    async fn trash_usage(&self) -> TrashUsage {
+        Bucket::trash_usage(self).await
+    }
+}
