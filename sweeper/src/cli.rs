@@ -63,7 +63,7 @@ pub struct GlobalArgs {
     )]
     pub volume: Option<PathBuf>,
 
-    /// An S3-compatible bucket instead of a volume: s3://BUCKET/PREFIX/, with the endpoint and credentials in Railway's bucket variables (ENDPOINT, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY) or AWS's; `scan`, `sweep` and `restore` work on a bucket so far [env: FILEGC_STORAGE]
+    /// An S3-compatible bucket instead of a volume: s3://BUCKET/PREFIX/, with the endpoint and credentials in Railway's bucket variables (ENDPOINT, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY) or AWS's; `scan`, `sweep`, `restore` and `run` work on a bucket so far [env: FILEGC_STORAGE]
     #[arg(
         long,
         env = "FILEGC_STORAGE",

@@ -26,7 +26,7 @@ use crate::units::{
 pub enum Config {
     /// A command on the volume: every command but the portable install's.
     Volume(Box<VolumeConfig>),
-    /// A command on a bucket (`--storage s3://...`): `scan`, `sweep` and `restore` so far.
+    /// A command on a bucket (`--storage s3://...`): `scan`, `sweep`, `restore` and `run` so far.
     Bucket(Box<BucketConfig>),
     /// A script of the portable install, printed or run: no volume, and the database only to run it.
     Portable(PortableCommand),
@@ -501,7 +501,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Bucket(#[from] BucketSettingsError),
     /// The command does not work on a bucket yet.
-    #[error("`{command}` does not work on a bucket yet: `filegc scan` (the bucket into the database's inventory, for the SQL reports such as filegc.storage_stats), `filegc sweep` and `filegc restore PATH` do; schedule cleanups from SQL (filegc.cleanup_orphans) and sweep them")]
+    #[error("`{command}` does not work on a bucket yet: `filegc scan` (the bucket into the database's inventory, for the SQL reports such as filegc.storage_stats), `filegc sweep`, `filegc restore PATH` and `filegc run` do; schedule cleanups from SQL (filegc.cleanup_orphans) and sweep them")]
     NotOnBucket {
         /// The command given.
         command: &'static str,
@@ -655,7 +655,7 @@ impl BucketConfig {
             .map_or(Ok(Command::Menu), |given| command(given, environment))?;
         if !matches!(
             command,
-            Command::Scan | Command::Sweep { .. } | Command::Restore { .. }
+            Command::Scan | Command::Sweep { .. } | Command::Restore { .. } | Command::Run(_)
         ) {
             return Err(ConfigError::NotOnBucket {
                 command: command.name(),
@@ -1090,13 +1090,8 @@ mod tests {
     }
 
     #[test]
-    fn only_scan_sweep_and_restore_work_on_a_bucket_so_far_and_need_the_database() {
-        for command in [
-            &["orphans"][..],
-            &["stats"],
-            &["empty-trash"],
-            &["run", "--", "app"],
-        ] {
+    fn only_scan_sweep_restore_and_run_work_on_a_bucket_so_far_and_need_the_database() {
+        for command in [&["orphans"][..], &["stats"], &["empty-trash"]] {
             let mut args = vec![
                 "--storage",
                 "s3://my-bucket/images/",

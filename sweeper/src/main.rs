@@ -20,6 +20,7 @@ use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, scan_bucket, BucketScanError, ScanOptions};
+use filegc_sweeper::storage::Store;
 use filegc_sweeper::sweep::{sweep, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
@@ -61,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
     let config = match Config::from_cli(cli, &Environment::from_process()) {
         Ok(Config::Volume(config)) => *config,
-        Ok(Config::Bucket(config)) => return bucket_command(*config).map(Into::into),
+        Ok(Config::Bucket(config)) => return bucket_command(*config),
         // These touch only the database, so they need no volume (and log nothing).
         Ok(Config::Portable(command)) => return portable_sql(command).map(Into::into),
         Err(error) => {
@@ -104,18 +105,27 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             };
             let settings = RunSettings {
-                volume,
+                store: Store::Volume(volume),
                 database_url,
                 worker: config.worker,
                 options,
             };
-            let code = runtime.block_on(supervise(settings, metrics))?;
-            // A walk or a connection still winding down must not hold up the exit.
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            Ok(code.into())
+            run_sweeper(settings, metrics, runtime)
         }
         _ => runtime.block_on(execute(config, volume)).map(Into::into),
     }
+}
+
+/// `filegc run`: serves until the application exits or a signal comes.
+fn run_sweeper(
+    settings: RunSettings,
+    metrics: Option<MetricsEndpoint>,
+    runtime: tokio::runtime::Runtime,
+) -> anyhow::Result<std::process::ExitCode> {
+    let code = runtime.block_on(supervise(settings, metrics))?;
+    // A walk or a connection still winding down must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(code.into())
 }
 
 /// Prints what a sweep did; the exit status it ends the run with.
@@ -136,21 +146,43 @@ fn write_sweep_report(out: &mut dyn Write, report: &SweepReport) -> anyhow::Resu
     Ok(ExitCode::from_failures(report.failed + report.trash_errors))
 }
 
-/// `filegc scan`, `sweep` and `restore` on a bucket, the commands that work on one so far.
-fn bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
+/// `filegc scan`, `sweep`, `restore` and `run` on a bucket, the commands that work on one so far.
+fn bucket_command(config: BucketConfig) -> anyhow::Result<std::process::ExitCode> {
     filegc_sweeper::logging::init(&config.logging);
     let bucket = match Bucket::open(&config.bucket) {
         Ok(bucket) => bucket,
         Err(error) => {
             eprintln!("filegc: {error}");
-            return Ok(ExitCode::UsageOrRefused);
+            return Ok(ExitCode::UsageOrRefused.into());
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    if let Command::Run(options) = config.command {
+        // Bound before anything starts, so that a port in use stops the run at once.
+        let metrics = match options
+            .metrics
+            .as_ref()
+            .map(MetricsEndpoint::bind)
+            .transpose()
+        {
+            Ok(metrics) => metrics,
+            Err(error) => {
+                eprintln!("filegc: {error}");
+                return Ok(ExitCode::UsageOrRefused.into());
+            }
+        };
+        let settings = RunSettings {
+            store: Store::Bucket(bucket),
+            database_url: config.database_url,
+            worker: config.worker,
+            options,
+        };
+        return run_sweeper(settings, metrics, runtime);
+    }
+    let code = runtime.block_on(async {
         let mut db = Db::connect(config.database_url.expose()).await?;
         let mut out = io::stdout().lock();
         match &config.command {
@@ -186,7 +218,8 @@ fn bucket_command(config: BucketConfig) -> anyhow::Result<ExitCode> {
                 other.name()
             ),
         }
-    })
+    });
+    code.map(Into::into)
 }
 
 /// `filegc install-sql`, `uninstall-sql` and `switch-engine`: print the script, or run it in one transaction.

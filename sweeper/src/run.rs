@@ -35,12 +35,14 @@ use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
 use crate::maintenance::{self, LevelChange, Policies};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::progress::Progress;
-use crate::scan::{report_capacity, scan, ScanOptions};
+use crate::scan::{
+    report_capacity, scan, scan_bucket, BucketScanError, ScanOptions, ScanReport, UNKNOWN_LEVEL,
+};
+use crate::storage::Store;
 use crate::sweep::{
     purge_trashed, sweep, PurgeReport, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE,
 };
 use crate::units::format_duration;
-use crate::volume::Volume;
 use crate::webhook::{Alert, Delivery, Notifier};
 
 /// The first wait before reconnecting to the database.
@@ -58,8 +60,8 @@ const CANNOT_START: u8 = 127;
 /// What the long-running mode works on.
 #[derive(Debug)]
 pub struct RunSettings {
-    /// The opened volume.
-    pub volume: Volume,
+    /// The opened volume or bucket.
+    pub store: Store,
     /// The database to listen to and report into.
     pub database_url: DatabaseUrl,
     /// The name the sweeper works under.
@@ -512,7 +514,7 @@ impl<'a> Sweeper<'a> {
         let swept = self.sweep_now(db).await;
         let finished = swept.is_ok();
         let reported = match swept {
-            Ok(_) => report_capacity(&self.settings.volume, db, &self.settings.worker).await,
+            Ok(_) => self.report_capacity(db).await,
             Err(error) => Err(error),
         };
         self.settled(db, reported, "sweep")?;
@@ -564,9 +566,17 @@ impl<'a> Sweeper<'a> {
         };
         let mut stop = self.stop.clone();
         let scanned = tokio::select! {
-            scanned = scan(&self.settings.volume, db, &options) => scanned,
+            scanned = scan_store(&self.settings.store, db, &options) => scanned,
             // A walk can be long; dropping it abandons the COPY, and the next run scans again.
             () = stopped(&mut stop) => return Err(Served::Stopped),
+        };
+        let scanned = match scanned {
+            Ok(report) => Ok(report),
+            Err(BucketScanError::Db(error)) => Err(error),
+            Err(BucketScanError::Bucket(error)) => {
+                tracing::warn!(error = %error, "the bucket's listing failed; the next scan tries again");
+                return Ok(());
+            }
         };
         let finished = scanned.is_ok();
         let scanned = scanned.map(|report| {
@@ -594,7 +604,7 @@ impl<'a> Sweeper<'a> {
             Ok(level) => {
                 if let Some(metrics) = &self.metrics {
                     metrics.alert_level(&level);
-                    if let Ok(capacity) = self.settings.volume.capacity() {
+                    if let Some(capacity) = self.settings.store.capacity() {
                         metrics.volume(&capacity);
                     }
                 }
@@ -628,7 +638,7 @@ impl<'a> Sweeper<'a> {
             return;
         };
         let used_pct =
-            self.settings.volume.capacity().ok().and_then(|capacity| {
+            self.settings.store.capacity().and_then(|capacity| {
                 maintenance::used_pct(capacity.used_bytes, capacity.total_bytes)
             });
         self.notifier.notify(
@@ -637,7 +647,7 @@ impl<'a> Sweeper<'a> {
                 level,
                 previous_level: previous,
                 used_pct,
-                volume: self.settings.volume.root().display().to_string(),
+                volume: self.settings.store.location(),
                 host: self.host.clone(),
             },
         );
@@ -699,7 +709,7 @@ impl<'a> Sweeper<'a> {
             );
             return Ok(false);
         }
-        let volume = self.settings.volume.root().display().to_string();
+        let volume = self.settings.store.location();
         let mut scheduled_any = false;
         for job in policies.jobs() {
             let cleanup = job.kind();
@@ -753,8 +763,7 @@ impl<'a> Sweeper<'a> {
             return Ok(());
         }
         tracing::warn!("the volume reached the emergency level: emptying the trash, then deleting the eligible orphans");
-        let volume = &self.settings.volume;
-        match purge_trash(volume, db).await {
+        match purge_trash(&self.settings.store, db).await {
             Ok(purged) => tracing::warn!(
                 files = purged.files,
                 bytes_freed = purged.bytes,
@@ -771,7 +780,7 @@ impl<'a> Sweeper<'a> {
                 // The cleanup's deletions are due at once; the sweep moves
                 // them into the trash, and only purging it frees the space.
                 let swept = self.sweep_now(db).await;
-                let purged = purge_trash(&self.settings.volume, db).await;
+                let purged = purge_trash(&self.settings.store, db).await;
                 match (swept, purged) {
                     (Ok(swept), Ok(purged)) => tracing::warn!(
                         scheduled = orphans.len(),
@@ -790,8 +799,16 @@ impl<'a> Sweeper<'a> {
                 "emergency cleanup: the orphan cleanup refused; referenced files are never deleted on their own"
             ),
         }
-        let reported = report_capacity(&self.settings.volume, db, &self.settings.worker).await;
+        let reported = self.report_capacity(db).await;
         self.settled(db, reported, "emergency cleanup")
+    }
+
+    /// Reports the volume's capacity and trash; a bucket has no capacity, so its level is `unknown`.
+    async fn report_capacity(&self, db: &Db) -> Result<String, DbError> {
+        match &self.settings.store {
+            Store::Volume(volume) => report_capacity(volume, db, &self.settings.worker).await,
+            Store::Bucket(_) => Ok(UNKNOWN_LEVEL.to_owned()),
+        }
     }
 
     /// One sweep into the trash, with the run's stop signal.
@@ -803,7 +820,10 @@ impl<'a> Sweeper<'a> {
             progress: Progress::Hidden,
             stop: Some(self.stop.clone()),
         };
-        let swept = sweep(&self.settings.volume, db, &options, &mut |_, _| {}).await;
+        let swept = match &self.settings.store {
+            Store::Volume(volume) => sweep(volume, db, &options, &mut |_, _| {}).await,
+            Store::Bucket(bucket) => sweep(bucket, db, &options, &mut |_, _| {}).await,
+        };
         if let (Ok(report), Some(metrics)) = (&swept, &self.metrics) {
             metrics.swept(report);
         }
@@ -824,9 +844,25 @@ fn failed(db: &Db, error: DbError, step: &str) -> Result<(), Served> {
 /// age, except those asked back or referenced again. Unlike `filegc
 /// empty-trash` it leaves what the database does not know of: a sweeper that
 /// died mid-batch may have left a file there that a row references again.
-async fn purge_trash(volume: &Volume, db: &mut Db) -> Result<PurgeReport, DbError> {
+async fn purge_trash(store: &Store, db: &mut Db) -> Result<PurgeReport, DbError> {
     let trashed = db.trashed().await?;
-    Ok(purge_trashed(volume, db, &trashed).await?.0)
+    let purged = match store {
+        Store::Volume(volume) => purge_trashed(volume, db, &trashed).await?,
+        Store::Bucket(bucket) => purge_trashed(bucket, db, &trashed).await?,
+    };
+    Ok(purged.0)
+}
+
+/// Walks the volume or lists the bucket into the inventory.
+async fn scan_store(
+    store: &Store,
+    db: &mut Db,
+    options: &ScanOptions,
+) -> Result<ScanReport, BucketScanError> {
+    match store {
+        Store::Volume(volume) => Ok(scan(volume, db, options).await?),
+        Store::Bucket(bucket) => scan_bucket(bucket, db, options).await,
+    }
 }
 
 /// Waits until the run is asked to stop.

@@ -125,6 +125,9 @@ async fn copy_into_inventory(
     Ok((writer, problems))
 }
 
+/// The alert level of a store without a capacity, as `filegc.alert_level` names it.
+pub const UNKNOWN_LEVEL: &str = "unknown";
+
 /// Why a scan of a bucket stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BucketScanError {
@@ -179,7 +182,7 @@ pub async fn scan_bucket(
         files,
         bytes,
         problems,
-        alert_level: "unknown".to_owned(),
+        alert_level: UNKNOWN_LEVEL.to_owned(),
     })
 }
 

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use crate::bucket::Bucket;
-use crate::volume::{FileError, RemoveOutcome, RestoreOutcome, TrashUsage, Volume};
+use crate::volume::{Capacity, FileError, RemoveOutcome, RestoreOutcome, TrashUsage, Volume};
 
 /// The operations a sweep needs on a file store. Every path is relative to
 /// the store's root (a volume's mount point, a bucket's prefix) and is
@@ -110,5 +110,33 @@ impl Storage for Bucket {
 
     async fn trash_usage(&self) -> TrashUsage {
         Bucket::trash_usage(self).await
+    }
+}
+
+/// The store a long-running sweeper was given: a volume, which has a
+/// capacity to report, or a bucket, which has none.
+#[derive(Debug)]
+pub enum Store {
+    /// A volume, by its mount point.
+    Volume(Volume),
+    /// An S3-compatible bucket and prefix.
+    Bucket(Bucket),
+}
+
+impl Store {
+    /// The store as runs and alerts name it.
+    pub fn location(&self) -> String {
+        match self {
+            Store::Volume(volume) => Storage::location(volume),
+            Store::Bucket(bucket) => Storage::location(bucket),
+        }
+    }
+
+    /// The file system's size and use; `None` for a bucket, or when it cannot be read.
+    pub fn capacity(&self) -> Option<Capacity> {
+        match self {
+            Store::Volume(volume) => volume.capacity().ok(),
+            Store::Bucket(_) => None,
+        }
     }
 }

@@ -1,14 +1,20 @@
 //! `filegc sweep` and `filegc restore` on an S3-compatible bucket (a real
 //! `moto_server`): the same final check, trash and audit trail as on a volume.
 
+use std::time::Duration;
+
+use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
 use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
-use filegc_tests::sweeper::{describe_output, succeeded};
+use filegc_tests::sweeper::{describe_output, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
 const BUCKET: &str = "app-uploads";
 const STORAGE: &str = "s3://app-uploads/facial_evaluations/";
 const IMAGE: &str = "user_1_1700000000.jpg";
+
+/// How long a running sweeper gets to do what a test waits for; only a failing test waits that long.
+const DEADLINE: Duration = Duration::from_secs(20);
 
 fn key(path: &str) -> String {
     format!("facial_evaluations/{path}")
@@ -137,4 +143,32 @@ fn a_scan_brings_back_a_trashed_copy_no_deletion_recorded_when_a_row_wants_it() 
         describe_output(&output)
     );
     assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+}
+
+#[test]
+fn run_on_a_bucket_scans_it_and_sweeps_a_deletion_when_notified() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    // With an hour between timed sweeps, only the notification can trigger it.
+    let run = ["run", "--sweep-interval", "1h", "--scan-interval", "1h"];
+    let mut running = Running::spawn(filegc_on_bucket(&server, &env.db.url(), STORAGE, &run));
+    env.wait_until_listening(&mut running);
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.inventory"),
+        1,
+        "the first scan lists the bucket"
+    );
+    env.unreference(IMAGE);
+    assert!(
+        eventually(DEADLINE, || server.exists(BUCKET, &trash_key(IMAGE))),
+        "the object never reached the trash:\n{}",
+        running.log()
+    );
+    assert!(!server.exists(BUCKET, &key(IMAGE)));
+    running.signal(libc::SIGTERM);
+    assert_eq!(
+        running.exit_status(DEADLINE).code(),
+        Some(0),
+        "{}",
+        running.log()
+    );
 }
