@@ -1,9 +1,12 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
+use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
 
 use crate::config::Removal;
-use crate::db::{BatchResult, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict};
+use crate::db::{
+    BatchResult, Claimed, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict,
+};
 use crate::progress::Progress;
 use crate::storage::Storage;
 use crate::units::format_size;
@@ -99,39 +102,28 @@ pub async fn sweep<S: Storage>(
         let mut results = Vec::with_capacity(verdicts.len());
         let mut trashed = Vec::new();
         let mut settled_any = false;
-        for (item, verdict) in verdicts {
-            let outcome = match verdict {
-                Verdict::Busy | Verdict::Lost => {
-                    tracing::debug!(path = %item.path, ?verdict, "left for later");
-                    continue;
-                }
-                Verdict::Kept => {
-                    // A sweeper that died after moving the file into the trash
-                    // and before recording it left the tombstone claimed, and
-                    // nothing else knows the file is there: bring it back now.
-                    // (A recorded trashing is restored, and recorded, by the
-                    // restore requests below.)
-                    let died_before = item.attempts > 1;
-                    if died_before
-                        && matches!(
-                            volume.restore(&item.path).await,
-                            Ok(RestoreOutcome::Restored { .. })
-                        )
-                    {
-                        tracing::warn!(path = %item.path, "it must stay: brought back from the trash");
-                        report.restored += 1;
-                    }
-                    FileOutcome::Kept
-                }
-                Verdict::Delete {
-                    trash_copy_recorded,
-                } => match remove(volume, options.removal, &item.path).await {
-                    FileOutcome::AlreadyGone if item.attempts > 1 && !trash_copy_recorded => {
-                        finish_unrecorded_trashing(volume, options.removal, &item.path).await
-                    }
-                    outcome => outcome,
-                },
+        // Every file of the batch is worked on while its transaction holds
+        // the path locks; a bucket's requests wait on the network, so several
+        // files go at once, and their outcomes come back in the batch's order.
+        let carried: Vec<(Claimed, Option<Carried>)> = stream::iter(verdicts)
+            .map(|(item, verdict)| async move {
+                let carried = carry_out(volume, options.removal, &item, verdict).await;
+                (item, carried)
+            })
+            .buffered(CONCURRENT_FILES)
+            .collect()
+            .await;
+        for (item, carried) in carried {
+            let Some(Carried {
+                outcome,
+                brought_back,
+            }) = carried
+            else {
+                continue;
             };
+            if brought_back {
+                report.restored += 1;
+            }
             settled_any = true;
             let result = match &outcome {
                 FileOutcome::Trashed { bytes } => done(item.id, "trashed", *bytes),
@@ -238,6 +230,65 @@ impl SweepReport {
     pub fn is_idle(&self) -> bool {
         self.claimed == 0 && self.restored == 0 && self.purged == 0 && self.trash_errors == 0
     }
+}
+
+/// Files a batch works on at once. A bucket's requests wait on the network,
+/// so several go out together; a volume's operations finish as they start,
+/// one after the other, as before.
+const CONCURRENT_FILES: usize = 16;
+
+/// What was done to one file of a batch.
+struct Carried {
+    outcome: FileOutcome,
+    /// Whether an unrecorded trashed copy was brought back (see [`carry_out`]).
+    brought_back: bool,
+}
+
+/// Does what the final check decided for one file; `None` when it is left for later.
+async fn carry_out<S: Storage>(
+    volume: &S,
+    removal: Removal,
+    item: &Claimed,
+    verdict: Verdict,
+) -> Option<Carried> {
+    let (outcome, brought_back) = match verdict {
+        Verdict::Busy | Verdict::Lost => {
+            tracing::debug!(path = %item.path, ?verdict, "left for later");
+            return None;
+        }
+        Verdict::Kept => {
+            // A sweeper that died after moving the file into the trash
+            // and before recording it left the tombstone claimed, and
+            // nothing else knows the file is there: bring it back now.
+            // (A recorded trashing is restored, and recorded, by the
+            // restore requests below.)
+            let died_before = item.attempts > 1;
+            let brought_back = died_before
+                && matches!(
+                    volume.restore(&item.path).await,
+                    Ok(RestoreOutcome::Restored { .. })
+                );
+            if brought_back {
+                tracing::warn!(path = %item.path, "it must stay: brought back from the trash");
+            }
+            (FileOutcome::Kept, brought_back)
+        }
+        Verdict::Delete {
+            trash_copy_recorded,
+        } => {
+            let outcome = match remove(volume, removal, &item.path).await {
+                FileOutcome::AlreadyGone if item.attempts > 1 && !trash_copy_recorded => {
+                    finish_unrecorded_trashing(volume, removal, &item.path).await
+                }
+                outcome => outcome,
+            };
+            (outcome, false)
+        }
+    };
+    Some(Carried {
+        outcome,
+        brought_back,
+    })
 }
 
 /// Moves back the files a failed batch put into the trash.
