@@ -34,7 +34,7 @@ export FILEGC_PG18_DIR := $(PG18_DIR)
 
 PROFILE ?= release
 
-# Sizes of make bench; CASES picks among scan, sweep, orphans, trigger and bulk.
+# Sizes of make bench; CASES picks among scan, sweep, orphans, trigger, bulk and bucket.
 FILES ?= 1000000
 SWEEP_FILES ?= 200000
 REFERENCES ?= 1000000
@@ -42,7 +42,8 @@ RUNS ?= 3
 PGBENCH_SECONDS ?= 60
 CLIENTS ?= 4
 BULK_ROWS ?= 100000
-CASES ?= scan,sweep,orphans,trigger,bulk
+BUCKET_FILES ?= 5000
+CASES ?= scan,sweep,orphans,trigger,bulk,bucket
 
 # The engines the integration suite runs against.
 ENGINES ?= extension portable
@@ -78,7 +79,7 @@ test-integration: install
 	    FILEGC_ENGINE=$$engine cargo test -p filegc-tests --tests || exit 1; \
 	done
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
-	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --quiet-wait 0
+	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --bucket-files 50 --quiet-wait 0
 
 # tests/tests/release.rs runs the same script.
 release:
@@ -99,7 +100,8 @@ bench:
 	scripts/build-sweeper.sh
 	cargo run --release -p filegc-tests --bin bench -- --filegc "$${CARGO_TARGET_DIR:-target}/release/filegc" \
 		--files $(FILES) --sweep-files $(SWEEP_FILES) --references $(REFERENCES) --runs $(RUNS) \
-		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --bulk-rows $(BULK_ROWS) --cases $(CASES)
+		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --bulk-rows $(BULK_ROWS) \
+		--bucket-files $(BUCKET_FILES) --cases $(CASES)
 
 bench-sql:
 	$(MAKE) bench CASES=orphans

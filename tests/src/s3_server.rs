@@ -3,6 +3,7 @@
 //! of 127.0.0.1, stopped when dropped.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -86,6 +87,83 @@ impl S3Server {
             .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
     }
 
+    /// Writes an object of `size` bytes at each key, over several connections at once.
+    pub fn put_many(&self, bucket: &str, keys: &[String], size: usize) {
+        const CONNECTIONS: usize = 4;
+        let share = keys.len().div_ceil(CONNECTIONS).max(1);
+        std::thread::scope(|scope| {
+            for part in keys.chunks(share) {
+                let agent = ureq::Agent::new_with_defaults();
+                scope.spawn(move || {
+                    for key in part {
+                        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+                        agent
+                            .put(&url)
+                            .send(&vec![b'x'; size][..])
+                            .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+                    }
+                });
+            }
+        });
+    }
+
+    /// Deletes the keys as a bare client would: DeleteObjects, 1,000 keys a request.
+    pub fn delete_batched(&self, bucket: &str, keys: &[String]) {
+        for batch in keys.chunks(1000) {
+            let mut body = String::from("<Delete><Quiet>true</Quiet>");
+            for key in batch {
+                let escaped = key
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
+                body.push_str(&format!("<Object><Key>{escaped}</Key></Object>"));
+            }
+            body.push_str("</Delete>");
+            let url = format!("{}/{bucket}?delete", self.endpoint());
+            let answer = self
+                .agent
+                .post(&url)
+                .header("Authorization", TEST_AUTHORIZATION)
+                .header("Content-Type", "application/xml")
+                .send(body.as_bytes())
+                .and_then(|mut response| response.body_mut().read_to_string())
+                .unwrap_or_else(|error| panic!("deleting a batch of s3://{bucket}: {error}"));
+            assert!(
+                !answer.contains("<Error>"),
+                "deleting a batch of s3://{bucket}: {answer}"
+            );
+        }
+    }
+
+    /// Lists the keys under `prefix` as a bare client would, page by page; returns how many there are.
+    pub fn count_listed(&self, bucket: &str, prefix: &str) -> u64 {
+        let mut keys = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .agent
+                .get(format!("{}/{bucket}", self.endpoint()))
+                .query("list-type", "2")
+                .query("prefix", prefix)
+                .header("Authorization", TEST_AUTHORIZATION);
+            if let Some(token) = &token {
+                request = request.query("continuation-token", token);
+            }
+            let page = request
+                .call()
+                .and_then(|mut response| response.body_mut().read_to_string())
+                .unwrap_or_else(|error| panic!("listing s3://{bucket}/{prefix}: {error}"));
+            keys += page.matches("<Key>").count() as u64;
+            token = page
+                .split_once("<NextContinuationToken>")
+                .and_then(|(_, rest)| rest.split_once("</NextContinuationToken>"))
+                .map(|(token, _)| token.to_owned());
+            if token.is_none() {
+                return keys;
+            }
+        }
+    }
+
     /// Whether an object stands at `key`.
     pub fn exists(&self, bucket: &str, key: &str) -> bool {
         let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
@@ -122,7 +200,18 @@ pub fn filegc_on_bucket(
     storage: &str,
     args: &[&str],
 ) -> Command {
-    let mut command = Command::new(filegc_bin());
+    bucket_command(filegc_bin(), server, database_url, storage, args)
+}
+
+/// Like [`filegc_on_bucket`], with another build of `filegc` (the benchmark's release build).
+pub fn bucket_command(
+    program: &Path,
+    server: &S3Server,
+    database_url: &str,
+    storage: &str,
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(program);
     command
         .args(["--storage", storage, "--database-url", database_url])
         .args(args)

@@ -7,12 +7,15 @@
 //! - orphans: `filegc.storage_stats` and the dry-run orphan cleanup at volume scale;
 //! - trigger: pgbench throughput untracked, tracked, against a hand-written
 //!   PL/pgSQL peer, and with the portable engine;
-//! - bulk: one INSERT and one DELETE of many rows under the same four variants.
+//! - bulk: one INSERT and one DELETE of many rows under the same four variants;
+//! - bucket: `filegc sweep` and `filegc scan` of a bucket in moto's S3 server,
+//!   against a batched deletion and a bare listing of the same keys.
 //!
 //! Not a test: it checks that every case did its work on the data, never how
 //! long it took, and prints a Markdown table of medians and ratios against
 //! the performance targets. Progress goes to stderr.
 
+mod bucket;
 mod bulk;
 mod data;
 mod measure;
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Case::Orphans => orphans::run(&mut bench),
             Case::Trigger => trigger::run(&mut bench),
             Case::Bulk => bulk::run(&mut bench),
+            Case::Bucket => bucket::run(&mut bench),
         }
     }
     bench.report_busy_starts();

@@ -7,7 +7,7 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
              [--pgbench-seconds N] [--clients N] [--bulk-rows N]
-             [--cases scan,sweep,orphans,trigger,bulk]
+             [--bucket-files N] [--cases scan,sweep,orphans,trigger,bulk,bucket]
              [--filegc PATH]
 
   --files N            files on the generated volume (default 1000000)
@@ -17,7 +17,8 @@ usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
   --pgbench-seconds N  length of one pgbench run (default 60)
   --clients N          pgbench clients (default 4)
   --bulk-rows N        rows one bulk INSERT and DELETE write and remove (default 100000)
-  --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger,bulk)
+  --bucket-files N     objects of the bucket case, in moto's S3 server (default 5000)
+  --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger,bulk,bucket)
   --quiet-wait N       seconds each timed run waits for other processes to leave
                        the CPUs idle (default 10; 0 neither waits nor counts)
   --filegc PATH        the filegc binary to measure (default: a debug build made now)";
@@ -35,15 +36,18 @@ pub enum Case {
     Trigger,
     /// One bulk INSERT and one bulk DELETE: the same four variants as the trigger case.
     Bulk,
+    /// A bucket in moto's S3 server: the sweep against a batched deletion, the scan against a bare listing.
+    Bucket,
 }
 
 impl Case {
-    const ALL: [Case; 5] = [
+    const ALL: [Case; 6] = [
         Case::Scan,
         Case::Sweep,
         Case::Orphans,
         Case::Trigger,
         Case::Bulk,
+        Case::Bucket,
     ];
 
     fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Case {
             Case::Orphans => "orphans",
             Case::Trigger => "trigger",
             Case::Bulk => "bulk",
+            Case::Bucket => "bucket",
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Options {
     pub clients: u64,
     /// Rows of the bulk statements.
     pub bulk_rows: u64,
+    /// Objects of the bucket case.
+    pub bucket_files: u64,
     /// The cases to run, in the order given.
     pub cases: Vec<Case>,
     /// The filegc binary; `None` builds one.
@@ -93,6 +100,7 @@ impl Options {
             pgbench_seconds: 60,
             clients: 4,
             bulk_rows: 100_000,
+            bucket_files: 5_000,
             cases: Case::ALL.to_vec(),
             filegc: None,
             quiet_wait: Duration::from_secs(10),
@@ -110,6 +118,7 @@ impl Options {
                 "--pgbench-seconds" => options.pgbench_seconds = count(&name, &value, 1)?,
                 "--clients" => options.clients = count(&name, &value, 1)?,
                 "--bulk-rows" => options.bulk_rows = count(&name, &value, 1)?,
+                "--bucket-files" => options.bucket_files = count(&name, &value, 1)?,
                 "--cases" => options.cases = cases(&value)?,
                 "--filegc" => options.filegc = Some(PathBuf::from(value)),
                 "--quiet-wait" => {
@@ -141,7 +150,7 @@ fn cases(list: &str) -> Result<Vec<Case>, String> {
                 .find(|case| case.name() == name)
                 .ok_or_else(|| {
                     format!(
-                        "--cases: no case {name:?} (there are scan, sweep, orphans, trigger, bulk)"
+                        "--cases: no case {name:?} (there are scan, sweep, orphans, trigger, bulk, bucket)"
                     )
                 })
         })

@@ -78,7 +78,7 @@ impl Report {
                     if options.runs == 1 { "" } else { "s" }
                 ),
                 format!(
-                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} BULK_ROWS={} CASES={}",
+                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} BULK_ROWS={} BUCKET_FILES={} CASES={}",
                     options.files,
                     options.sweep_files,
                     options.references,
@@ -86,6 +86,7 @@ impl Report {
                     options.pgbench_seconds,
                     options.clients,
                     options.bulk_rows,
+                    options.bucket_files,
                     cases.join(",")
                 ),
             ],

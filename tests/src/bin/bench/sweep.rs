@@ -160,7 +160,7 @@ pub fn run(bench: &mut Bench) {
 ///
 /// The earlier runs' finished deletions go first: the audit trail grows with
 /// every sweep, and each run is to start from the same table.
-fn schedule(client: &mut Client, numbers: Range<u64>, now: SystemTime) -> i64 {
+pub fn schedule(client: &mut Client, numbers: Range<u64>, now: SystemTime) -> i64 {
     client
         .batch_execute("DELETE FROM filegc.tombstones WHERE state = 'done'")
         .expect("tombstones");
@@ -209,7 +209,7 @@ fn schedule(client: &mut Client, numbers: Range<u64>, now: SystemTime) -> i64 {
 }
 
 /// Insists that the sweep carried out every deletion it was given, as `outcome`.
-fn check_swept(client: &mut Client, after: i64, count: u64, outcome: &str) {
+pub fn check_swept(client: &mut Client, after: i64, count: u64, outcome: &str) {
     let row = client
         .query_one(
             "SELECT count(*), count(*) FILTER (WHERE state = 'done' AND outcome = $2)
