@@ -664,11 +664,7 @@ impl BucketConfig {
         let bucket = BucketSettings::from_variables(&storage, |name| {
             environment.bucket_variables.get(name).cloned()
         })?;
-        let worker = global
-            .worker
-            .or_else(|| environment.host_name.clone())
-            .filter(|name| !name.trim().is_empty())
-            .ok_or(ConfigError::MissingWorker)?;
+        let worker = worker_name(global.worker, environment)?;
         Ok(BucketConfig {
             bucket,
             database_url: database_url(global.database_url)
@@ -694,11 +690,7 @@ impl VolumeConfig {
             .or_else(|| environment.railway_volume_mount_path.clone())
             .filter(|path| !path.as_os_str().is_empty())
             .ok_or(ConfigError::MissingVolume)?;
-        let worker = global
-            .worker
-            .or_else(|| environment.host_name.clone())
-            .filter(|name| !name.trim().is_empty())
-            .ok_or(ConfigError::MissingWorker)?;
+        let worker = worker_name(global.worker, environment)?;
         let command = cli
             .command
             .map_or(Ok(Command::Menu), |given| command(given, environment))?;
@@ -715,6 +707,14 @@ impl VolumeConfig {
             command,
         })
     }
+}
+
+/// The name the sweeper records in the database: `--worker`, else the host name.
+fn worker_name(given: Option<String>, environment: &Environment) -> Result<String, ConfigError> {
+    given
+        .or_else(|| environment.host_name.clone())
+        .filter(|name| !name.trim().is_empty())
+        .ok_or(ConfigError::MissingWorker)
 }
 
 /// How `command` logs: the command line first, then the environment.

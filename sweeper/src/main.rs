@@ -91,26 +91,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 );
                 return refused;
             };
-            // Bound before anything starts, so that a port in use stops the run at once.
-            let metrics = match options
-                .metrics
-                .as_ref()
-                .map(MetricsEndpoint::bind)
-                .transpose()
-            {
-                Ok(metrics) => metrics,
-                Err(error) => {
-                    eprintln!("filegc: {error}");
-                    return refused;
-                }
-            };
             let settings = RunSettings {
                 store: Store::Volume(volume),
                 database_url,
                 worker: config.worker,
                 options,
             };
-            run_sweeper(settings, metrics, runtime)
+            run_sweeper(settings, runtime)
         }
         _ => runtime.block_on(execute(config, volume)).map(Into::into),
     }
@@ -119,9 +106,22 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 /// `filegc run`: serves until the application exits or a signal comes.
 fn run_sweeper(
     settings: RunSettings,
-    metrics: Option<MetricsEndpoint>,
     runtime: tokio::runtime::Runtime,
 ) -> anyhow::Result<std::process::ExitCode> {
+    // Bound before anything starts, so that a port in use stops the run at once.
+    let metrics = match settings
+        .options
+        .metrics
+        .as_ref()
+        .map(MetricsEndpoint::bind)
+        .transpose()
+    {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("filegc: {error}");
+            return Ok(ExitCode::UsageOrRefused.into());
+        }
+    };
     let code = runtime.block_on(supervise(settings, metrics))?;
     // A walk or a connection still winding down must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -161,26 +161,13 @@ fn bucket_command(config: BucketConfig) -> anyhow::Result<std::process::ExitCode
         .build()
         .context("cannot start the async runtime")?;
     if let Command::Run(options) = config.command {
-        // Bound before anything starts, so that a port in use stops the run at once.
-        let metrics = match options
-            .metrics
-            .as_ref()
-            .map(MetricsEndpoint::bind)
-            .transpose()
-        {
-            Ok(metrics) => metrics,
-            Err(error) => {
-                eprintln!("filegc: {error}");
-                return Ok(ExitCode::UsageOrRefused.into());
-            }
-        };
         let settings = RunSettings {
-            store: Store::Bucket(bucket),
+            store: Store::Bucket(Box::new(bucket)),
             database_url: config.database_url,
             worker: config.worker,
             options,
         };
-        return run_sweeper(settings, metrics, runtime);
+        return run_sweeper(settings, runtime);
     }
     let code = runtime.block_on(async {
         let mut db = Db::connect(config.database_url.expose()).await?;

@@ -822,7 +822,7 @@ impl<'a> Sweeper<'a> {
         };
         let swept = match &self.settings.store {
             Store::Volume(volume) => sweep(volume, db, &options, &mut |_, _| {}).await,
-            Store::Bucket(bucket) => sweep(bucket, db, &options, &mut |_, _| {}).await,
+            Store::Bucket(bucket) => sweep(&**bucket, db, &options, &mut |_, _| {}).await,
         };
         if let (Ok(report), Some(metrics)) = (&swept, &self.metrics) {
             metrics.swept(report);
@@ -848,7 +848,7 @@ async fn purge_trash(store: &Store, db: &mut Db) -> Result<PurgeReport, DbError>
     let trashed = db.trashed().await?;
     let purged = match store {
         Store::Volume(volume) => purge_trashed(volume, db, &trashed).await?,
-        Store::Bucket(bucket) => purge_trashed(bucket, db, &trashed).await?,
+        Store::Bucket(bucket) => purge_trashed(&**bucket, db, &trashed).await?,
     };
     Ok(purged.0)
 }

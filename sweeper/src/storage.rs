@@ -119,8 +119,8 @@ impl Storage for Bucket {
 pub enum Store {
     /// A volume, by its mount point.
     Volume(Volume),
-    /// An S3-compatible bucket and prefix.
-    Bucket(Bucket),
+    /// An S3-compatible bucket and prefix (boxed: its client is large beside a volume).
+    Bucket(Box<Bucket>),
 }
 
 impl Store {
@@ -128,7 +128,7 @@ impl Store {
     pub fn location(&self) -> String {
         match self {
             Store::Volume(volume) => Storage::location(volume),
-            Store::Bucket(bucket) => Storage::location(bucket),
+            Store::Bucket(bucket) => Storage::location(&**bucket),
         }
     }
 
