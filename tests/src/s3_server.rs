@@ -12,7 +12,8 @@ use filegc_sweeper::config::BUCKET_VARIABLES;
 use crate::eventually;
 use crate::sweeper::filegc_bin;
 
-/// An `Authorization` header moto takes (it checks no signature).
+/// An `Authorization` header moto takes: it answers anonymous requests on a
+/// private object (a HEAD, an overwrite) with 403, and checks no signature.
 const TEST_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=test-key/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
 /// A running `moto_server`: any credentials are accepted, buckets and objects live in its memory.
@@ -83,6 +84,7 @@ impl S3Server {
         let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
         self.agent
             .put(&url)
+            .header("Authorization", TEST_AUTHORIZATION)
             .send(&vec![b'x'; size][..])
             .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
     }
@@ -99,6 +101,7 @@ impl S3Server {
                         let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
                         agent
                             .put(&url)
+                            .header("Authorization", TEST_AUTHORIZATION)
                             .send(&vec![b'x'; size][..])
                             .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
                     }
@@ -167,8 +170,6 @@ impl S3Server {
     /// Whether an object stands at `key`.
     pub fn exists(&self, bucket: &str, key: &str) -> bool {
         let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
-        // moto answers an anonymous HEAD of a private object with 403, and
-        // checks no signature: any credentials in the header will do.
         let request = self
             .agent
             .head(&url)

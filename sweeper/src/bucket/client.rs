@@ -1,6 +1,8 @@
 //! Requests to an S3-compatible bucket: signed by rusty-s3, sent by reqwest,
 //! retried with backoff when the service is busy or the network fails.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -31,6 +33,9 @@ pub struct Bucket {
     target: rusty_s3::Bucket,
     credentials: Credentials,
     http: reqwest::Client,
+    /// Set once the service answered a conditional delete with 501: its
+    /// deletions are unconditional from then on (logged once).
+    unconditional_deletes: Arc<AtomicBool>,
 }
 
 /// Why a request to the bucket failed, after its retries.
@@ -148,6 +153,7 @@ impl Bucket {
             target,
             credentials,
             http,
+            unconditional_deletes: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -206,9 +212,10 @@ impl Bucket {
         let answer = self
             .request(action, reqwest::Method::GET, || (sign(), Vec::new()))
             .await?;
-        match answer.status {
-            reqwest::StatusCode::NOT_FOUND => Err(answer.refused(self, action)),
-            _ => Ok(answer.body),
+        if answer.status.is_success() {
+            Ok(answer.body)
+        } else {
+            Err(answer.refused(self, action))
         }
     }
 
@@ -235,18 +242,28 @@ impl Bucket {
             };
             let response = request.send().await.map_err(unreachable)?;
             let status = response.status();
-            let content_length = response
-                .headers()
-                .get(reqwest::header::CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok());
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_length =
+                header(reqwest::header::CONTENT_LENGTH).and_then(|value| value.parse().ok());
+            let etag = header(reqwest::header::ETAG);
             let body = response.text().await.map_err(unreachable)?;
             let answer = Answer {
                 status,
                 content_length,
+                etag,
                 body,
             };
-            if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            if status.is_success()
+                || status == reqwest::StatusCode::NOT_FOUND
+                || status == reqwest::StatusCode::PRECONDITION_FAILED
+                || status == reqwest::StatusCode::NOT_IMPLEMENTED
+            {
                 return Ok(answer);
             }
             Err(answer.refused(self, action))
@@ -277,19 +294,37 @@ impl Bucket {
         bucket
     }
 
+    /// Whether the service turned down conditional deletes (see [`Bucket::note_unconditional_deletes`]).
+    pub(super) fn deletes_unconditionally(&self) -> bool {
+        self.unconditional_deletes.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the service does not implement conditional deletes; warns the first time.
+    pub(super) fn note_unconditional_deletes(&self) {
+        if !self.unconditional_deletes.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                bucket = %self.location,
+                "the service does not implement conditional deletes (If-Match): an object replaced between the final check and its deletion can be deleted; see docs/buckets.md"
+            );
+        }
+    }
+
     /// The signing target and credentials, for the object requests.
     pub(super) fn target(&self) -> (&rusty_s3::Bucket, &Credentials) {
         (&self.target, &self.credentials)
     }
 }
 
-/// What the service answered: a success, or 404.
+/// What the service answered: a success, 404, 412 (a condition failed) or
+/// 501 (a condition the service does not implement).
 #[derive(Debug)]
 pub(super) struct Answer {
     /// The HTTP status.
     pub status: reqwest::StatusCode,
     /// The `Content-Length` header: an object's size, for HEAD.
     pub content_length: Option<u64>,
+    /// The `ETag` header: which version of an object, for HEAD.
+    pub etag: Option<String>,
     /// The body.
     pub body: String,
 }
@@ -308,6 +343,21 @@ impl Answer {
     /// Whether the object asked about is not there.
     pub fn not_found(&self) -> bool {
         self.status == reqwest::StatusCode::NOT_FOUND
+    }
+
+    /// Whether a condition of the request (`If-Match`) failed: the object changed.
+    pub fn changed(&self) -> bool {
+        self.status == reqwest::StatusCode::PRECONDITION_FAILED
+    }
+
+    /// Whether the service does not implement a condition the request carried.
+    pub fn unsupported(&self) -> bool {
+        self.status == reqwest::StatusCode::NOT_IMPLEMENTED
+    }
+
+    /// The answer as an error, for a status the caller does not expect.
+    pub fn into_error(self, bucket: &Bucket, action: &'static str) -> BucketError {
+        self.refused(bucket, action)
     }
 }
 

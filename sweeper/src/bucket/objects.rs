@@ -7,6 +7,12 @@
 //! object in both places; the next attempt does both steps again (the copy
 //! replaces the trashed one with the same object), as the sweep retries a
 //! failed deletion.
+//!
+//! Each deletion is of the version it looked at: the copy and the deletion
+//! carry the ETag the HEAD saw (`x-amz-copy-source-if-match`, `If-Match`),
+//! so an object uploaded again at the path in the meantime is neither
+//! copied in its place nor deleted unseen; the deletion fails and the sweep
+//! tries it again later, as it does any failed deletion.
 
 use std::io;
 use std::time::Duration;
@@ -20,6 +26,15 @@ use crate::volume::{FileError, RemoveOutcome, RestoreOutcome, TrashUsage, TRASH_
 
 /// How long a signed request stays valid.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// One version of an object, as a HEAD saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// Its size.
+    pub size_bytes: u64,
+    /// Its ETag; `None` when the service sent none (deletions are then unconditional).
+    pub etag: Option<String>,
+}
 
 impl Bucket {
     /// The key of `path`, checked by the rules every path follows before a request names it.
@@ -45,8 +60,8 @@ impl Bucket {
         Ok(format!("{}{TRASH_DIR}/{path}", self.location().prefix))
     }
 
-    /// The size of the object at `key`; `None` when there is none.
-    async fn size_of(&self, key: &str) -> Result<Option<u64>, BucketError> {
+    /// The object at `key`; `None` when there is none.
+    async fn look_key(&self, key: &str) -> Result<Option<ObjectVersion>, BucketError> {
         let (target, credentials) = self.target();
         let answer = self
             .request("look at an object", reqwest::Method::HEAD, || {
@@ -59,25 +74,65 @@ impl Bucket {
         if answer.not_found() {
             return Ok(None);
         }
-        Ok(Some(answer.content_length.unwrap_or(0)))
+        if !answer.status.is_success() {
+            return Err(answer.into_error(self, "look at an object"));
+        }
+        Ok(Some(ObjectVersion {
+            size_bytes: answer.content_length.unwrap_or(0),
+            etag: answer.etag,
+        }))
     }
 
-    /// Deletes the object at `key`; a key with no object is not an error (S3 answers 204 for both).
-    async fn delete_key(&self, key: &str) -> Result<(), BucketError> {
+    /// The size of the object at `key`; `None` when there is none.
+    async fn size_of(&self, key: &str) -> Result<Option<u64>, BucketError> {
+        Ok(self.look_key(key).await?.map(|version| version.size_bytes))
+    }
+
+    /// Deletes the object at `key`, only while it is still `version` when
+    /// one is given; false when it is not (a condition the service checks).
+    /// A key with no object is not an error (S3 answers 204 for both).
+    async fn delete_key(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<bool, BucketError> {
+        const ACTION: &str = "delete an object";
         let (target, credentials) = self.target();
-        self.request("delete an object", reqwest::Method::DELETE, || {
-            (
-                DeleteObject::new(target, Some(credentials), key).sign(SIGNATURE_LIFETIME),
-                Vec::new(),
-            )
-        })
-        .await?;
-        Ok(())
+        let etag = version
+            .and_then(|version| version.etag.clone())
+            .filter(|_| !self.deletes_unconditionally());
+        let send = |etag: Option<String>| {
+            self.request(ACTION, reqwest::Method::DELETE, move || {
+                let headers = etag.iter().map(|etag| ("if-match", etag.clone())).collect();
+                (
+                    DeleteObject::new(target, Some(credentials), key).sign(SIGNATURE_LIFETIME),
+                    headers,
+                )
+            })
+        };
+        let mut answer = send(etag.clone()).await?;
+        if answer.unsupported() && etag.is_some() {
+            self.note_unconditional_deletes();
+            answer = send(None).await?;
+        }
+        if answer.changed() {
+            return Ok(false);
+        }
+        if !answer.status.is_success() && !answer.not_found() {
+            return Err(answer.into_error(self, ACTION));
+        }
+        Ok(true)
     }
 
     /// Copies the object at `from` to `to` on the server, replacing what is
-    /// at `to`; false when `from` has no object.
-    async fn copy_key(&self, from: &str, to: &str) -> Result<bool, BucketError> {
+    /// at `to`, only while `from` is still `version` when it has an ETag;
+    /// false when `from` has no object or is another version now.
+    async fn copy_key(
+        &self,
+        from: &str,
+        to: &str,
+        version: &ObjectVersion,
+    ) -> Result<bool, BucketError> {
         let (target, credentials) = self.target();
         let source = format!(
             "/{}/{}",
@@ -86,16 +141,24 @@ impl Bucket {
         );
         let answer = self
             .request("copy an object", reqwest::Method::PUT, || {
+                let mut headers = vec![("x-amz-copy-source", source.clone())];
+                if let Some(etag) = &version.etag {
+                    headers.push(("x-amz-copy-source-if-match", etag.clone()));
+                }
                 let mut put = PutObject::new(target, Some(credentials), to);
                 // AWS refuses an x-amz-* header that is not signed.
-                put.headers_mut()
-                    .insert("x-amz-copy-source", source.clone());
-                (
-                    put.sign(SIGNATURE_LIFETIME),
-                    vec![("x-amz-copy-source", source.clone())],
-                )
+                for (name, value) in &headers {
+                    put.headers_mut().insert(*name, value.clone());
+                }
+                (put.sign(SIGNATURE_LIFETIME), headers)
             })
             .await?;
+        if answer.changed() {
+            return Ok(false);
+        }
+        if !answer.status.is_success() && !answer.not_found() {
+            return Err(answer.into_error(self, "copy an object"));
+        }
         // A copy can fail after its 200 (S3 then sends an error document).
         if answer.body.contains("<Error>") {
             return Err(BucketError::BadAnswer {
@@ -107,30 +170,76 @@ impl Bucket {
         Ok(!answer.not_found())
     }
 
+    /// The object at `path`, as it is now; `None` when there is none.
+    pub async fn look(&self, path: &str) -> Result<Option<ObjectVersion>, FileError> {
+        let key = self.key_of(path)?;
+        let found = self.look_key(&key).await;
+        found.map_err(failure(path, "look at it"))
+    }
+
     /// Moves `path` into the trash, replacing an older trashed copy of the same path.
     pub async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        match self.look(path).await? {
+            Some(version) => self.trash_version(path, &version).await,
+            None => Ok(RemoveOutcome::AlreadyGone),
+        }
+    }
+
+    /// Moves `version` of `path` into the trash; an error, which the sweep
+    /// retries, when the object at `path` is another version by then.
+    pub async fn trash_version(
+        &self,
+        path: &str,
+        version: &ObjectVersion,
+    ) -> Result<RemoveOutcome, FileError> {
         let key = self.key_of(path)?;
         let trash_key = self.trash_key_of(path)?;
         let failed = failure(path, "move it into the trash");
-        let Some(bytes) = self.size_of(&key).await.map_err(&failed)? else {
-            return Ok(RemoveOutcome::AlreadyGone);
-        };
-        if !self.copy_key(&key, &trash_key).await.map_err(&failed)? {
-            return Ok(RemoveOutcome::AlreadyGone);
+        if !self
+            .copy_key(&key, &trash_key, version)
+            .await
+            .map_err(&failed)?
+        {
+            return match self.look_key(&key).await.map_err(&failed)? {
+                None => Ok(RemoveOutcome::AlreadyGone),
+                Some(_) => Err(replaced(path, "move it into the trash")),
+            };
         }
-        self.delete_key(&key).await.map_err(&failed)?;
-        Ok(RemoveOutcome::Removed { bytes })
+        if !self
+            .delete_key(&key, Some(version))
+            .await
+            .map_err(&failed)?
+        {
+            return Err(replaced(path, "move it into the trash"));
+        }
+        Ok(RemoveOutcome::Removed {
+            bytes: version.size_bytes,
+        })
     }
 
     /// Deletes `path` for good, without passing through the trash.
     pub async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        match self.look(path).await? {
+            Some(version) => self.unlink_version(path, &version).await,
+            None => Ok(RemoveOutcome::AlreadyGone),
+        }
+    }
+
+    /// Deletes `version` of `path` for good; an error, which the sweep
+    /// retries, when the object at `path` is another version by then.
+    pub async fn unlink_version(
+        &self,
+        path: &str,
+        version: &ObjectVersion,
+    ) -> Result<RemoveOutcome, FileError> {
         let key = self.key_of(path)?;
-        let failed = failure(path, "delete it");
-        let Some(bytes) = self.size_of(&key).await.map_err(&failed)? else {
-            return Ok(RemoveOutcome::AlreadyGone);
-        };
-        self.delete_key(&key).await.map_err(&failed)?;
-        Ok(RemoveOutcome::Removed { bytes })
+        let deleted = self.delete_key(&key, Some(version)).await;
+        if !deleted.map_err(failure(path, "delete it"))? {
+            return Err(replaced(path, "delete it"));
+        }
+        Ok(RemoveOutcome::Removed {
+            bytes: version.size_bytes,
+        })
     }
 
     /// Moves the trashed copy of `path` back, unless an object is already there.
@@ -138,17 +247,26 @@ impl Bucket {
         let key = self.key_of(path)?;
         let trash_key = self.trash_key_of(path)?;
         let failed = failure(path, "restore it from the trash");
-        let Some(bytes) = self.size_of(&trash_key).await.map_err(&failed)? else {
+        let Some(trashed) = self.look_key(&trash_key).await.map_err(&failed)? else {
             return Ok(RestoreOutcome::NotInTrash);
         };
         if self.size_of(&key).await.map_err(&failed)?.is_some() {
             return Ok(RestoreOutcome::TargetExists);
         }
-        if !self.copy_key(&trash_key, &key).await.map_err(&failed)? {
+        if !self
+            .copy_key(&trash_key, &key, &trashed)
+            .await
+            .map_err(&failed)?
+        {
             return Ok(RestoreOutcome::NotInTrash);
         }
-        self.delete_key(&trash_key).await.map_err(&failed)?;
-        Ok(RestoreOutcome::Restored { bytes })
+        // The trashed copy goes only if it is still the one brought back.
+        self.delete_key(&trash_key, Some(&trashed))
+            .await
+            .map_err(&failed)?;
+        Ok(RestoreOutcome::Restored {
+            bytes: trashed.size_bytes,
+        })
     }
 
     /// Whether an object stands at `path` (outside the trash).
@@ -172,7 +290,7 @@ impl Bucket {
         let Some(bytes) = self.size_of(&trash_key).await.map_err(&failed)? else {
             return Ok(RemoveOutcome::AlreadyGone);
         };
-        self.delete_key(&trash_key).await.map_err(&failed)?;
+        self.delete_key(&trash_key, None).await.map_err(&failed)?;
         Ok(RemoveOutcome::Removed { bytes })
     }
 
@@ -236,6 +354,17 @@ const KEY_IN_COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_A
     .remove(b'_')
     .remove(b'~')
     .remove(b'/');
+
+/// The error of a deletion whose object was uploaded again at its path after the sweep looked at it.
+fn replaced(path: &str, action: &'static str) -> FileError {
+    FileError::Io {
+        path: path.to_owned(),
+        action,
+        source: io::Error::other(
+            "another object was written at this path meanwhile; it stays, and the deletion is tried again at the next sweep",
+        ),
+    }
+}
 
 /// Turns a failed request into the error the sweep records for `path`.
 fn failure<'a>(path: &'a str, action: &'static str) -> impl Fn(BucketError) -> FileError + 'a {
