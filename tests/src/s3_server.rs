@@ -78,6 +78,15 @@ impl S3Server {
             .unwrap_or_else(|error| panic!("creating bucket {bucket}: {error}"));
     }
 
+    /// Removes an empty bucket.
+    pub fn remove_bucket(&self, bucket: &str) {
+        self.agent
+            .delete(format!("{}/{bucket}", self.endpoint()))
+            .header("Authorization", TEST_AUTHORIZATION)
+            .call()
+            .unwrap_or_else(|error| panic!("removing bucket {bucket}: {error}"));
+    }
+
     /// Writes an object of `size` bytes; the key is sent percent-encoded, so
     /// that `..` and `//` reach the server as they are.
     pub fn put(&self, bucket: &str, key: &str, size: usize) {

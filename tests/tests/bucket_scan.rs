@@ -154,14 +154,13 @@ fn a_listing_that_fails_keeps_the_last_inventory_and_names_the_cause() {
         .output()
         .unwrap();
     succeeded(&["scan"], &output);
-    let missing = filegc_on_bucket(
-        &server,
-        &env.db.url(),
-        "s3://no-such-bucket/img/",
-        &["scan"],
-    )
-    .output()
-    .unwrap();
+    // The bucket goes away (deleted by hand, or the credentials point at
+    // another environment's): the next listing fails on its first page.
+    server.delete_batched(BUCKET, &["img/user_1_1700000000.jpg".to_owned()]);
+    server.remove_bucket(BUCKET);
+    let missing = filegc_on_bucket(&server, &env.db.url(), &storage, &["scan"])
+        .output()
+        .unwrap();
     assert_eq!(
         missing.status.code(),
         Some(1),
@@ -209,4 +208,46 @@ fn commands_that_do_not_work_on_a_bucket_yet_say_so_and_touch_nothing() {
             describe_output(&output)
         );
     }
+}
+
+#[test]
+fn a_second_place_in_the_same_database_is_refused_while_the_first_is_in_use() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "img/user_1_1700000000.jpg", 1);
+    let mut env = TestEnv::new();
+    let url = env.db.url();
+    let scan = |storage: &str| {
+        filegc_on_bucket(&server, &url, storage, &["scan"])
+            .output()
+            .unwrap()
+    };
+    succeeded(&["scan"], &scan("s3://app-uploads/img/"));
+    // The whole bucket takes the prefix in; another prefix would share the
+    // database's paths with it: both refused, whatever the order.
+    for other in ["s3://app-uploads/", "s3://app-uploads/img2/"] {
+        let refused = scan(other);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{}",
+            describe_output(&refused)
+        );
+        let message = stderr(&refused);
+        assert!(
+            message.contains("s3://app-uploads/img/") && message.contains("FILEGC_STORAGE"),
+            "{message}"
+        );
+    }
+    // A volume's sweeper in the same database is refused too.
+    let volume = env.run(&["scan"]);
+    assert_eq!(
+        volume.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&volume)
+    );
+    assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
+    // The same place again is the normal case (replicas, restarts).
+    succeeded(&["scan"], &scan("s3://app-uploads/img/"));
 }

@@ -1,10 +1,21 @@
 //! The run records: each scan and sweep starts one and finishes it with its counts.
 
 use super::connection::{Db, DbError};
+use crate::bucket::parse_location;
+
+/// How recently a sweeper must have started a scan or sweep for its place to count as in use.
+const IN_USE_WITHIN: &str = "10 minutes";
 
 impl Db {
     /// Starts a run record (`scan` or `sweep`); returns its id.
+    ///
+    /// Refused when the place is a bucket and another sweeper worked on
+    /// another place within the last ten minutes, or the place is a volume
+    /// and another sweeper worked on a bucket: a database holds one
+    /// inventory and one namespace of paths, so two places would each take
+    /// the other's files for its own, and the same path in both for one file.
     pub async fn start_run(&self, kind: &str, worker: &str, volume: &str) -> Result<i64, DbError> {
+        self.refuse_another_place(volume).await?;
         let row = self
             .client
             .query_one(
@@ -30,6 +41,41 @@ impl Db {
                 &[&run_id, &seen, &deleted, &bytes, &errors],
             )
             .await?;
+        Ok(())
+    }
+
+    async fn refuse_another_place(&self, location: &str) -> Result<(), DbError> {
+        let ours_is_bucket = parse_location(location).is_ok();
+        let others = self
+            .client
+            .query(
+                &format!(
+                    "SELECT volume_path, worker, max(started_at)::text FROM filegc.sweeps \
+                      WHERE kind IN ('scan', 'sweep') AND started_at > now() - interval '{IN_USE_WITHIN}' \
+                        AND volume_path IS DISTINCT FROM $1 \
+                      GROUP BY volume_path, worker ORDER BY 3 DESC"
+                ),
+                &[&location],
+            )
+            .await?;
+        for row in &others {
+            let Some(other): Option<String> = row.get(0) else {
+                continue;
+            };
+            let other_is_bucket = parse_location(&other).is_ok();
+            if !ours_is_bucket && !other_is_bucket {
+                continue;
+            }
+            let worker: String = row.get(1);
+            let at: String = row.get(2);
+            return Err(DbError::Refused(format!(
+                "{location}: sweeper {worker:?} worked on {other} in this database at {at}: one database \
+                 holds one inventory and one set of paths, so two places (a bucket prefix and another, \
+                 or a bucket and a volume) would each take the other's files for their own. Give every \
+                 sweeper of this database the same place (FILEGC_STORAGE, FILEGC_VOLUME), or stop the \
+                 other one and start this one {IN_USE_WITHIN} after its last run"
+            )));
+        }
         Ok(())
     }
 }

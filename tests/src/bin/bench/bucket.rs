@@ -3,7 +3,9 @@
 //! (DeleteObjects, 1,000 keys a request), and `filegc scan` of the bucket
 //! against a bare paginated listing of it.
 //!
-//! moto is a Python server on the same two cores, so every request costs
+//! The database is one of its own, with no rows: a database serves one
+//! place, and the volume cases' is the volume's. moto is a Python server on
+//! the same two cores, so every request costs
 //! what moto takes to answer it: the ratios say how many requests, and how
 //! much work between them, filegc spends against the least a client could.
 
@@ -38,8 +40,9 @@ pub fn run(bench: &mut Bench) {
     let now = bench.now();
     let names: Vec<String> = numbers.clone().map(|n| FileSpec::of(n, now).name).collect();
     let keys: Vec<String> = names.iter().map(|name| format!("{PREFIX}{name}")).collect();
-    let url = bench.db().url();
-    let mut client = bench.db().connect();
+    let db = bench.empty_tracked_db();
+    let url = db.url();
+    let mut client = db.connect();
     let storage = format!("s3://{BUCKET}/{PREFIX}");
     let filegc = |bench: &Bench, args: &[&str]| {
         let mut command = bucket_command(

@@ -126,6 +126,24 @@ impl Bench {
         self.db.as_ref().expect("made above")
     }
 
+    /// A database of its own with the application's columns tracked and no
+    /// rows: a bucket is another place than the volume, and a database
+    /// serves one place.
+    pub fn empty_tracked_db(&self) -> TestDb {
+        let db = cluster().create_database();
+        db.create_app_schema();
+        let mut client = db.connect();
+        for (table, column) in APP_COLUMNS {
+            client
+                .execute(
+                    "SELECT filegc.track($1::text::regclass, $2::text::name, ARRAY[$3::text])",
+                    &[&table, &column, &PREFIX],
+                )
+                .unwrap_or_else(|e| panic!("bench: tracking {table}.{column}: {e}"));
+        }
+        db
+    }
+
     /// The database, after one scan of the volume has filled its inventory.
     pub fn scanned_db(&mut self) -> &TestDb {
         if !self.scanned {
