@@ -231,7 +231,14 @@ impl Bucket {
     ) -> Result<Answer, BucketError> {
         let attempt = || async {
             let (url, headers) = sign();
-            let mut request = self.http.request(method.clone(), url);
+            // Tigris (Railway's buckets) evaluates conditions, and answers
+            // reads, on the region's leader only with this header; other
+            // services ignore a header they do not know (it needs no
+            // signature: it is not an x-amz-* header).
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .header("X-Tigris-Consistent", "true");
             for (name, value) in headers {
                 request = request.header(name, value);
             }
