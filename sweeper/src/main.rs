@@ -9,7 +9,8 @@ use filegc_sweeper::bucket::Bucket;
 use filegc_sweeper::cli::Cli;
 use filegc_sweeper::commands::{restore_path, Context, MenuBackend, Refused};
 use filegc_sweeper::config::{
-    BucketConfig, Command, Config, Environment, PortableCommand, PortableScript, VolumeConfig,
+    BucketConfig, Command, Config, Environment, PortableCommand, PortableScript, Removal,
+    VolumeConfig,
 };
 use filegc_sweeper::db::{Cleanup, Db, DbError, ListKind};
 use filegc_sweeper::exit_codes::ExitCode;
@@ -20,8 +21,8 @@ use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
 use filegc_sweeper::scan::{scan, scan_bucket, BucketScanError, ScanOptions};
-use filegc_sweeper::storage::Store;
-use filegc_sweeper::sweep::{sweep, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE};
+use filegc_sweeper::storage::{Storage, Store};
+use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
 
 fn main() -> std::process::ExitCode {
@@ -128,8 +129,23 @@ fn run_sweeper(
     Ok(code.into())
 }
 
-/// Prints what a sweep did; the exit status it ends the run with.
-fn write_sweep_report(out: &mut dyn Write, report: &SweepReport) -> anyhow::Result<ExitCode> {
+/// `filegc sweep` on a volume or a bucket: every due deletion now, with a
+/// progress bar on a terminal; prints what it did and returns the exit status.
+async fn sweep_now<S: Storage>(
+    storage: &S,
+    db: &mut Db,
+    worker: &str,
+    removal: Removal,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let options = SweepOptions {
+        worker: worker.to_owned(),
+        removal,
+        batch_size: DEFAULT_BATCH_SIZE,
+        progress: Progress::on_terminal(),
+        stop: None,
+    };
+    let report = sweep(storage, db, &options, &mut |_, _| {}).await?;
     writeln!(
         out,
         "Swept {} deletions: {} removed, {} already gone, {} kept (referenced again, named \
@@ -189,15 +205,7 @@ fn bucket_command(config: BucketConfig) -> anyhow::Result<std::process::ExitCode
                 Ok(ExitCode::from_failures(report.problems))
             }
             Command::Sweep { removal } => {
-                let options = SweepOptions {
-                    worker: config.worker.clone(),
-                    removal: *removal,
-                    batch_size: DEFAULT_BATCH_SIZE,
-                    progress: Progress::on_terminal(),
-                    stop: None,
-                };
-                let report = sweep(&bucket, &mut db, &options, &mut |_, _| {}).await?;
-                write_sweep_report(&mut out, &report)
+                sweep_now(&bucket, &mut db, &config.worker, *removal, &mut out).await
             }
             Command::Restore { path } => restore_path(&bucket, &mut db, path, &mut out).await,
             other => unreachable!(
@@ -364,15 +372,14 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
             ExitCode::from_failures(report.problems)
         }
         Command::Sweep { removal } => {
-            let options = SweepOptions {
-                worker: config.worker.clone(),
-                removal: *removal,
-                batch_size: DEFAULT_BATCH_SIZE,
-                progress: Progress::on_terminal(),
-                stop: None,
-            };
-            let report = sweep(&context.volume, &mut context.db, &options, &mut |_, _| {}).await?;
-            write_sweep_report(&mut out, &report)?
+            sweep_now(
+                &context.volume,
+                &mut context.db,
+                &config.worker,
+                *removal,
+                &mut out,
+            )
+            .await?
         }
         Command::List(listing) => context.list(ListKind::All, listing, &mut out).await?,
         Command::Orphans(listing) => context.list(ListKind::Orphans, listing, &mut out).await?,

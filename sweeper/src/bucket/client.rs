@@ -14,7 +14,7 @@ use thiserror::Error;
 use super::settings::{Addressing, BucketLocation, BucketSettings};
 
 /// How long a signed request stays valid: long enough for a slow answer, short enough that a leaked URL is soon useless.
-const SIGNATURE_LIFETIME: Duration = Duration::from_secs(300);
+pub(super) const SIGNATURE_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Keys per listing page: S3's maximum.
 const PAGE_KEYS: usize = 1000;

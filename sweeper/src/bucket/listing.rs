@@ -7,7 +7,7 @@ use filegc_path_rules::validate_relative;
 use tokio::sync::mpsc;
 
 use super::client::{Bucket, BucketError, ListedObject};
-use crate::volume::{Entry, FileError, WalkItem, TRASH_DIR};
+use crate::volume::{in_trash, Entry, FileError, WalkItem};
 
 impl Bucket {
     /// Lists every object under the prefix, page by page, into `sender`,
@@ -38,7 +38,7 @@ impl Bucket {
     /// show a folder (`photos/`).
     fn inventory_item(&self, object: ListedObject) -> Option<WalkItem> {
         let relative = object.key.strip_prefix(self.location().prefix.as_str())?;
-        if relative.ends_with('/') || is_in_trash(relative) {
+        if relative.ends_with('/') || in_trash(relative) {
             return None;
         }
         if let Err(reason) = validate_relative(relative) {
@@ -68,10 +68,4 @@ impl Bucket {
             is_symlink: false,
         }))
     }
-}
-
-fn is_in_trash(relative: &str) -> bool {
-    relative
-        .strip_prefix(TRASH_DIR)
-        .is_some_and(|rest| rest.starts_with('/'))
 }

@@ -15,17 +15,13 @@
 //! tries it again later, as it does any failed deletion.
 
 use std::io;
-use std::time::Duration;
 
 use filegc_path_rules::validate_relative;
 use rusty_s3::actions::{DeleteObject, HeadObject, PutObject};
 use rusty_s3::S3Action;
 
-use super::client::{Bucket, BucketError};
-use crate::volume::{FileError, RemoveOutcome, RestoreOutcome, TrashUsage, TRASH_DIR};
-
-/// How long a signed request stays valid.
-const SIGNATURE_LIFETIME: Duration = Duration::from_secs(300);
+use super::client::{Bucket, BucketError, SIGNATURE_LIFETIME};
+use crate::volume::{check_path, FileError, RemoveOutcome, RestoreOutcome, TrashUsage, TRASH_DIR};
 
 /// One version of an object, as a HEAD saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,18 +35,7 @@ pub struct ObjectVersion {
 impl Bucket {
     /// The key of `path`, checked by the rules every path follows before a request names it.
     fn key_of(&self, path: &str) -> Result<String, FileError> {
-        validate_relative(path).map_err(|reason| FileError::Invalid {
-            path: path.to_owned(),
-            reason,
-        })?;
-        if path
-            .strip_prefix(TRASH_DIR)
-            .is_some_and(|rest| rest.starts_with('/'))
-        {
-            return Err(FileError::InTrash {
-                path: path.to_owned(),
-            });
-        }
+        check_path(path)?;
         Ok(format!("{}{path}", self.location().prefix))
     }
 

@@ -362,16 +362,29 @@ pub(super) fn open_dirs_under<'root, 'a>(
     Ok(Some(current))
 }
 
-/// Checks a path from outside and splits it into its folders and its file name.
-pub(super) fn split_checked(rel: &str) -> Result<(Vec<&OsStr>, &OsStr), FileError> {
+/// Checks a path from outside (the database's, a listing's) before anything
+/// touches the file it names: a plain relative path, outside the trash. A
+/// volume and a bucket apply the same check.
+pub fn check_path(rel: &str) -> Result<(), FileError> {
     validate_relative(rel).map_err(|reason| FileError::Invalid {
         path: rel.into(),
         reason,
     })?;
-    let mut segments: Vec<&OsStr> = rel.split('/').map(OsStr::new).collect();
-    if segments[0] == TRASH_DIR {
+    if in_trash(rel) {
         return Err(FileError::InTrash { path: rel.into() });
     }
+    Ok(())
+}
+
+/// Whether a relative path lies inside the trash folder (or is the folder itself).
+pub fn in_trash(rel: &str) -> bool {
+    rel.split('/').next() == Some(TRASH_DIR)
+}
+
+/// Checks a path from outside and splits it into its folders and its file name.
+pub(super) fn split_checked(rel: &str) -> Result<(Vec<&OsStr>, &OsStr), FileError> {
+    check_path(rel)?;
+    let mut segments: Vec<&OsStr> = rel.split('/').map(OsStr::new).collect();
     let name = segments.pop().unwrap_or_default();
     Ok((segments, name))
 }

@@ -6,6 +6,8 @@ mod fixture;
 mod trash;
 mod walk;
 
-pub use self::confined::{Capacity, FileError, RemoveOutcome, Volume, VolumeError, TRASH_DIR};
+pub use self::confined::{
+    check_path, in_trash, Capacity, FileError, RemoveOutcome, Volume, VolumeError, TRASH_DIR,
+};
 pub use self::trash::{RestoreOutcome, TrashItem, TrashUsage};
 pub use self::walk::{Entry, Walk, WalkItem};
