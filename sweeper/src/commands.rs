@@ -10,30 +10,30 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::config::{Confirmation, Deletion, Inventory, Listing, Output, Removal};
-use crate::db::{Cleanup, Db, DbError, FileRow, ListKind, BREAKER_HINT};
+use crate::db::{Cleanup, Db, FileRow, ListKind, BREAKER_HINT};
 use crate::exit_codes::ExitCode;
 use crate::filter::{FileFacts, Filter};
 use crate::fresh_orphans::fresh_orphans;
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::output::{invalid_references_note, print_preview, print_stats, print_table, JsonArray};
 use crate::progress::Progress;
-use crate::scan::{scan, ScanOptions};
-use crate::storage::Storage;
+use crate::scan::{scan_store, BucketScanError, ScanOptions};
+use crate::storage::{Storage, Store};
 use crate::sweep::{
     empty_trash, restore_now, sweep, FileOutcome, RestoreResult, SweepOptions, DEFAULT_BATCH_SIZE,
 };
 use crate::units::{format_count, format_size};
-use crate::volume::{Volume, TRASH_DIR};
+use crate::volume::TRASH_DIR;
 
 /// A deletion that was not carried out on purpose; the run ends with exit status 2.
 #[derive(Debug, Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
 
-/// The volume, the database and the worker name every command works with.
+/// The store, the database and the worker name every command works with.
 pub struct Context {
-    /// The opened volume.
-    pub volume: Volume,
+    /// The opened volume or bucket.
+    pub store: Store,
     /// The connected database.
     pub db: Db,
     /// The worker name.
@@ -42,7 +42,7 @@ pub struct Context {
 
 impl Context {
     /// Refreshes the inventory unless `--no-scan`; returns the exit status so far.
-    pub async fn refresh(&mut self, inventory: Inventory) -> Result<ExitCode, DbError> {
+    pub async fn refresh(&mut self, inventory: Inventory) -> Result<ExitCode, BucketScanError> {
         if inventory == Inventory::LastScan {
             return Ok(ExitCode::Success);
         }
@@ -50,7 +50,7 @@ impl Context {
             worker: self.worker.clone(),
             progress: Progress::Hidden,
         };
-        let report = scan(&self.volume, &mut self.db, &options).await?;
+        let report = scan_store(&self.store, &mut self.db, &options).await?;
         Ok(ExitCode::from_failures(report.problems))
     }
 
@@ -61,9 +61,11 @@ impl Context {
         listing: &Listing,
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
-        let (code, rows) = match (kind, listing.inventory) {
-            (ListKind::Orphans, Inventory::Rescan) => {
-                let fresh = fresh_orphans(&self.volume, &self.db).await?;
+        let (code, rows) = match (kind, listing.inventory, &self.store) {
+            // A volume's walk is cheap enough to look without a scan; a
+            // bucket's listing is the scan.
+            (ListKind::Orphans, Inventory::Rescan, Store::Volume(volume)) => {
+                let fresh = fresh_orphans(volume, &self.db).await?;
                 let code = fresh.exit_code();
                 let rows = stream::iter(fresh.rows.into_iter().map(Ok));
                 (code, rows.left_stream())
@@ -234,7 +236,7 @@ impl Context {
         confirmation: Confirmation,
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
-        let usage = self.volume.trash_usage();
+        let usage = self.store.trash_usage().await;
         if usage.files == 0 && usage.problems.is_empty() {
             writeln!(out, "The trash is empty.")?;
             return Ok(ExitCode::Success);
@@ -250,7 +252,7 @@ impl Context {
             writeln!(out, "The trash was left as it is.")?;
             return Ok(ExitCode::Success);
         }
-        let report = empty_trash(&self.volume, &mut self.db).await?;
+        let report = empty_trash(&self.store, &mut self.db).await?;
         writeln!(
             out,
             "Emptied the trash: deleted {} files, freed {}",
@@ -279,7 +281,7 @@ impl Context {
 
     /// `restore PATH`: asks the database for the file back and moves it out of the trash now.
     pub async fn restore(&mut self, path: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-        restore_path(&self.volume, &mut self.db, path, out).await
+        restore_path(&self.store, &mut self.db, path, out).await
     }
 
     /// Schedules `candidates` (exactly them when `filtered`, else through the
@@ -329,7 +331,7 @@ impl Context {
                 FileOutcome::Failed(_) => report.failed += 1,
             }
         };
-        sweep(&self.volume, &mut self.db, &options, &mut on_file).await?;
+        sweep(&self.store, &mut self.db, &options, &mut on_file).await?;
         Ok(Carried {
             scheduled: scheduled.len() as u64,
             report,
@@ -378,7 +380,7 @@ fn confirm(question: &str, refusal: &str, out: &mut dyn Write) -> anyhow::Result
 
 /// The interactive menu's work: the commands, driven from the menu's thread.
 pub struct MenuBackend<'a> {
-    /// The volume and database.
+    /// The store and database.
     pub context: Context,
     /// The runtime the database calls run on.
     pub runtime: &'a tokio::runtime::Runtime,
@@ -411,7 +413,7 @@ impl MenuBackend<'_> {
         let context = &mut self.context;
         let candidates = self.runtime.block_on(async {
             context.refresh(Inventory::Rescan).await?;
-            context.db.cleanup(cleanup, true, false).await
+            anyhow::Ok(context.db.cleanup(cleanup, true, false).await?)
         })?;
         let total_bytes = candidates.iter().map(FileRow::size).sum();
         let breaker_refusal = self.runtime.block_on(context.db.breaker_refusal(
@@ -439,11 +441,11 @@ impl MenuActions for MenuBackend<'_> {
         let context = &mut self.context;
         let stats = self.runtime.block_on(async {
             context.refresh(Inventory::Rescan).await?;
-            context.db.storage_stats().await
+            anyhow::Ok(context.db.storage_stats().await?)
         })?;
         let number = |key: &str| stats.get(key).and_then(|v| v.as_u64()).unwrap_or_default();
         Ok(VolumeSummary {
-            volume_path: context.volume.root().display().to_string(),
+            volume_path: context.store.location(),
             total_images: number("total_files"),
             total_bytes: number("total_bytes"),
         })

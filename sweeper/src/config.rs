@@ -500,14 +500,8 @@ pub enum ConfigError {
     /// The bucket's settings cannot be used.
     #[error(transparent)]
     Bucket(#[from] BucketSettingsError),
-    /// The command does not work on a bucket yet.
-    #[error("`{command}` does not work on a bucket yet: `filegc scan` (the bucket into the database's inventory, for the SQL reports such as filegc.storage_stats), `filegc sweep`, `filegc restore PATH` and `filegc run` do; schedule cleanups from SQL (filegc.cleanup_orphans) and sweep them")]
-    NotOnBucket {
-        /// The command given.
-        command: &'static str,
-    },
     /// A command on a bucket without the database.
-    #[error("a bucket is scanned into the database: pass --database-url URL or set DATABASE_URL")]
+    #[error("filegc on a bucket works through the database (its listings, statistics and deletions all come from it): pass --database-url URL or set DATABASE_URL")]
     BucketWithoutDatabase,
     /// No worker name was given and the host name is unknown.
     #[error(
@@ -653,14 +647,6 @@ impl BucketConfig {
         let command = cli
             .command
             .map_or(Ok(Command::Menu), |given| command(given, environment))?;
-        if !matches!(
-            command,
-            Command::Scan | Command::Sweep { .. } | Command::Restore { .. } | Command::Run(_)
-        ) {
-            return Err(ConfigError::NotOnBucket {
-                command: command.name(),
-            });
-        }
         let bucket = BucketSettings::from_variables(&storage, |name| {
             environment.bucket_variables.get(name).cloned()
         })?;
@@ -1090,8 +1076,14 @@ mod tests {
     }
 
     #[test]
-    fn only_scan_sweep_restore_and_run_work_on_a_bucket_so_far_and_need_the_database() {
-        for command in [&["orphans"][..], &["stats"], &["empty-trash"]] {
+    fn every_command_works_on_a_bucket_with_the_database_and_none_without() {
+        for command in [
+            &["orphans", "--json"][..],
+            &["stats"],
+            &["delete-old", "--days", "90", "--yes"],
+            &["empty-trash", "--yes"],
+            &[],
+        ] {
             let mut args = vec![
                 "--storage",
                 "s3://my-bucket/images/",
@@ -1099,18 +1091,17 @@ mod tests {
                 "postgres://db",
             ];
             args.extend_from_slice(command);
-            let error = parsed(&with_bucket_variables(), &args).unwrap_err();
-            assert!(
-                matches!(error, ConfigError::NotOnBucket { .. }),
-                "{command:?}: {error:?}"
+            match parsed(&with_bucket_variables(), &args) {
+                Ok(Config::Bucket(_)) => {}
+                other => panic!("{command:?}: {other:?}"),
+            }
+            let without_database = [&args[..2], command].concat();
+            assert_eq!(
+                parsed(&with_bucket_variables(), &without_database).unwrap_err(),
+                ConfigError::BucketWithoutDatabase,
+                "{command:?}"
             );
         }
-        let error = parsed(
-            &with_bucket_variables(),
-            &["--storage", "s3://my-bucket/", "scan"],
-        )
-        .unwrap_err();
-        assert_eq!(error, ConfigError::BucketWithoutDatabase);
     }
 
     fn config(args: &[&str]) -> Result<VolumeConfig, ConfigError> {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
 use filegc_sweeper::bucket::Bucket;
 use filegc_sweeper::cli::Cli;
-use filegc_sweeper::commands::{restore_path, Context, MenuBackend, Refused};
+use filegc_sweeper::commands::{Context, MenuBackend, Refused};
 use filegc_sweeper::config::{
     BucketConfig, Command, Config, Environment, PortableCommand, PortableScript, Removal,
     VolumeConfig,
@@ -20,7 +20,7 @@ use filegc_sweeper::offline;
 use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
-use filegc_sweeper::scan::{scan, scan_bucket, BucketScanError, ScanOptions};
+use filegc_sweeper::scan::{scan_store, BucketScanError, ScanOptions};
 use filegc_sweeper::storage::{Storage, Store};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
@@ -84,7 +84,16 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match config.command {
-        Command::Menu => menu(&config, volume, &runtime).map(Into::into),
+        Command::Menu => {
+            let context = runtime.block_on(async {
+                anyhow::Ok(Context {
+                    store: Store::Volume(volume),
+                    db: connect_db(&config).await?,
+                    worker: config.worker.clone(),
+                })
+            })?;
+            menu(context, &runtime).map(Into::into)
+        }
         Command::Run(options) => {
             let Some(database_url) = config.database_url else {
                 eprintln!(
@@ -162,7 +171,7 @@ async fn sweep_now<S: Storage>(
     Ok(ExitCode::from_failures(report.failed + report.trash_errors))
 }
 
-/// `filegc scan`, `sweep`, `restore` and `run` on a bucket, the commands that work on one so far.
+/// Every command on a bucket; unlike a volume, a bucket has nothing to show without the database.
 fn bucket_command(config: BucketConfig) -> anyhow::Result<std::process::ExitCode> {
     filegc_sweeper::logging::init(&config.logging);
     let bucket = match Bucket::open(&config.bucket) {
@@ -172,49 +181,32 @@ fn bucket_command(config: BucketConfig) -> anyhow::Result<std::process::ExitCode
             return Ok(ExitCode::UsageOrRefused.into());
         }
     };
+    let store = Store::Bucket(Box::new(bucket));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     if let Command::Run(options) = config.command {
         let settings = RunSettings {
-            store: Store::Bucket(Box::new(bucket)),
+            store,
             database_url: config.database_url,
             worker: config.worker,
             options,
         };
         return run_sweeper(settings, runtime);
     }
-    let code = runtime.block_on(async {
-        let mut db = Db::connect(config.database_url.expose()).await?;
-        let mut out = io::stdout().lock();
-        match &config.command {
-            Command::Scan => {
-                let options = ScanOptions {
-                    worker: config.worker.clone(),
-                    progress: Progress::on_terminal(),
-                };
-                let report = scan_bucket(&bucket, &mut db, &options).await?;
-                writeln!(
-                    out,
-                    "Scanned {} files ({} bytes) in {}",
-                    report.files,
-                    report.bytes,
-                    bucket.location()
-                )?;
-                Ok(ExitCode::from_failures(report.problems))
-            }
-            Command::Sweep { removal } => {
-                sweep_now(&bucket, &mut db, &config.worker, *removal, &mut out).await
-            }
-            Command::Restore { path } => restore_path(&bucket, &mut db, path, &mut out).await,
-            other => unreachable!(
-                "`{}` is refused on a bucket by the configuration",
-                other.name()
-            ),
-        }
-    });
-    code.map(Into::into)
+    let context = runtime.block_on(async {
+        anyhow::Ok(Context {
+            store,
+            db: Db::connect(config.database_url.expose()).await?,
+            worker: config.worker.clone(),
+        })
+    })?;
+    let code = match config.command {
+        Command::Menu => menu(context, &runtime)?,
+        command => runtime.block_on(dispatch(context, &command))?,
+    };
+    Ok(code.into())
 }
 
 /// `filegc install-sql`, `uninstall-sql` and `switch-engine`: print the script, or run it in one transaction.
@@ -276,24 +268,10 @@ fn portable_sql(command: PortableCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The interactive menu on the terminal.
-fn menu(
-    config: &VolumeConfig,
-    volume: Volume,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<ExitCode> {
-    let context = runtime.block_on(connect(config, volume))?;
+fn menu(context: Context, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let mut backend = MenuBackend { context, runtime };
     let outcome = run_menu(io::stdin().lock(), io::stdout().lock(), &mut backend)?;
     Ok(outcome.exit_code())
-}
-
-/// Connects to the database the configuration names.
-async fn connect(config: &VolumeConfig, volume: Volume) -> anyhow::Result<Context> {
-    Ok(Context {
-        volume,
-        db: connect_db(config).await?,
-        worker: config.worker.clone(),
-    })
 }
 
 /// Connects to the database alone.
@@ -350,32 +328,46 @@ async fn execute(config: VolumeConfig, volume: Volume) -> anyhow::Result<ExitCod
         }
         Err(error) => return Err(error.into()),
     };
-    let mut context = Context {
-        volume,
+    let context = Context {
+        store: Store::Volume(volume),
         db,
         worker: config.worker.clone(),
     };
+    dispatch(context, &config.command).await
+}
+
+/// Runs one command on the store and prints what it did.
+async fn dispatch(mut context: Context, command: &Command) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let code = match &config.command {
+    let code = match command {
         Command::Scan => {
             let options = ScanOptions {
-                worker: config.worker.clone(),
+                worker: context.worker.clone(),
                 progress: Progress::on_terminal(),
             };
-            let report = scan(&context.volume, &mut context.db, &options).await?;
-            writeln!(
-                out,
-                "Scanned {} files ({} bytes); volume alert level: {}",
-                report.files, report.bytes, report.alert_level
-            )?;
+            let report = scan_store(&context.store, &mut context.db, &options).await?;
+            match &context.store {
+                Store::Volume(_) => writeln!(
+                    out,
+                    "Scanned {} files ({} bytes); volume alert level: {}",
+                    report.files, report.bytes, report.alert_level
+                )?,
+                Store::Bucket(bucket) => writeln!(
+                    out,
+                    "Scanned {} files ({} bytes) in {}",
+                    report.files,
+                    report.bytes,
+                    bucket.location()
+                )?,
+            }
             ExitCode::from_failures(report.problems)
         }
         Command::Sweep { removal } => {
             sweep_now(
-                &context.volume,
+                &context.store,
                 &mut context.db,
-                &config.worker,
+                &context.worker,
                 *removal,
                 &mut out,
             )

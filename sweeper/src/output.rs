@@ -131,7 +131,15 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
             None => orphans,
         }
     });
+    // A report of no capacity: a bucket has none, a volume's could not be read.
+    let no_capacity = match text("volume_path") {
+        Some(location) if location.starts_with("s3://") => "none: a bucket has no fixed size",
+        _ => "unknown: the volume's size could not be read (see the sweeper's log)",
+    };
     let capacity = size("capacity_bytes").map(|total| {
+        if number("capacity_bytes") == Some(0) {
+            return no_capacity.to_owned();
+        }
         let used = stats
             .get("used_pct")
             .and_then(Value::as_f64)
@@ -221,6 +229,28 @@ mod tests {
         }
         json.finish().unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_bucket_reports_no_capacity_rather_than_an_empty_one() {
+        let stats = |location: &str, capacity: u64| {
+            let stats = serde_json::json!({
+                "volume_path": location, "capacity_bytes": capacity,
+                "used_pct": null, "alert_level": "unknown",
+            });
+            let mut out = Vec::new();
+            print_stats(stats.as_object().unwrap(), &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let bucket = stats("s3://uploads/images/", 0);
+        assert!(
+            bucket.contains("Capacity: none: a bucket has no fixed size"),
+            "{bucket}"
+        );
+        let unread = stats("/data", 0);
+        assert!(unread.contains("Capacity: unknown"), "{unread}");
+        let volume = stats("/data", 1_000_000_000);
+        assert!(volume.contains("Capacity: 1.0 GB, ?% used"), "{volume}");
     }
 
     #[test]

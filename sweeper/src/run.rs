@@ -35,10 +35,8 @@ use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
 use crate::maintenance::{self, LevelChange, Policies};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::progress::Progress;
-use crate::scan::{
-    report_capacity, scan, scan_bucket, BucketScanError, ScanOptions, ScanReport, UNKNOWN_LEVEL,
-};
-use crate::storage::Store;
+use crate::scan::{report_store, scan_store, BucketScanError, ScanOptions};
+use crate::storage::{Storage, Store};
 use crate::sweep::{
     purge_trashed, sweep, PurgeReport, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE,
 };
@@ -803,12 +801,9 @@ impl<'a> Sweeper<'a> {
         self.settled(db, reported, "emergency cleanup")
     }
 
-    /// Reports the volume's capacity and trash; a bucket has no capacity, so its level is `unknown`.
+    /// Reports the store and its trash; a bucket has no capacity, so its level is `unknown`.
     async fn report_capacity(&self, db: &Db) -> Result<String, DbError> {
-        match &self.settings.store {
-            Store::Volume(volume) => report_capacity(volume, db, &self.settings.worker).await,
-            Store::Bucket(_) => Ok(UNKNOWN_LEVEL.to_owned()),
-        }
+        report_store(&self.settings.store, db, &self.settings.worker).await
     }
 
     /// One sweep into the trash, with the run's stop signal.
@@ -820,10 +815,7 @@ impl<'a> Sweeper<'a> {
             progress: Progress::Hidden,
             stop: Some(self.stop.clone()),
         };
-        let swept = match &self.settings.store {
-            Store::Volume(volume) => sweep(volume, db, &options, &mut |_, _| {}).await,
-            Store::Bucket(bucket) => sweep(&**bucket, db, &options, &mut |_, _| {}).await,
-        };
+        let swept = sweep(&self.settings.store, db, &options, &mut |_, _| {}).await;
         if let (Ok(report), Some(metrics)) = (&swept, &self.metrics) {
             metrics.swept(report);
         }
@@ -846,23 +838,7 @@ fn failed(db: &Db, error: DbError, step: &str) -> Result<(), Served> {
 /// died mid-batch may have left a file there that a row references again.
 async fn purge_trash(store: &Store, db: &mut Db) -> Result<PurgeReport, DbError> {
     let trashed = db.trashed().await?;
-    let purged = match store {
-        Store::Volume(volume) => purge_trashed(volume, db, &trashed).await?,
-        Store::Bucket(bucket) => purge_trashed(&**bucket, db, &trashed).await?,
-    };
-    Ok(purged.0)
-}
-
-/// Walks the volume or lists the bucket into the inventory.
-async fn scan_store(
-    store: &Store,
-    db: &mut Db,
-    options: &ScanOptions,
-) -> Result<ScanReport, BucketScanError> {
-    match store {
-        Store::Volume(volume) => Ok(scan(volume, db, options).await?),
-        Store::Bucket(bucket) => scan_bucket(bucket, db, options).await,
-    }
+    Ok(purge_trashed(store, db, &trashed).await?.0)
 }
 
 /// Waits until the run is asked to stop.

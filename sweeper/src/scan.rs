@@ -9,7 +9,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use crate::bucket::{Bucket, BucketError};
 use crate::db::{finish_inventory, write_inventory_row, Db, DbError, VolumeReport};
 use crate::progress::Progress;
-use crate::storage::Storage;
+use crate::storage::{Storage, Store};
 use crate::sweep::DEFAULT_BATCH_SIZE;
 use crate::units::format_size;
 use crate::volume::{RestoreOutcome, TrashItem, TrashUsage, Volume, WalkItem};
@@ -139,9 +139,21 @@ pub enum BucketScanError {
     Bucket(#[from] BucketError),
 }
 
+/// Walks the volume or lists the bucket into the inventory.
+pub async fn scan_store(
+    store: &Store,
+    db: &mut Db,
+    options: &ScanOptions,
+) -> Result<ScanReport, BucketScanError> {
+    match store {
+        Store::Volume(volume) => Ok(scan(volume, db, options).await?),
+        Store::Bucket(bucket) => scan_bucket(bucket, db, options).await,
+    }
+}
+
 /// Lists the bucket into the inventory, then brings back the trashed copies
-/// that must be kept. A bucket has no capacity to report, so the alert
-/// level is `unknown`.
+/// that must be kept and reports the bucket and its trash. A bucket has no
+/// capacity, so the alert level is `unknown`.
 pub async fn scan_bucket(
     bucket: &Bucket,
     db: &mut Db,
@@ -177,12 +189,13 @@ pub async fn scan_bucket(
             None => break,
         }
     }
+    let alert_level = report_bucket(bucket, db, &options.worker).await?;
     tracing::info!(files, bytes, problems, bucket = %location, "scan finished");
     Ok(ScanReport {
         files,
         bytes,
         problems,
-        alert_level: UNKNOWN_LEVEL.to_owned(),
+        alert_level,
     })
 }
 
@@ -255,9 +268,33 @@ async fn bring_back_batch<S: Storage>(
     check.finish().await
 }
 
-/// Reports the volume's capacity and trash to the database; returns the alert level.
-pub async fn report_capacity(volume: &Volume, db: &Db, worker: &str) -> Result<String, DbError> {
-    report_volume(volume, db, worker, volume.trash_usage()).await
+/// Reports the store (a volume's capacity; a bucket has none) and its
+/// trash to the database; returns the alert level.
+pub async fn report_store(store: &Store, db: &Db, worker: &str) -> Result<String, DbError> {
+    match store {
+        Store::Volume(volume) => report_volume(volume, db, worker, volume.trash_usage()).await,
+        Store::Bucket(bucket) => report_bucket(bucket, db, worker).await,
+    }
+}
+
+/// Reports the bucket and its trash, with no capacity (zero, which the
+/// reports read as none); returns the alert level, `unknown`.
+async fn report_bucket(bucket: &Bucket, db: &Db, worker: &str) -> Result<String, DbError> {
+    let trash = bucket.trash_usage().await;
+    for problem in &trash.problems {
+        tracing::warn!(error = %problem, "cannot count the bucket's trash");
+    }
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    db.report_volume(&VolumeReport {
+        worker,
+        volume: &bucket.location().to_string(),
+        total_bytes: 0,
+        used_bytes: 0,
+        free_bytes: 0,
+        trash_files: as_i64(trash.files),
+        trash_bytes: as_i64(trash.bytes),
+    })
+    .await
 }
 
 /// Reports the volume's capacity, and what the trash holds, to the database; returns the alert level.

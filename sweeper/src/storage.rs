@@ -123,15 +123,65 @@ pub enum Store {
     Bucket(Box<Bucket>),
 }
 
-impl Store {
-    /// The store as runs and alerts name it.
-    pub fn location(&self) -> String {
+impl Storage for Store {
+    fn location(&self) -> String {
         match self {
             Store::Volume(volume) => Storage::location(volume),
             Store::Bucket(bucket) => Storage::location(&**bucket),
         }
     }
 
+    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::trash(volume, path),
+            Store::Bucket(bucket) => bucket.trash(path).await,
+        }
+    }
+
+    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::unlink(volume, path),
+            Store::Bucket(bucket) => bucket.unlink(path).await,
+        }
+    }
+
+    async fn restore(&self, path: &str) -> Result<RestoreOutcome, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::restore(volume, path),
+            Store::Bucket(bucket) => bucket.restore(path).await,
+        }
+    }
+
+    async fn holds(&self, path: &str) -> Result<bool, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::holds(volume, path),
+            Store::Bucket(bucket) => bucket.holds(path).await,
+        }
+    }
+
+    async fn trashed_size(&self, path: &str) -> Result<Option<u64>, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::trashed_size(volume, path),
+            Store::Bucket(bucket) => bucket.trashed_size(path).await,
+        }
+    }
+
+    async fn purge_trashed(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+        match self {
+            Store::Volume(volume) => Volume::purge_trashed(volume, path),
+            Store::Bucket(bucket) => bucket.purge_trashed(path).await,
+        }
+    }
+
+    async fn trash_usage(&self) -> TrashUsage {
+        match self {
+            Store::Volume(volume) => Volume::trash_usage(volume),
+            Store::Bucket(bucket) => bucket.trash_usage().await,
+        }
+    }
+}
+
+impl Store {
     /// The file system's size and use; `None` for a bucket, or when it cannot be read.
     pub fn capacity(&self) -> Option<Capacity> {
         match self {

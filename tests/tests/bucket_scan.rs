@@ -183,34 +183,6 @@ fn a_listing_that_fails_keeps_the_last_inventory_and_names_the_cause() {
 }
 
 #[test]
-fn commands_that_do_not_work_on_a_bucket_yet_say_so_and_touch_nothing() {
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
-    let env = TestEnv::new();
-    for command in ["orphans", "stats", "empty-trash"] {
-        let output = filegc_on_bucket(
-            &server,
-            &env.db.url(),
-            &format!("s3://{BUCKET}/img/"),
-            &[command],
-        )
-        .output()
-        .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{}",
-            describe_output(&output)
-        );
-        assert!(
-            stderr(&output).contains("does not work on a bucket yet"),
-            "{}",
-            describe_output(&output)
-        );
-    }
-}
-
-#[test]
 fn a_second_place_in_the_same_database_is_refused_while_the_first_is_in_use() {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
