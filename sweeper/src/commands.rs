@@ -17,7 +17,7 @@ use crate::fresh_orphans::fresh_orphans;
 use crate::menu::{DeletionReport, MenuActions, PendingDeletion, VolumeSummary};
 use crate::output::{invalid_references_note, print_preview, print_stats, print_table, JsonArray};
 use crate::progress::Progress;
-use crate::scan::{scan_store, BucketScanError, ScanOptions};
+use crate::scan::{scan_store, AnotherLister, BucketScanError, ScanOptions};
 use crate::storage::{Storage, Store};
 use crate::sweep::{
     empty_trash, restore_now, sweep, FileOutcome, RestoreResult, SweepOptions, DEFAULT_BATCH_SIZE,
@@ -49,6 +49,7 @@ impl Context {
         let options = ScanOptions {
             worker: self.worker.clone(),
             progress: Progress::Hidden,
+            another_lister: AnotherLister::Wait,
         };
         let report = scan_store(&self.store, &mut self.db, &options).await?;
         Ok(ExitCode::from_failures(report.problems))

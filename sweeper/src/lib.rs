@@ -7,7 +7,7 @@
 //! use filegc_sweeper::config::Removal;
 //! use filegc_sweeper::db::{Cleanup, Db};
 //! use filegc_sweeper::progress::Progress;
-//! use filegc_sweeper::scan::{scan, ScanOptions};
+//! use filegc_sweeper::scan::{scan, AnotherLister, ScanOptions};
 //! use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 //! use filegc_sweeper::volume::Volume;
 //!
@@ -15,7 +15,12 @@
 //!     let volume = Volume::open("/app/facial_evaluations".as_ref())?;
 //!     let mut db = Db::connect(database_url).await?;
 //!     let worker = "nightly-job".to_owned();
-//!     scan(&volume, &mut db, &ScanOptions { worker: worker.clone(), progress: Progress::Hidden }).await?;
+//!     let scanning = ScanOptions {
+//!         worker: worker.clone(),
+//!         progress: Progress::Hidden,
+//!         another_lister: AnotherLister::Wait,
+//!     };
+//!     scan(&volume, &mut db, &scanning).await?;
 //!     db.cleanup(Cleanup::Orphans, false, false).await?; // schedules them; the breaker applies
 //!     let options = SweepOptions {
 //!         worker,

@@ -20,7 +20,7 @@ use filegc_sweeper::offline;
 use filegc_sweeper::portable::{self, PortablePlan};
 use filegc_sweeper::progress::Progress;
 use filegc_sweeper::run::{supervise, RunSettings};
-use filegc_sweeper::scan::{scan_store, BucketScanError, ScanOptions};
+use filegc_sweeper::scan::{scan_store, AnotherLister, BucketScanError, ScanOptions};
 use filegc_sweeper::storage::{Storage, Store};
 use filegc_sweeper::sweep::{sweep, SweepOptions, DEFAULT_BATCH_SIZE};
 use filegc_sweeper::volume::Volume;
@@ -41,7 +41,9 @@ fn exit_code_of(error: &anyhow::Error) -> ExitCode {
         return ExitCode::UsageOrRefused;
     }
     let db_error = match error.downcast_ref::<BucketScanError>() {
-        Some(BucketScanError::Bucket(_)) => return ExitCode::SomeFilesFailed,
+        Some(BucketScanError::Bucket(_) | BucketScanError::AnotherLister) => {
+            return ExitCode::SomeFilesFailed
+        }
         Some(BucketScanError::Db(db_error)) => Some(db_error),
         None => error.downcast_ref::<DbError>(),
     };
@@ -345,6 +347,7 @@ async fn dispatch(mut context: Context, command: &Command) -> anyhow::Result<Exi
             let options = ScanOptions {
                 worker: context.worker.clone(),
                 progress: Progress::on_terminal(),
+                another_lister: AnotherLister::Wait,
             };
             let report = scan_store(&context.store, &mut context.db, &options).await?;
             match &context.store {

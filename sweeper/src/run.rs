@@ -35,7 +35,7 @@ use crate::db::{Cleanup, Db, DbError, ScheduledCleanup};
 use crate::maintenance::{self, LevelChange, Policies};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::progress::Progress;
-use crate::scan::{report_store, scan_store, BucketScanError, ScanOptions};
+use crate::scan::{report_store, scan_store, AnotherLister, BucketScanError, ScanOptions};
 use crate::storage::{Storage, Store};
 use crate::sweep::{
     purge_trashed, sweep, PurgeReport, SweepOptions, SweepReport, DEFAULT_BATCH_SIZE,
@@ -561,6 +561,7 @@ impl<'a> Sweeper<'a> {
         let options = ScanOptions {
             worker: self.settings.worker.clone(),
             progress: Progress::Hidden,
+            another_lister: AnotherLister::Skip,
         };
         let mut stop = self.stop.clone();
         let scanned = tokio::select! {
@@ -573,6 +574,12 @@ impl<'a> Sweeper<'a> {
             Err(BucketScanError::Db(error)) => Err(error),
             Err(BucketScanError::Bucket(error)) => {
                 tracing::warn!(error = %error, "the bucket's listing failed; the next scan tries again");
+                return Ok(());
+            }
+            Err(BucketScanError::AnotherLister) => {
+                tracing::info!(
+                    "another sweeper is listing the bucket; this one leaves the listing to it"
+                );
                 return Ok(());
             }
         };

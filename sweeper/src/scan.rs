@@ -28,6 +28,20 @@ pub struct ScanOptions {
     pub worker: String,
     /// Whether a progress bar is drawn.
     pub progress: Progress,
+    /// What a bucket's scan does while another sweeper lists the bucket.
+    pub another_lister: AnotherLister,
+}
+
+/// What a bucket's scan does while another sweeper lists the same bucket:
+/// one listing at a time serves every sweeper sharing the database, and
+/// spares the bucket's request quota. A volume's scan has one host and
+/// ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnotherLister {
+    /// Wait for it to finish, then list (a command that shows the result).
+    Wait,
+    /// Leave the listing to it (`filegc run`, which scans again on its interval).
+    Skip,
 }
 
 /// What a scan found.
@@ -137,6 +151,9 @@ pub enum BucketScanError {
     /// The bucket's listing failed; the inventory keeps the last complete scan's files.
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    /// Another sweeper is listing the bucket (only with [`AnotherLister::Skip`]).
+    #[error("another sweeper is listing the bucket")]
+    AnotherLister,
 }
 
 /// Walks the volume or lists the bucket into the inventory.
@@ -155,6 +172,30 @@ pub async fn scan_store(
 /// that must be kept and reports the bucket and its trash. A bucket has no
 /// capacity, so the alert level is `unknown`.
 pub async fn scan_bucket(
+    bucket: &Bucket,
+    db: &mut Db,
+    options: &ScanOptions,
+) -> Result<ScanReport, BucketScanError> {
+    if !db.try_lock_listing().await? {
+        match options.another_lister {
+            AnotherLister::Skip => return Err(BucketScanError::AnotherLister),
+            AnotherLister::Wait => {
+                tracing::info!(bucket = %bucket.location(), "another sweeper is listing the bucket; waiting for it to finish");
+                db.lock_listing().await?;
+            }
+        }
+    }
+    let listed = list_bucket(bucket, db, options).await;
+    // The lock is the session's: an error must not leave it held, or no
+    // sweeper would list the bucket again until this one disconnects.
+    let unlocked = db.unlock_listing().await;
+    let report = listed?;
+    unlocked?;
+    Ok(report)
+}
+
+/// [`scan_bucket`]'s work, under the listing lock.
+async fn list_bucket(
     bucket: &Bucket,
     db: &mut Db,
     options: &ScanOptions,

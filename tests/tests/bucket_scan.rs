@@ -1,7 +1,10 @@
 //! `filegc scan` of an S3-compatible bucket (a real `moto_server`) into the inventory.
 
+use std::time::Duration;
+
+use filegc_tests::eventually;
 use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
-use filegc_tests::sweeper::{describe_output, stderr, succeeded};
+use filegc_tests::sweeper::{describe_output, stderr, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
 const BUCKET: &str = "app-uploads";
@@ -222,4 +225,74 @@ fn a_second_place_in_the_same_database_is_refused_while_the_first_is_in_use() {
     assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
     // The same place again is the normal case (replicas, restarts).
     succeeded(&["scan"], &scan("s3://app-uploads/img/"));
+}
+
+/// The listing lock's key in the class `filegc.escalation_lock_class()`, as the sweeper takes it.
+const LISTING_LOCK: &str = "filegc.escalation_lock_class(), 3";
+
+#[test]
+fn only_one_sweeper_lists_the_bucket_at_a_time() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "img/user_1_1700000000.jpg", 1);
+    let mut env = TestEnv::new();
+    let url = env.db.url();
+    // Another replica, in the middle of its listing.
+    let mut lister = env.db.connect();
+    lister
+        .execute(&format!("SELECT pg_advisory_lock({LISTING_LOCK})"), &[])
+        .unwrap();
+
+    // A long-running sweeper leaves the listing to it.
+    let run = ["run", "--sweep-interval", "1h", "--scan-interval", "1h"];
+    let mut running = Running::spawn(filegc_on_bucket(
+        &server,
+        &url,
+        "s3://app-uploads/img/",
+        &run,
+    ));
+    running.wait_for_log("another sweeper is listing the bucket");
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.runs WHERE kind = 'scan'"),
+        0,
+        "{}",
+        running.log()
+    );
+    running.stop();
+
+    // A command waits for it, then lists.
+    let mut scan = Running::spawn(filegc_on_bucket(
+        &server,
+        &url,
+        "s3://app-uploads/img/",
+        &["scan"],
+    ));
+    let mut watcher = env.db.connect();
+    let waiting = eventually(Duration::from_secs(20), || {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 3 \
+                 AND objsubid = 2 AND NOT granted",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    });
+    assert!(
+        waiting,
+        "the scan never waited for the lock:\n{}",
+        scan.log()
+    );
+    assert_eq!(inventory(&mut env), Vec::<String>::new());
+    lister
+        .execute(&format!("SELECT pg_advisory_unlock({LISTING_LOCK})"), &[])
+        .unwrap();
+    assert_eq!(
+        scan.exit_status(Duration::from_secs(20)).code(),
+        Some(0),
+        "{}",
+        scan.log()
+    );
+    assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
 }

@@ -8,6 +8,11 @@ use tokio_postgres::types::Type;
 
 use super::connection::{Db, DbError};
 
+/// The advisory-lock key, in the class `filegc.escalation_lock_class()`,
+/// that a sweeper holds while it lists a bucket (keys 0 to 2 belong to the
+/// sweep, the scan's finish and the scheduled cleanups).
+const LISTING_LOCK_KEY: i32 = 3;
+
 /// The volume's capacity and trash as [`Db::report_volume`] records them.
 #[derive(Debug, Clone, Copy)]
 pub struct VolumeReport<'a> {
@@ -28,6 +33,41 @@ pub struct VolumeReport<'a> {
 }
 
 impl Db {
+    /// Takes the bucket's listing lock if no other sweeper holds it; it is
+    /// the session's until [`Db::unlock_listing`] or the connection's end.
+    pub async fn try_lock_listing(&self) -> Result<bool, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock(filegc.escalation_lock_class(), $1)",
+                &[&LISTING_LOCK_KEY],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Waits for the bucket's listing lock and takes it.
+    pub async fn lock_listing(&self) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "SELECT pg_advisory_lock(filegc.escalation_lock_class(), $1)",
+                &[&LISTING_LOCK_KEY],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Releases the bucket's listing lock.
+    pub async fn unlock_listing(&self) -> Result<(), DbError> {
+        self.client
+            .execute(
+                "SELECT pg_advisory_unlock(filegc.escalation_lock_class(), $1)",
+                &[&LISTING_LOCK_KEY],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Opens the COPY into the scan's staging rows.
     pub async fn inventory_writer(&self) -> Result<Pin<Box<BinaryCopyInWriter>>, DbError> {
         let sink = self
