@@ -63,7 +63,7 @@ pub struct GlobalArgs {
     )]
     pub volume: Option<PathBuf>,
 
-    /// An S3-compatible bucket instead of a volume: s3://BUCKET/PREFIX/, with the endpoint and credentials in Railway's bucket variables (ENDPOINT, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY) or AWS's; `scan`, `sweep`, `restore` and `run` work on a bucket so far [env: FILEGC_STORAGE]
+    /// An S3-compatible bucket instead of a volume: s3://BUCKET/PREFIX/, with the endpoint and credentials in Railway's bucket variables (ENDPOINT, REGION, ACCESS_KEY_ID, SECRET_ACCESS_KEY) or AWS's [env: FILEGC_STORAGE]
     #[arg(
         long,
         env = "FILEGC_STORAGE",
@@ -72,6 +72,16 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub storage: Option<String>,
+
+    /// The bucket's byte budget, such as 50GB: the prefix and its trash against it give the alert levels a volume's size gives (a bucket has no size) [env: FILEGC_STORAGE_BUDGET; default: none, so no alert levels]
+    #[arg(
+        long,
+        env = "FILEGC_STORAGE_BUDGET",
+        hide_env = true,
+        global = true,
+        value_name = "SIZE"
+    )]
+    pub storage_budget: Option<String>,
 
     /// Log format: text for people, json (one object a line) for log collectors such as Railway's [env: FILEGC_LOG_FORMAT; default: json for `run` on Railway, text otherwise]
     #[arg(long, value_enum, global = true, value_name = "FORMAT")]

@@ -503,6 +503,12 @@ pub enum ConfigError {
     /// A command on a bucket without the database.
     #[error("filegc on a bucket works through the database (its listings, statistics and deletions all come from it): pass --database-url URL or set DATABASE_URL")]
     BucketWithoutDatabase,
+    /// A byte budget of nothing.
+    #[error("--storage-budget (FILEGC_STORAGE_BUDGET) is 0: give the bucket's budget, such as 50GB, or unset it for no alert levels")]
+    ZeroBudget,
+    /// A byte budget for a volume.
+    #[error("--storage-budget (FILEGC_STORAGE_BUDGET) gives a bucket its alert levels; a volume's come from its size: unset it")]
+    BudgetOnVolume,
     /// No worker name was given and the host name is unknown.
     #[error(
         "no worker name: the host name is unknown, so pass --worker NAME or set FILEGC_WORKER"
@@ -647,9 +653,22 @@ impl BucketConfig {
         let command = cli
             .command
             .map_or(Ok(Command::Menu), |given| command(given, environment))?;
-        let bucket = BucketSettings::from_variables(&storage, |name| {
+        let mut bucket = BucketSettings::from_variables(&storage, |name| {
             environment.bucket_variables.get(name).cloned()
         })?;
+        bucket.budget_bytes = match global.storage_budget.as_deref() {
+            None | Some("") => None,
+            Some(budget) => match parse_size(budget) {
+                Ok(0) => return Err(ConfigError::ZeroBudget),
+                Ok(bytes) => Some(bytes),
+                Err(source) => {
+                    return Err(ConfigError::Size {
+                        option: "--storage-budget (FILEGC_STORAGE_BUDGET)",
+                        source,
+                    })
+                }
+            },
+        };
         let worker = worker_name(global.worker, environment)?;
         Ok(BucketConfig {
             bucket,
@@ -676,6 +695,13 @@ impl VolumeConfig {
             .or_else(|| environment.railway_volume_mount_path.clone())
             .filter(|path| !path.as_os_str().is_empty())
             .ok_or(ConfigError::MissingVolume)?;
+        if global
+            .storage_budget
+            .as_deref()
+            .is_some_and(|b| !b.is_empty())
+        {
+            return Err(ConfigError::BudgetOnVolume);
+        }
         let worker = worker_name(global.worker, environment)?;
         let command = cli
             .command
@@ -1073,6 +1099,39 @@ mod tests {
         ] {
             assert!(error.to_string().contains(named), "{error}");
         }
+    }
+
+    #[test]
+    fn a_byte_budget_is_read_for_a_bucket_and_refused_for_a_volume() {
+        let bucket = |budget: &str| {
+            parsed(
+                &with_bucket_variables(),
+                &[
+                    "--storage",
+                    "s3://my-bucket/images/",
+                    "--database-url",
+                    "postgres://db",
+                    "--storage-budget",
+                    budget,
+                    "stats",
+                ],
+            )
+        };
+        match bucket("1.5GiB") {
+            Ok(Config::Bucket(config)) => {
+                assert_eq!(config.bucket.budget_bytes, Some(1_610_612_736))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bucket("0").unwrap_err(), ConfigError::ZeroBudget);
+        assert!(matches!(
+            bucket("50 gigs").unwrap_err(),
+            ConfigError::Size { .. }
+        ));
+        assert_eq!(
+            config(&["--storage-budget", "50GB", "stats"]).unwrap_err(),
+            ConfigError::BudgetOnVolume
+        );
     }
 
     #[test]

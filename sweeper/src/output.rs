@@ -131,15 +131,22 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
             None => orphans,
         }
     });
+    let is_bucket = text("volume_path").is_some_and(|location| location.starts_with("s3://"));
     // A report of no capacity: a bucket has none, a volume's could not be read.
-    let no_capacity = match text("volume_path") {
-        Some(location) if location.starts_with("s3://") => "none: a bucket has no fixed size",
-        _ => "unknown: the volume's size could not be read (see the sweeper's log)",
+    let no_capacity = if is_bucket {
+        "none: a bucket has no fixed size (set FILEGC_STORAGE_BUDGET for alert levels)"
+    } else {
+        "unknown: the volume's size could not be read (see the sweeper's log)"
     };
     let capacity = size("capacity_bytes").map(|total| {
         if number("capacity_bytes") == Some(0) {
             return no_capacity.to_owned();
         }
+        let total = if is_bucket {
+            format!("{total} budget")
+        } else {
+            total
+        };
         let used = stats
             .get("used_pct")
             .and_then(Value::as_f64)

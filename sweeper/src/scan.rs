@@ -318,20 +318,28 @@ pub async fn report_store(store: &Store, db: &Db, worker: &str) -> Result<String
     }
 }
 
-/// Reports the bucket and its trash, with no capacity (zero, which the
-/// reports read as none); returns the alert level, `unknown`.
+/// Reports the bucket and its trash against its byte budget, which stands
+/// for a volume's size; without one, with no capacity (zero, which the
+/// reports read as none). Returns the alert level (`unknown` without a budget).
 async fn report_bucket(bucket: &Bucket, db: &Db, worker: &str) -> Result<String, DbError> {
     let trash = bucket.trash_usage().await;
     for problem in &trash.problems {
         tracing::warn!(error = %problem, "cannot count the bucket's trash");
     }
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (total, used) = match bucket.budget_bytes() {
+        Some(budget) => {
+            let files = db.inventory_bytes().await?;
+            (as_i64(budget), files.saturating_add(as_i64(trash.bytes)))
+        }
+        None => (0, 0),
+    };
     db.report_volume(&VolumeReport {
         worker,
         volume: &bucket.location().to_string(),
-        total_bytes: 0,
-        used_bytes: 0,
-        free_bytes: 0,
+        total_bytes: total,
+        used_bytes: used,
+        free_bytes: total.saturating_sub(used).max(0),
         trash_files: as_i64(trash.files),
         trash_bytes: as_i64(trash.bytes),
     })

@@ -201,3 +201,34 @@ fn the_menu_works_on_a_bucket() {
     assert!(server.exists(BUCKET, &key(REFERENCED)));
     assert_eq!(env.outcome(ORPHAN).as_deref(), Some("trashed"));
 }
+
+#[test]
+fn a_byte_budget_gives_a_bucket_its_alert_levels() {
+    let (server, env) = known_bucket();
+    // 3,010 bytes under the prefix (the unmanaged object counts: it takes space).
+    let stats = json(&run_ok(
+        &server,
+        &env,
+        &["--storage-budget", "3100", "stats", "--json"],
+    ));
+    assert_eq!(stats["capacity_bytes"], 3_100);
+    assert_eq!(stats["used_bytes"], 3_010);
+    assert_eq!(stats["alert_level"], "emergency", "97.1 % is past 95 %");
+    // The trash takes space too, until it is purged.
+    run_ok(
+        &server,
+        &env,
+        &[
+            "--storage-budget",
+            "1MB",
+            "delete-orphans",
+            "--yes",
+            "--force",
+        ],
+    );
+    let table = run_ok(&server, &env, &["--storage-budget", "1MB", "stats"]);
+    assert!(
+        table.contains("Capacity: 1.0 MB budget, 0.3% used, alert level ok"),
+        "{table}"
+    );
+}

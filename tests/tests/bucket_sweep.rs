@@ -174,3 +174,41 @@ fn run_on_a_bucket_scans_it_and_sweeps_a_deletion_when_notified() {
         running.log()
     );
 }
+
+#[test]
+fn run_with_a_byte_budget_cleans_up_when_the_bucket_reaches_the_emergency_level() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    let orphan = "user_9_1700000000.jpg";
+    server.put(BUCKET, &key(orphan), 2_000);
+    env.set("orphan_cleanup_interval", "0");
+    env.set("orphan_min_age", "0 seconds");
+    env.set("max_delete_fraction", "1");
+    // 3,234 bytes of a 3,300-byte budget: 98 %, past the emergency level (95 %).
+    let run = [
+        "--storage-budget",
+        "3300",
+        "run",
+        "--sweep-interval",
+        "1h",
+        "--scan-interval",
+        "1h",
+    ];
+    let mut running = Running::spawn(filegc_on_bucket(&server, &env.db.url(), STORAGE, &run));
+    running.wait_for_log("emergency cleanup: deleted the eligible orphans");
+    assert!(!server.exists(BUCKET, &key(orphan)));
+    assert!(
+        !server.exists(BUCKET, &trash_key(orphan)),
+        "the orphan's bytes must be freed, not moved into the trash"
+    );
+    assert!(server.exists(BUCKET, &key(IMAGE)), "{IMAGE} is referenced");
+    assert_eq!(
+        env.query_i64(&format!(
+            "SELECT count(*) FROM filegc.volume_reports WHERE volume_path = '{STORAGE}' \
+             AND total_bytes = 3300 AND used_bytes = 3234"
+        )),
+        1,
+        "{}",
+        running.log()
+    );
+    assert_eq!(running.stop().code(), Some(0));
+}

@@ -36,6 +36,8 @@ pub struct Bucket {
     /// Set once the service answered a conditional delete with 501: its
     /// deletions are unconditional from then on (logged once).
     unconditional_deletes: Arc<AtomicBool>,
+    /// The byte budget the alert levels measure the bucket against.
+    budget_bytes: Option<u64>,
 }
 
 /// Why a request to the bucket failed, after its retries.
@@ -154,12 +156,18 @@ impl Bucket {
             credentials,
             http,
             unconditional_deletes: Arc::new(AtomicBool::new(false)),
+            budget_bytes: settings.budget_bytes,
         })
     }
 
     /// The bucket and prefix.
     pub fn location(&self) -> &BucketLocation {
         &self.location
+    }
+
+    /// The byte budget the alert levels measure the bucket against; `None`: no levels.
+    pub fn budget_bytes(&self) -> Option<u64> {
+        self.budget_bytes
     }
 
     /// One page of the keys under the prefix, from the start (`None`) or from a page's `next` token.

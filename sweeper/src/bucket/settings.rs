@@ -49,6 +49,8 @@ pub struct BucketSettings {
     pub secret_access_key: String,
     /// A session token, for temporary AWS credentials.
     pub session_token: Option<String>,
+    /// The byte budget the alert levels measure the bucket against; `None`: no levels.
+    pub budget_bytes: Option<u64>,
 }
 
 impl fmt::Debug for BucketSettings {
@@ -59,6 +61,7 @@ impl fmt::Debug for BucketSettings {
             .field("region", &self.region)
             .field("addressing", &self.addressing)
             .field("access_key_id", &self.access_key_id)
+            .field("budget_bytes", &self.budget_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +190,7 @@ impl BucketSettings {
             } else {
                 variable("AWS_SESSION_TOKEN")
             },
+            budget_bytes: None,
         })
     }
 }

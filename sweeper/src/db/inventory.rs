@@ -57,6 +57,19 @@ impl Db {
         Ok(())
     }
 
+    /// The total size of the inventory's files, as the latest scan saw them
+    /// less what sweeps deleted since.
+    pub async fn inventory_bytes(&self) -> Result<i64, DbError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(sum(size_bytes), 0)::bigint FROM filegc.inventory",
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Releases the bucket's listing lock.
     pub async fn unlock_listing(&self) -> Result<(), DbError> {
         self.client
