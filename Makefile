@@ -1,6 +1,7 @@
 # filegc: build, install and test. `make test` is the one test command.
 #
-#   make demo            the whole system on a sample volume (KEEP=1 keeps its PostgreSQL)
+#   make demo            the whole system on a sample volume (KEEP=1 keeps its PostgreSQL;
+#                        STORAGE=s3: on a bucket of a local S3 server)
 #   make demo-menu       the interactive menu against the demo
 #   make test            every test, on PostgreSQL 15 (PG=16 or PG=18 for those)
 #   make install         build the extension (release) and install it into $(PG_CONFIG)
@@ -10,6 +11,7 @@
 #   make bench-sql       only the SQL surface at 1,000,000 files and references
 
 PG ?= 15
+STORAGE ?= volume
 PG16_DIR ?= /opt/filegc/pg16
 PG18_DIR ?= /opt/filegc/pg18
 ifeq ($(PG),15)
@@ -87,7 +89,7 @@ release:
 
 demo: install
 	scripts/build-sweeper.sh
-	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" scripts/demo.sh
+	PG=$(PG) PG_CONFIG="$(PG_CONFIG)" STORAGE=$(STORAGE) scripts/demo.sh
 
 demo-menu:
 	scripts/build-sweeper.sh

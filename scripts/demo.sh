@@ -8,8 +8,13 @@
 #        scripts/demo.sh menu     open the interactive menu against the demo
 #        scripts/demo.sh stop     stop a cluster left running with KEEP=1
 #
-# Whatever step fails, and on Ctrl-C, it stops the sweeper it started and,
-# unless KEEP=1, the cluster: nothing it started outlives it.
+# STORAGE=s3 puts the images in a bucket of a local S3 server instead (moto's,
+# from PyPI `moto[server]`, which `make test` installs), sizes scaled down
+# 1,000 times as the server keeps them in memory.
+#
+# Whatever step fails, and on Ctrl-C, it stops the sweeper (and the S3
+# server) it started and, unless KEEP=1, the cluster: nothing it started
+# outlives it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +32,13 @@ else
     DEMO_DIR=${DEMO_DIR:-$PWD/target/demo}
     as_server() { "$@"; }
 fi
+STORAGE=${STORAGE:-volume}
+case "$STORAGE" in
+    volume) PLACE=volume ;;
+    s3) PLACE=bucket ;;
+    *) echo "demo: STORAGE=$STORAGE: use volume (the default) or s3" >&2; exit 2 ;;
+esac
+BUCKET=demo-uploads
 PGDATA_DIR=$DEMO_DIR/pgdata
 VOLUME=$DEMO_DIR/facial_evaluations
 PORT_FILE=$DEMO_DIR/port
@@ -70,8 +82,75 @@ stop_sweeper() {
     wait "$sweeper" 2>/dev/null || true
     sweeper=
 }
+# The S3 server the demo started with STORAGE=s3.
+s3_server=
+stop_s3_server() {
+    [ -n "$s3_server" ] || return 0
+    kill -TERM "$s3_server" 2>/dev/null || true
+    wait "$s3_server" 2>/dev/null || true
+    s3_server=
+}
+# Requests to it, as a bare client: moto checks no signature, but answers
+# some requests without an Authorization header with 403. The script is a
+# file, as `put` reads its objects on stdin.
+s3() { python3 "$DEMO_DIR/s3.py" "$@"; }
+write_s3_client() {
+    cat > "$DEMO_DIR/s3.py" <<'PY'
+import sys, time, urllib.error, urllib.parse, urllib.request
+endpoint, action, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+AUTH = "AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+def call(method, path, body=None):
+    # Without a Content-Type urllib sends a form's, and moto reads the body as a form.
+    request = urllib.request.Request(endpoint + path, data=body, method=method,
+                                     headers={"Authorization": AUTH,
+                                              "Content-Type": "application/octet-stream"})
+    return urllib.request.urlopen(request, timeout=10)
+if action == "wait":
+    for _ in range(300):
+        try:
+            call("GET", "/")
+            sys.exit(0)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    sys.exit("demo: the S3 server did not answer within 30 s")
+elif action == "create-bucket":
+    call("PUT", "/" + args[0])
+elif action == "put":  # lines of KEY|BYTES on stdin
+    for line in sys.stdin:
+        key, size = line.rstrip("\n").split("|")
+        call("PUT", "/%s/%s" % (args[0], urllib.parse.quote(key)), b"x" * int(size))
+elif action == "exists":
+    try:
+        call("HEAD", "/%s/%s" % (args[0], urllib.parse.quote(args[1])))
+    except urllib.error.HTTPError as error:
+        sys.exit(1 if error.code == 404 else "demo: HEAD %s: %s" % (args[1], error))
+PY
+}
+start_s3_server() {
+    if ! python3 -c 'import moto.server' 2>/dev/null; then
+        echo "demo: STORAGE=s3 needs moto's S3 server: make setup (or pip install 'moto[server]')" >&2
+        exit 2
+    fi
+    write_s3_client
+    local port
+    port=$(free_port)
+    python3 -m moto.server -H 127.0.0.1 -p "$port" > "$DEMO_DIR/s3.log" 2>&1 &
+    s3_server=$!
+    S3_ENDPOINT=http://127.0.0.1:$port
+    s3 "$S3_ENDPOINT" wait
+    s3 "$S3_ENDPOINT" create-bucket "$BUCKET"
+}
+# Whether the image at `path` is still in its place.
+image_present() {
+    if [ "$STORAGE" = s3 ]; then
+        s3 "$S3_ENDPOINT" exists "$BUCKET" "facial_evaluations/$1"
+    else
+        [ -e "$VOLUME/$1" ]
+    fi
+}
 clean_up() {
     stop_sweeper
+    stop_s3_server
     if [ "${KEEP:-0}" != 1 ]; then stop_cluster; fi
 }
 # The exit trap runs on every way out; a signal becomes an exit so that it runs then too.
@@ -85,6 +164,10 @@ case "${1:-demo}" in
         exit 0
         ;;
     menu)
+        if [ "$STORAGE" = s3 ]; then
+            echo "demo: the menu opens on the volume demo (the demo's bucket lives only as long as the demo): make demo, then make demo-menu" >&2
+            exit 2
+        fi
         [ -d "$PGDATA_DIR" ] || { echo "demo: no demo yet: run make demo first" >&2; exit 2; }
         start_cluster
         FILEGC_VOLUME=$VOLUME "$FILEGC"
@@ -115,7 +198,11 @@ CREATE TABLE facial_evaluations (id bigserial PRIMARY KEY, user_id bigint NOT NU
 CREATE TABLE generations (id bigserial PRIMARY KEY, user_id bigint NOT NULL,
     input_image_path text, output_image_path text, created_at timestamptz NOT NULL DEFAULT now());
 SQL
-heading "A sample volume like the old tool's example: ~1,250 images, ~2.3 GB, 23 orphans"
+if [ "$STORAGE" = s3 ]; then
+    heading "A sample bucket on a local S3 server: ~1,250 images, ~2.3 MB, 23 orphans"
+else
+    heading "A sample volume like the old tool's example: ~1,250 images, ~2.3 GB, 23 orphans"
+fi
 # Rows first; the files are made from what the rows reference, plus 23 that
 # nothing references. Values come in the three forms an application stores.
 psql_demo <<'SQL'
@@ -140,25 +227,44 @@ for column in facial_evaluations.image_path facial_evaluations.secondary_image_p
         -c "SELECT 'tracking $column: ' || filegc.track('${column%%.*}', '${column#*.}', '{/app/facial_evaluations/}') || ' references'"
 done
 
-make_file() { # path, bytes, mtime (unix)
-    truncate -s "$2" "$VOLUME/$1"
-    touch -d "@$3" "$VOLUME/$1"
+# Lines of PATH|BYTES|MTIME (unix): what the rows reference, and 23 orphans.
+sample_images() {
+    local now
+    now=$(date +%s)
+    psql_demo -At -c "
+        SELECT r.path, 600000 + (hashtext(r.path) & 2147483647) % 2600000,
+               $now - (abs(hashtext(r.path)) % 150) * 86400
+          FROM filegc.references r"
+    for n in $(seq 1 23); do
+        echo "user_$((900 + n))_$((1700000000 + n * 3600)).jpg|$((1000000 + n * 85000))|$((now - (n * 5 + 2) * 86400))"
+    done
 }
-now=$(date +%s)
-while IFS='|' read -r path bytes mtime; do
-    make_file "$path" "$bytes" "$mtime"
-done < <(psql_demo -At -c "
-    SELECT r.path, 600000 + (hashtext(r.path) & 2147483647) % 2600000,
-           $now - (abs(hashtext(r.path)) % 150) * 86400
-      FROM filegc.references r")
-for n in $(seq 1 23); do
-    make_file "user_$((900 + n))_$((1700000000 + n * 3600)).jpg" $((1000000 + n * 85000)) $((now - (n * 5 + 2) * 86400))
-done
-say "$(find "$VOLUME" -type f | wc -l) files, $(du -sh --apparent-size "$VOLUME" | cut -f1) apparent size, $(du -sh "$VOLUME" | cut -f1) on disk (sparse)"
+if [ "$STORAGE" = s3 ]; then
+    start_s3_server
+    # A bucket dates each object at its upload, so none of them is old here.
+    sample_images | while IFS='|' read -r path bytes _; do
+        echo "facial_evaluations/$path|$((bytes / 1000))"
+    done | s3 "$S3_ENDPOINT" put "$BUCKET"
+    say "$(sample_images | wc -l) objects in s3://$BUCKET/facial_evaluations/ at $S3_ENDPOINT"
+else
+    while IFS='|' read -r path bytes mtime; do
+        truncate -s "$bytes" "$VOLUME/$path"
+        touch -d "@$mtime" "$VOLUME/$path"
+    done < <(sample_images)
+    say "$(find "$VOLUME" -type f | wc -l) files, $(du -sh --apparent-size "$VOLUME" | cut -f1) apparent size, $(du -sh "$VOLUME" | cut -f1) on disk (sparse)"
+fi
 say "The demo's files are brand new to filegc, so it waives the one-hour wait before an orphan is eligible:"
 run "$BIN/psql" -X -q "$DATABASE_URL" -c "UPDATE filegc.settings SET value = '0' WHERE name = 'orphan_min_age'"
 
-export FILEGC_VOLUME=$VOLUME
+if [ "$STORAGE" = s3 ]; then
+    # The variables Railway gives a bucket, as the application service references them.
+    export FILEGC_STORAGE=s3://$BUCKET/facial_evaluations/ ENDPOINT=$S3_ENDPOINT REGION=us-east-1 \
+        ACCESS_KEY_ID=demo SECRET_ACCESS_KEY=demo
+    say "A bucket has no size; a budget gives it the volume's alert levels:"
+    run export FILEGC_STORAGE_BUDGET=4MB
+else
+    export FILEGC_VOLUME=$VOLUME
+fi
 
 heading "Weekly routine: storage statistics (filegc stats)"
 run "$FILEGC" stats
@@ -181,16 +287,16 @@ victim=$(psql_demo -At -c "SELECT filegc.ref_path(image_path, '{/app/facial_eval
 started=$(date +%s%N)
 run "$BIN/psql" -X "$DATABASE_URL" -c "DELETE FROM facial_evaluations WHERE user_id = 700"
 for _ in $(seq 1 300); do
-    [ -e "$VOLUME/$victim" ] || break
+    image_present "$victim" || break
     sleep 0.1
 done
 stop_sweeper
-if [ -e "$VOLUME/$victim" ]; then
-    echo "demo: $victim is still on the volume; the sweeper said:" >&2
+if image_present "$victim"; then
+    echo "demo: $victim is still in the $PLACE; the sweeper said:" >&2
     cat "$DEMO_DIR/run.log" >&2
     exit 1
 fi
-say "$victim left the volume $(( ($(date +%s%N) - started) / 1000000 )) ms after the DELETE committed."
+say "$victim left the $PLACE $(( ($(date +%s%N) - started) / 1000000 )) ms after the DELETE committed."
 say "It waits in .filegc-trash/ for trash_retention (24 hours), restorable with: SELECT filegc.restore('$victim');"
 run "$BIN/psql" -X "$DATABASE_URL" -c "SELECT path, reason, outcome, size_bytes FROM filegc.deletions WHERE path = '$victim'"
 

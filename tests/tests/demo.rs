@@ -61,6 +61,8 @@ impl DemoDir {
             .env_remove("KEEP")
             .env_remove("DATABASE_URL")
             .env_remove("FILEGC_VOLUME")
+            .env_remove("FILEGC_STORAGE")
+            .env_remove("STORAGE")
             .stdin(Stdio::null());
         if let Some(pg_config) = std::env::var_os("FILEGC_PG_CONFIG") {
             command.env("PG_CONFIG", pg_config);
@@ -91,6 +93,30 @@ impl DemoDir {
             let names_the_volume = environ.split(|&b| b == 0).any(|v| v == volume.as_bytes());
             let runs = cmdline.split(|&b| b == 0).any(|arg| arg == b"run");
             if names_the_volume && runs {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    /// Every process the demo started (they inherit its `DEMO_DIR`): the
+    /// server, the sweeper, the S3 server.
+    fn processes(&self) -> Vec<u32> {
+        let marker = format!("DEMO_DIR={}", self.path().display());
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").expect("/proc") {
+            let entry = entry.expect("an entry of /proc");
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()) {
                 found.push(pid);
             }
         }
@@ -219,4 +245,32 @@ fn a_demo_stopped_while_its_sweeper_runs_leaves_no_process_behind() {
         !demo.cluster_running(),
         "the demo's PostgreSQL still runs:\n{output}"
     );
+}
+
+#[test]
+fn the_demo_on_a_bucket_succeeds_and_leaves_no_process_behind() {
+    let demo = DemoDir::new();
+    let mut command = demo.command(filegc_bin());
+    command.env("STORAGE", "s3");
+    let mut script = Script::start(command);
+    let status = script.exit_status();
+    let left = demo.processes();
+    for &pid in &left {
+        // SAFETY: kill only sends a signal; these processes are this test's.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    let output = script.output();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{output}");
+    assert!(left.is_empty(), "still running after the demo: {left:?}");
+    assert!(output.contains("left the bucket"), "{output}");
+    assert!(
+        output.contains("Capacity: 4.0 MB budget"),
+        "the stats show the bucket's budget:\n{output}"
+    );
+    assert!(output.contains("Deleted 23 of 23 images"), "{output}");
+    assert!(
+        !output.contains("0 B in total"),
+        "the objects have their sizes:\n{output}"
+    );
+    assert!(!demo.cluster_running(), "the demo's PostgreSQL still runs");
 }
