@@ -428,6 +428,7 @@ pub const BUCKET_VARIABLES: &[&str] = &[
     "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL",
     "FILEGC_S3_ADDRESSING",
+    "FILEGC_S3_REQUESTS_PER_SECOND",
 ];
 
 /// Where on Railway the sweeper runs, as Railway's variables name it; all

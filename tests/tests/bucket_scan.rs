@@ -296,3 +296,31 @@ fn only_one_sweeper_lists_the_bucket_at_a_time() {
     );
     assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
 }
+
+#[test]
+fn a_request_rate_is_taken_and_a_wrong_one_is_refused() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    server.put(BUCKET, "img/user_1_1700000000.jpg", 1);
+    let mut env = TestEnv::new();
+    let scan = |rate: &str| {
+        filegc_on_bucket(&server, &env.db.url(), "s3://app-uploads/img/", &["scan"])
+            .env("FILEGC_S3_REQUESTS_PER_SECOND", rate)
+            .output()
+            .unwrap()
+    };
+    let refused = scan("0");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        describe_output(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("FILEGC_S3_REQUESTS_PER_SECOND=\"0\""),
+        "{}",
+        describe_output(&refused)
+    );
+    succeeded(&["scan"], &scan("100"));
+    assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
+}

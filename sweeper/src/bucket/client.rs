@@ -11,6 +11,7 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Credentials, S3Action, UrlStyle};
 use thiserror::Error;
 
+use super::pace::Pace;
 use super::settings::{Addressing, BucketLocation, BucketSettings};
 
 /// How long a signed request stays valid: long enough for a slow answer, short enough that a leaked URL is soon useless.
@@ -38,6 +39,8 @@ pub struct Bucket {
     unconditional_deletes: Arc<AtomicBool>,
     /// The byte budget the alert levels measure the bucket against.
     budget_bytes: Option<u64>,
+    /// The request rate every request (each attempt) keeps to, when one is set.
+    pace: Option<Arc<Pace>>,
 }
 
 /// Why a request to the bucket failed, after its retries.
@@ -157,6 +160,9 @@ impl Bucket {
             http,
             unconditional_deletes: Arc::new(AtomicBool::new(false)),
             budget_bytes: settings.budget_bytes,
+            pace: settings
+                .requests_per_second
+                .map(|rate| Arc::new(Pace::new(rate))),
         })
     }
 
@@ -238,6 +244,9 @@ impl Bucket {
         sign: impl Fn() -> (url::Url, Vec<(&'static str, String)>),
     ) -> Result<Answer, BucketError> {
         let attempt = || async {
+            if let Some(pace) = &self.pace {
+                pace.wait().await;
+            }
             let (url, headers) = sign();
             // Tigris (Railway's buckets) evaluates conditions, and answers
             // reads, on the region's leader only with this header; other

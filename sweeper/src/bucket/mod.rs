@@ -2,12 +2,13 @@
 //! settings, the requests to them, and their listing for the inventory.
 //!
 //! A bucket is scanned into the same inventory a volume fills, so every
-//! report and listing of the database covers it; the sweep, the trash and
-//! `filegc run` still work on volumes only.
+//! report and listing of the database covers it; the sweep and its trash
+//! work on it through the same `Storage` trait as on a volume.
 
 mod client;
 mod listing;
 mod objects;
+mod pace;
 mod settings;
 
 pub use self::client::{Bucket, BucketError, ListedObject, ListedPage};

@@ -2,6 +2,7 @@
 //! with the endpoint and credentials in the variables Railway or AWS provide.
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 use filegc_path_rules::{validate_relative, InvalidReason};
 use thiserror::Error;
@@ -51,6 +52,8 @@ pub struct BucketSettings {
     pub session_token: Option<String>,
     /// The byte budget the alert levels measure the bucket against; `None`: no levels.
     pub budget_bytes: Option<u64>,
+    /// At most this many requests a second (`FILEGC_S3_REQUESTS_PER_SECOND`); `None`: no limit.
+    pub requests_per_second: Option<NonZeroU32>,
 }
 
 impl fmt::Debug for BucketSettings {
@@ -62,6 +65,7 @@ impl fmt::Debug for BucketSettings {
             .field("addressing", &self.addressing)
             .field("access_key_id", &self.access_key_id)
             .field("budget_bytes", &self.budget_bytes)
+            .field("requests_per_second", &self.requests_per_second)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +100,12 @@ pub enum BucketSettingsError {
     Endpoint {
         /// The variable that gave it.
         variable: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// `FILEGC_S3_REQUESTS_PER_SECOND` is not a whole number from 1 up.
+    #[error("FILEGC_S3_REQUESTS_PER_SECOND={value:?}: give the most requests a second the bucket may get, a whole number such as 50 (unset: no limit)")]
+    RequestRate {
         /// The value given.
         value: String,
     },
@@ -178,6 +188,15 @@ impl BucketSettings {
             },
             None => default_addressing(&endpoint),
         };
+        let requests_per_second = match variable("FILEGC_S3_REQUESTS_PER_SECOND") {
+            Some(value) => Some(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| BucketSettingsError::RequestRate { value })?,
+            ),
+            None => None,
+        };
         Ok(BucketSettings {
             location,
             endpoint,
@@ -191,6 +210,7 @@ impl BucketSettings {
                 variable("AWS_SESSION_TOKEN")
             },
             budget_bytes: None,
+            requests_per_second,
         })
     }
 }
@@ -412,6 +432,30 @@ mod tests {
         let settings = settings("s3://my-bucket/images/", &local).unwrap();
         assert_eq!(settings.endpoint.scheme(), "http");
         assert_eq!(settings.addressing, Addressing::Path);
+    }
+
+    #[test]
+    fn a_request_rate_is_a_whole_number_from_one_up() {
+        let with_rate = |rate: &str| {
+            let mut variables = RAILWAY.to_vec();
+            variables.push(("FILEGC_S3_REQUESTS_PER_SECOND", rate));
+            settings("s3://my-bucket/images/", &variables)
+        };
+        assert_eq!(
+            with_rate(" 50 ").unwrap().requests_per_second,
+            NonZeroU32::new(50)
+        );
+        for refused in ["0", "-1", "2.5", "fast", ""] {
+            assert_eq!(
+                with_rate(refused).unwrap_err(),
+                BucketSettingsError::RequestRate {
+                    value: refused.to_owned()
+                },
+                "{refused:?}"
+            );
+        }
+        let unlimited = settings("s3://my-bucket/images/", RAILWAY).unwrap();
+        assert_eq!(unlimited.requests_per_second, None);
     }
 
     #[test]
