@@ -2,9 +2,12 @@
 //! `moto[server]`, which `make test` installs), one per test, on a free port
 //! of 127.0.0.1, stopped when dropped.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use filegc_sweeper::config::BUCKET_VARIABLES;
@@ -259,4 +262,102 @@ fn encode_key(key: &str) -> String {
             _ => format!("%{byte:02X}"),
         })
         .collect()
+}
+
+/// A proxy in front of an [`S3Server`] that answers the first `failures`
+/// requests with 503 SlowDown, as a busy service does, then passes every
+/// request on. Its connections to the server each carry one request.
+pub struct BusyProxy {
+    port: u16,
+    refused: Arc<AtomicUsize>,
+}
+
+impl BusyProxy {
+    /// Starts the proxy; it serves until the test process ends.
+    pub fn start(server: &S3Server, failures: usize) -> BusyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the proxy");
+        let port = listener.local_addr().expect("the proxy's address").port();
+        let upstream = server.port;
+        let to_refuse = Arc::new(AtomicUsize::new(failures));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let counters = (to_refuse, refused.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (to_refuse, refused) = (counters.0.clone(), counters.1.clone());
+                std::thread::spawn(move || {
+                    // A connection the client dropped ends here; nothing to report.
+                    let _ = serve_busy(client, upstream, &to_refuse, &refused);
+                });
+            }
+        });
+        BusyProxy { port, refused }
+    }
+
+    /// The endpoint to give `filegc` instead of the server's (`ENDPOINT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests it answered with 503 so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves one client connection of a [`BusyProxy`], request by request.
+fn serve_busy(
+    client: TcpStream,
+    upstream: u16,
+    to_refuse: &AtomicUsize,
+    refused: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    loop {
+        let mut head = Vec::new();
+        let mut content_length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+            // The server closes its connection after the answer, so the proxy knows where it ends.
+            if !lower.starts_with("connection:") {
+                head.extend_from_slice(line.as_bytes());
+            }
+        }
+        let mut body = vec![0; content_length];
+        reader.read_exact(&mut body)?;
+        let busy = to_refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if busy {
+            refused.fetch_add(1, Ordering::SeqCst);
+            let error = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                client,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{error}",
+                error.len()
+            )?;
+            continue;
+        }
+        let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+        server.write_all(&head)?;
+        server.write_all(b"Connection: close\r\n\r\n")?;
+        server.write_all(&body)?;
+        let mut answer = Vec::new();
+        server.read_to_end(&mut answer)?;
+        client.write_all(&answer)?;
+        // The answer says `Connection: close`: the client opens a new connection.
+        return Ok(());
+    }
 }

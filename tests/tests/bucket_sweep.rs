@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
+use filegc_tests::s3_server::{filegc_on_bucket, BusyProxy, S3Server};
 use filegc_tests::sweeper::{describe_output, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
@@ -211,4 +211,33 @@ fn run_with_a_byte_budget_cleans_up_when_the_bucket_reaches_the_emergency_level(
         running.log()
     );
     assert_eq!(running.stop().code(), Some(0));
+}
+
+#[test]
+fn a_busy_service_is_asked_again_and_the_scan_and_the_sweep_finish() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    env.unreference(IMAGE);
+    let proxy = BusyProxy::start(&server, 3);
+    let through_the_proxy = |args: &[&str]| {
+        let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
+            .env("ENDPOINT", proxy.endpoint())
+            .output()
+            .unwrap();
+        succeeded(args, &output)
+    };
+    through_the_proxy(&["scan"]);
+    assert_eq!(proxy.refused(), 3, "the listing met the busy answers");
+    assert_eq!(env.query_i64("SELECT count(*) FROM filegc.inventory"), 1);
+
+    let busy_again = BusyProxy::start(&server, 3);
+    let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, &["sweep"])
+        .env("ENDPOINT", busy_again.endpoint())
+        .output()
+        .unwrap();
+    let stdout = succeeded(&["sweep"], &output);
+    assert_eq!(busy_again.refused(), 3, "the sweep met the busy answers");
+    assert!(stdout.contains("1 removed"), "{stdout}");
+    assert!(!server.exists(BUCKET, &key(IMAGE)));
+    assert!(server.exists(BUCKET, &trash_key(IMAGE)));
+    assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"));
 }
