@@ -192,3 +192,89 @@ fn said(error: &postgres::Error) -> String {
         None => error.to_string(),
     }
 }
+
+/// The files of the crash scenarios (`scheduled_name(0..files)`): their
+/// rows inserted and deleted, so that the triggers scheduled them.
+pub fn scheduled_name(i: usize) -> String {
+    format!("c_{i:05}.jpg")
+}
+
+/// The referenced canaries of the crash scenarios.
+pub fn canary_name(i: usize) -> String {
+    format!("canary_{i:02}.jpg")
+}
+
+/// The queue of the crash scenarios: `files` deletions scheduled by an
+/// `INSERT` and a `DELETE` of their rows, and `canaries` referenced files
+/// with tombstones a superuser wrote past the triggers; all pending, with a
+/// lease of a second so that a killed sweeper's batch comes back soon.
+pub fn schedule_crash_queue(client: &mut Client, files: usize, canaries: usize) {
+    let prefix = crate::fixtures::PREFIX;
+    // The canaries' rows go into the other table, which the mass DELETE leaves alone.
+    client
+        .execute(
+            "INSERT INTO generations (user_id, output_image_path)
+             SELECT 1, $1 || 'canary_' || lpad(i::text, 2, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
+            &[&prefix, &(canaries as i32)],
+        )
+        .expect("the canaries' rows");
+    client
+        .execute(
+            "INSERT INTO facial_evaluations (user_id, image_path)
+             SELECT 1, $1 || 'c_' || lpad(i::text, 5, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
+            &[&prefix, &(files as i32)],
+        )
+        .expect("the files' rows");
+    client
+        .batch_execute("DELETE FROM facial_evaluations")
+        .expect("deleting the files' rows");
+    client
+        .execute(
+            "INSERT INTO filegc.tombstones (path, reason, due_at)
+             SELECT 'canary_' || lpad(i::text, 2, '0') || '.jpg', 'manual', now() FROM generate_series(0, $1 - 1) AS i",
+            &[&(canaries as i32)],
+        )
+        .expect("tombstones for the canaries");
+    client
+        .batch_execute(
+            "SELECT filegc.process_notes();
+             UPDATE filegc.settings SET value = '1 second' WHERE name = 'lease';
+             UPDATE filegc.settings SET value = '1000' WHERE name = 'max_attempts';",
+        )
+        .expect("the notes processed, the lease shortened");
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'",
+            &[],
+        )
+        .expect("counting the pending tombstones")
+        .get(0);
+    assert_eq!(pending, (files + canaries) as i64);
+}
+
+/// Whether every claim's lease has lapsed within 10 s, so that a new sweeper
+/// can take over what a killed one held.
+pub fn leases_lapse(client: &mut Client) -> bool {
+    crate::eventually(std::time::Duration::from_secs(10), || {
+        client
+            .query_one(
+                "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until >= now()",
+                &[],
+            )
+            .expect("reading the leases")
+            .get::<_, i64>(0)
+            == 0
+    })
+}
+
+/// Whether a sweeper holds a batch now (a claim whose lease runs).
+pub fn a_batch_is_claimed(client: &mut Client) -> bool {
+    client
+        .query_one(
+            "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until > now()",
+            &[],
+        )
+        .expect("reading the claims")
+        .get::<_, i64>(0)
+        > 0
+}

@@ -15,6 +15,22 @@ use filegc_sweeper::config::BUCKET_VARIABLES;
 use crate::eventually;
 use crate::sweeper::filegc_bin;
 
+/// The bucket the tests of buckets create.
+pub const BUCKET: &str = "app-uploads";
+
+/// The place the tests give `filegc`: the images' folder in [`BUCKET`].
+pub const STORAGE: &str = "s3://app-uploads/facial_evaluations/";
+
+/// The key of the image at `path` under [`STORAGE`].
+pub fn object_key(path: &str) -> String {
+    format!("facial_evaluations/{path}")
+}
+
+/// The key of its copy in the trash.
+pub fn trashed_key(path: &str) -> String {
+    format!("facial_evaluations/.filegc-trash/{path}")
+}
+
 /// An `Authorization` header moto takes: it answers anonymous requests on a
 /// private object (a HEAD, an overwrite) with 403, and checks no signature.
 const TEST_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=test-key/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";

@@ -199,3 +199,21 @@ impl Drop for Running {
         }
     }
 }
+
+/// The one JSON document a command printed (`--json`).
+pub fn json_document(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
+}
+
+/// The paths of a JSON listing, sorted.
+pub fn listed_paths(listing: &serde_json::Value) -> Vec<String> {
+    let mut paths: Vec<String> = listing
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|file| file["path"].as_str().expect("a path").to_owned())
+        .collect();
+    paths.sort();
+    paths
+}

@@ -2,24 +2,15 @@
 //! `moto_server`): the same listings, statistics, cleanups and trash as on a
 //! volume, with the same breaker and final check.
 
-use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
-use filegc_tests::sweeper::{describe_output, stderr, succeeded};
+use filegc_tests::s3_server::{
+    filegc_on_bucket, object_key, trashed_key, S3Server, BUCKET, STORAGE,
+};
+use filegc_tests::sweeper::{describe_output, json_document, listed_paths, stderr, succeeded};
 use filegc_tests::test_env::{run_command_on_terminal, TestEnv};
-use serde_json::Value;
 
-const BUCKET: &str = "app-uploads";
-const STORAGE: &str = "s3://app-uploads/facial_evaluations/";
 const REFERENCED: &str = "user_1_1700000000.jpg";
 const ORPHAN: &str = "user_2_1700000000.png";
 const UNMANAGED: &str = "readme.txt";
-
-fn key(path: &str) -> String {
-    format!("facial_evaluations/{path}")
-}
-
-fn trash_key(path: &str) -> String {
-    format!("facial_evaluations/.filegc-trash/{path}")
-}
 
 /// One referenced image, one orphan and one unmanaged object under the
 /// prefix, and an unreferenced image beside it; orphans are eligible at once
@@ -27,9 +18,9 @@ fn trash_key(path: &str) -> String {
 fn known_bucket() -> (S3Server, TestEnv) {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    server.put(BUCKET, &key(REFERENCED), 1_000);
-    server.put(BUCKET, &key(ORPHAN), 2_000);
-    server.put(BUCKET, &key(UNMANAGED), 10);
+    server.put(BUCKET, &object_key(REFERENCED), 1_000);
+    server.put(BUCKET, &object_key(ORPHAN), 2_000);
+    server.put(BUCKET, &object_key(UNMANAGED), 10);
     server.put(BUCKET, "elsewhere/user_3_1700000000.jpg", 5);
     let mut env = TestEnv::new();
     env.reference(REFERENCED);
@@ -44,42 +35,30 @@ fn run_ok(server: &S3Server, env: &TestEnv, args: &[&str]) -> String {
     succeeded(args, &output)
 }
 
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
-}
-
-fn paths(listing: &Value) -> Vec<String> {
-    let mut paths: Vec<String> = listing
-        .as_array()
-        .expect("an array")
-        .iter()
-        .map(|file| file["path"].as_str().unwrap().to_owned())
-        .collect();
-    paths.sort();
-    paths
-}
-
 #[test]
 fn listings_show_the_prefix_as_it_is_now() {
     let (server, env) = known_bucket();
-    let all = json(&run_ok(&server, &env, &["list", "--json"]));
-    assert_eq!(paths(&all), [UNMANAGED, REFERENCED, ORPHAN]);
-    let orphans = json(&run_ok(&server, &env, &["orphans", "--json"]));
-    assert_eq!(paths(&orphans), [ORPHAN]);
+    let all = json_document(&run_ok(&server, &env, &["list", "--json"]));
+    assert_eq!(listed_paths(&all), [UNMANAGED, REFERENCED, ORPHAN]);
+    let orphans = json_document(&run_ok(&server, &env, &["orphans", "--json"]));
+    assert_eq!(listed_paths(&orphans), [ORPHAN]);
     assert_eq!(orphans[0]["size_bytes"], 2_000);
     // An upload after the last listing shows at the next one.
-    server.put(BUCKET, &key("user_4_1700000000.webp"), 40);
-    let orphans = json(&run_ok(&server, &env, &["orphans", "--json"]));
-    assert_eq!(paths(&orphans), [ORPHAN, "user_4_1700000000.webp"]);
-    let old = json(&run_ok(&server, &env, &["old", "--days", "30", "--json"]));
-    assert_eq!(paths(&old), Vec::<String>::new(), "every object is new");
+    server.put(BUCKET, &object_key("user_4_1700000000.webp"), 40);
+    let orphans = json_document(&run_ok(&server, &env, &["orphans", "--json"]));
+    assert_eq!(listed_paths(&orphans), [ORPHAN, "user_4_1700000000.webp"]);
+    let old = json_document(&run_ok(&server, &env, &["old", "--days", "30", "--json"]));
+    assert_eq!(
+        listed_paths(&old),
+        Vec::<String>::new(),
+        "every object is new"
+    );
 }
 
 #[test]
 fn stats_report_the_bucket_without_a_capacity() {
     let (server, env) = known_bucket();
-    let stats = json(&run_ok(&server, &env, &["stats", "--json"]));
+    let stats = json_document(&run_ok(&server, &env, &["stats", "--json"]));
     assert_eq!(stats["total_files"], 2);
     assert_eq!(stats["total_bytes"], 3_000);
     assert_eq!(stats["orphaned_files"], 1);
@@ -94,7 +73,7 @@ fn stats_report_the_bucket_without_a_capacity() {
         "{table}"
     );
     run_ok(&server, &env, &["delete-orphans", "--yes", "--force"]);
-    let stats = json(&run_ok(&server, &env, &["stats", "--json"]));
+    let stats = json_document(&run_ok(&server, &env, &["stats", "--json"]));
     assert_eq!(stats["trash_files"], 1);
     assert_eq!(stats["trash_bytes"], 2_000);
     assert_eq!(stats["orphaned_files"], 0);
@@ -104,7 +83,7 @@ fn stats_report_the_bucket_without_a_capacity() {
 #[test]
 fn delete_orphans_trashes_them_keeps_the_rest_and_records_it() {
     let (server, mut env) = known_bucket();
-    let summary = json(&run_ok(
+    let summary = json_document(&run_ok(
         &server,
         &env,
         &["delete-orphans", "--yes", "--json", "--force"],
@@ -112,11 +91,11 @@ fn delete_orphans_trashes_them_keeps_the_rest_and_records_it() {
     assert_eq!(summary["scheduled"], 1);
     assert_eq!(summary["deleted"], 1);
     assert_eq!(summary["bytes_freed"], 2_000);
-    assert!(!server.exists(BUCKET, &key(ORPHAN)));
-    assert!(server.exists(BUCKET, &trash_key(ORPHAN)));
-    assert!(server.exists(BUCKET, &key(REFERENCED)));
+    assert!(!server.exists(BUCKET, &object_key(ORPHAN)));
+    assert!(server.exists(BUCKET, &trashed_key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(REFERENCED)));
     assert!(
-        server.exists(BUCKET, &key(UNMANAGED)),
+        server.exists(BUCKET, &object_key(UNMANAGED)),
         "unmanaged objects stay"
     );
     assert!(server.exists(BUCKET, "elsewhere/user_3_1700000000.jpg"));
@@ -127,7 +106,7 @@ fn delete_orphans_trashes_them_keeps_the_rest_and_records_it() {
         restored.contains(&format!("Restored {ORPHAN}")),
         "{restored}"
     );
-    assert!(server.exists(BUCKET, &key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(ORPHAN)));
 }
 
 #[test]
@@ -153,7 +132,7 @@ fn a_deletion_past_the_breaker_is_refused_and_touches_nothing() {
         "{}",
         describe_output(&output)
     );
-    assert!(server.exists(BUCKET, &key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(ORPHAN)));
     assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
 }
 
@@ -163,7 +142,7 @@ fn a_dry_run_deletes_nothing() {
     let out = run_ok(&server, &env, &["delete-orphans", "--dry-run"]);
     assert!(out.contains(ORPHAN), "{out}");
     assert!(out.contains("Dry run"), "{out}");
-    assert!(server.exists(BUCKET, &key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(ORPHAN)));
     assert_eq!(env.query_i64("SELECT count(*) FROM filegc.tombstones"), 0);
 }
 
@@ -171,11 +150,11 @@ fn a_dry_run_deletes_nothing() {
 fn empty_trash_deletes_the_trashed_objects_for_good() {
     let (server, env) = known_bucket();
     run_ok(&server, &env, &["delete-orphans", "--yes", "--force"]);
-    assert!(server.exists(BUCKET, &trash_key(ORPHAN)));
+    assert!(server.exists(BUCKET, &trashed_key(ORPHAN)));
     let out = run_ok(&server, &env, &["empty-trash", "--yes"]);
     assert!(out.contains("deleted 1 files"), "{out}");
-    assert!(!server.exists(BUCKET, &trash_key(ORPHAN)));
-    assert!(server.exists(BUCKET, &key(REFERENCED)));
+    assert!(!server.exists(BUCKET, &trashed_key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(REFERENCED)));
     let again = run_ok(&server, &env, &["empty-trash", "--yes"]);
     assert!(again.contains("The trash is empty"), "{again}");
 }
@@ -196,9 +175,12 @@ fn the_menu_works_on_a_bucket() {
         screen.contains(ORPHAN),
         "entry 2 lists the orphan: {screen}"
     );
-    assert!(!server.exists(BUCKET, &key(ORPHAN)), "entry 4 deleted it");
-    assert!(server.exists(BUCKET, &trash_key(ORPHAN)));
-    assert!(server.exists(BUCKET, &key(REFERENCED)));
+    assert!(
+        !server.exists(BUCKET, &object_key(ORPHAN)),
+        "entry 4 deleted it"
+    );
+    assert!(server.exists(BUCKET, &trashed_key(ORPHAN)));
+    assert!(server.exists(BUCKET, &object_key(REFERENCED)));
     assert_eq!(env.outcome(ORPHAN).as_deref(), Some("trashed"));
 }
 
@@ -206,7 +188,7 @@ fn the_menu_works_on_a_bucket() {
 fn a_byte_budget_gives_a_bucket_its_alert_levels() {
     let (server, env) = known_bucket();
     // 3,010 bytes under the prefix (the unmanaged object counts: it takes space).
-    let stats = json(&run_ok(
+    let stats = json_document(&run_ok(
         &server,
         &env,
         &["--storage-budget", "3100", "stats", "--json"],

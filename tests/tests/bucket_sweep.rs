@@ -5,30 +5,22 @@ use std::time::Duration;
 
 use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
-use filegc_tests::s3_server::{filegc_on_bucket, BusyProxy, S3Server};
+use filegc_tests::s3_server::{
+    filegc_on_bucket, object_key, trashed_key, BusyProxy, S3Server, BUCKET, STORAGE,
+};
 use filegc_tests::sweeper::{describe_output, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
-const BUCKET: &str = "app-uploads";
-const STORAGE: &str = "s3://app-uploads/facial_evaluations/";
 const IMAGE: &str = "user_1_1700000000.jpg";
 
 /// How long a running sweeper gets to do what a test waits for; only a failing test waits that long.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn key(path: &str) -> String {
-    format!("facial_evaluations/{path}")
-}
-
-fn trash_key(path: &str) -> String {
-    format!("facial_evaluations/.filegc-trash/{path}")
-}
-
 /// A bucket with `IMAGE` in it, referenced by a row; the database of `env`.
 fn bucket_with_a_referenced_image() -> (S3Server, TestEnv) {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    server.put(BUCKET, &key(IMAGE), 1_234);
+    server.put(BUCKET, &object_key(IMAGE), 1_234);
     let mut env = TestEnv::new();
     env.reference(IMAGE);
     (server, env)
@@ -47,8 +39,8 @@ fn a_sweep_moves_an_unreferenced_object_into_the_trash_and_records_it() {
     env.unreference(IMAGE);
     let stdout = run_ok(&server, &env, &["sweep"]);
     assert!(stdout.contains("1 removed"), "{stdout}");
-    assert!(!server.exists(BUCKET, &key(IMAGE)));
-    assert!(server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &object_key(IMAGE)));
+    assert!(server.exists(BUCKET, &trashed_key(IMAGE)));
     assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"));
     assert_eq!(
         env.query_i64(&format!(
@@ -69,8 +61,8 @@ fn a_sweep_without_the_trash_deletes_the_object() {
     let (server, mut env) = bucket_with_a_referenced_image();
     env.unreference(IMAGE);
     run_ok(&server, &env, &["sweep", "--no-trash"]);
-    assert!(!server.exists(BUCKET, &key(IMAGE)));
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &object_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
     assert_eq!(env.outcome(IMAGE).as_deref(), Some("deleted"));
 }
 
@@ -86,8 +78,11 @@ fn the_final_check_keeps_an_object_an_invalid_reference_may_name() {
         )
         .unwrap();
     run_ok(&server, &env, &["sweep", "--no-trash"]);
-    assert!(server.exists(BUCKET, &key(IMAGE)), "the object was deleted");
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(
+        server.exists(BUCKET, &object_key(IMAGE)),
+        "the object was deleted"
+    );
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
 }
 
 #[test]
@@ -97,8 +92,8 @@ fn restore_brings_a_trashed_object_back() {
     run_ok(&server, &env, &["sweep"]);
     let stdout = run_ok(&server, &env, &["restore", IMAGE]);
     assert!(stdout.contains(&format!("Restored {IMAGE}")), "{stdout}");
-    assert!(server.exists(BUCKET, &key(IMAGE)));
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(server.exists(BUCKET, &object_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
 }
 
 #[test]
@@ -109,8 +104,8 @@ fn a_row_referencing_a_trashed_object_again_gets_it_back_at_the_next_sweep() {
     env.reference(IMAGE);
     let stdout = run_ok(&server, &env, &["sweep"]);
     assert!(stdout.contains("1 restored"), "{stdout}");
-    assert!(server.exists(BUCKET, &key(IMAGE)));
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(server.exists(BUCKET, &object_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
 }
 
 #[test]
@@ -121,7 +116,7 @@ fn the_trash_is_purged_after_its_retention() {
     env.set("trash_retention", "0");
     let stdout = run_ok(&server, &env, &["sweep"]);
     assert!(stdout.contains("1 purged"), "{stdout}");
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
 }
 
 #[test]
@@ -130,7 +125,7 @@ fn a_scan_brings_back_a_trashed_copy_no_deletion_recorded_when_a_row_wants_it() 
     // object only in the trash, and a row that references it.
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    server.put(BUCKET, &trash_key(IMAGE), 10);
+    server.put(BUCKET, &trashed_key(IMAGE), 10);
     let env = TestEnv::new();
     env.insert_row(1, &format!("{PREFIX}{IMAGE}"));
     let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, &["scan"])
@@ -138,11 +133,11 @@ fn a_scan_brings_back_a_trashed_copy_no_deletion_recorded_when_a_row_wants_it() 
         .unwrap();
     assert!(output.status.success(), "{}", describe_output(&output));
     assert!(
-        server.exists(BUCKET, &key(IMAGE)),
+        server.exists(BUCKET, &object_key(IMAGE)),
         "{}",
         describe_output(&output)
     );
-    assert!(!server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &trashed_key(IMAGE)));
 }
 
 #[test]
@@ -161,7 +156,7 @@ fn run_on_a_bucket_scans_it_and_sweeps_a_deletion_when_notified() {
     // The trash is a copy, then the deletion: both must have happened.
     assert!(
         eventually(DEADLINE, || {
-            !server.exists(BUCKET, &key(IMAGE)) && server.exists(BUCKET, &trash_key(IMAGE))
+            !server.exists(BUCKET, &object_key(IMAGE)) && server.exists(BUCKET, &trashed_key(IMAGE))
         }),
         "the object never moved into the trash:\n{}",
         running.log()
@@ -179,7 +174,7 @@ fn run_on_a_bucket_scans_it_and_sweeps_a_deletion_when_notified() {
 fn run_with_a_byte_budget_cleans_up_when_the_bucket_reaches_the_emergency_level() {
     let (server, mut env) = bucket_with_a_referenced_image();
     let orphan = "user_9_1700000000.jpg";
-    server.put(BUCKET, &key(orphan), 2_000);
+    server.put(BUCKET, &object_key(orphan), 2_000);
     env.set("orphan_cleanup_interval", "0");
     env.set("orphan_min_age", "0 seconds");
     env.set("max_delete_fraction", "1");
@@ -195,12 +190,15 @@ fn run_with_a_byte_budget_cleans_up_when_the_bucket_reaches_the_emergency_level(
     ];
     let mut running = Running::spawn(filegc_on_bucket(&server, &env.db.url(), STORAGE, &run));
     running.wait_for_log("emergency cleanup: deleted the eligible orphans");
-    assert!(!server.exists(BUCKET, &key(orphan)));
+    assert!(!server.exists(BUCKET, &object_key(orphan)));
     assert!(
-        !server.exists(BUCKET, &trash_key(orphan)),
+        !server.exists(BUCKET, &trashed_key(orphan)),
         "the orphan's bytes must be freed, not moved into the trash"
     );
-    assert!(server.exists(BUCKET, &key(IMAGE)), "{IMAGE} is referenced");
+    assert!(
+        server.exists(BUCKET, &object_key(IMAGE)),
+        "{IMAGE} is referenced"
+    );
     assert_eq!(
         env.query_i64(&format!(
             "SELECT count(*) FROM filegc.volume_reports WHERE volume_path = '{STORAGE}' \
@@ -237,7 +235,7 @@ fn a_busy_service_is_asked_again_and_the_scan_and_the_sweep_finish() {
     let stdout = succeeded(&["sweep"], &output);
     assert_eq!(busy_again.refused(), 3, "the sweep met the busy answers");
     assert!(stdout.contains("1 removed"), "{stdout}");
-    assert!(!server.exists(BUCKET, &key(IMAGE)));
-    assert!(server.exists(BUCKET, &trash_key(IMAGE)));
+    assert!(!server.exists(BUCKET, &object_key(IMAGE)));
+    assert!(server.exists(BUCKET, &trashed_key(IMAGE)));
     assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"));
 }

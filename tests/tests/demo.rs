@@ -73,54 +73,17 @@ impl DemoDir {
     /// The `filegc run` processes that work on this demo's volume.
     fn sweepers(&self) -> Vec<u32> {
         let volume = format!("FILEGC_VOLUME={}", self.volume().display());
-        let mut found = Vec::new();
-        for entry in fs::read_dir("/proc").expect("/proc") {
-            let entry = entry.expect("an entry of /proc");
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse().ok())
-            else {
-                continue;
-            };
-            // A process that exited meanwhile, or a zombie, has neither.
-            let (Ok(environ), Ok(cmdline)) = (
-                fs::read(entry.path().join("environ")),
-                fs::read(entry.path().join("cmdline")),
-            ) else {
-                continue;
-            };
-            let names_the_volume = environ.split(|&b| b == 0).any(|v| v == volume.as_bytes());
-            let runs = cmdline.split(|&b| b == 0).any(|arg| arg == b"run");
-            if names_the_volume && runs {
-                found.push(pid);
-            }
-        }
-        found
+        processes_where(|environ, cmdline| {
+            environ.split(|&b| b == 0).any(|v| v == volume.as_bytes())
+                && cmdline.split(|&b| b == 0).any(|arg| arg == b"run")
+        })
     }
 
     /// Every process the demo started (they inherit its `DEMO_DIR`): the
     /// server, the sweeper, the S3 server.
     fn processes(&self) -> Vec<u32> {
         let marker = format!("DEMO_DIR={}", self.path().display());
-        let mut found = Vec::new();
-        for entry in fs::read_dir("/proc").expect("/proc") {
-            let entry = entry.expect("an entry of /proc");
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse().ok())
-            else {
-                continue;
-            };
-            let Ok(environ) = fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()) {
-                found.push(pid);
-            }
-        }
-        found
+        processes_where(|environ, _| environ.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
     }
 
     /// Fails the test if a sweeper of this demo still runs, after killing it so that it does not outlive the test.
@@ -144,6 +107,33 @@ impl Drop for DemoDir {
             let _ = self.command(filegc_bin()).arg("stop").output();
         }
     }
+}
+
+/// The processes whose environment and command line (NUL-separated, as
+/// `/proc` gives them) `select` picks.
+fn processes_where(select: impl Fn(&[u8], &[u8]) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc") {
+        let entry = entry.expect("an entry of /proc");
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        // A process that exited meanwhile, or a zombie, has neither.
+        let (Ok(environ), Ok(cmdline)) = (
+            fs::read(entry.path().join("environ")),
+            fs::read(entry.path().join("cmdline")),
+        ) else {
+            continue;
+        };
+        if select(&environ, &cmdline) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// The demo started with its output in a file, not a pipe: a process it

@@ -9,36 +9,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use filegc_tests::eventually;
-use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{soak, tombstones, Rng, Tombstone};
-use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
+use filegc_tests::reliability::{
+    a_batch_is_claimed, canary_name, leases_lapse, schedule_crash_queue, scheduled_name, soak,
+    tombstones, Rng, Tombstone,
+};
+use filegc_tests::s3_server::{
+    filegc_on_bucket, object_key, trashed_key, S3Server, BUCKET, STORAGE,
+};
 use filegc_tests::sweeper::{describe_output, Running};
 use filegc_tests::test_env::TestEnv;
-
-const BUCKET: &str = "app-uploads";
-const STORAGE: &str = "s3://app-uploads/facial_evaluations/";
 
 /// Referenced objects with a tombstone forced on them.
 const CANARIES: usize = 10;
 
 /// The longest a killed sweeper is left to work once a batch is claimed.
 const MAX_KILL_DELAY_MS: usize = 300;
-
-fn scheduled_name(i: usize) -> String {
-    format!("c_{i:05}.jpg")
-}
-
-fn canary_name(i: usize) -> String {
-    format!("canary_{i:02}.jpg")
-}
-
-fn key(path: &str) -> String {
-    format!("facial_evaluations/{path}")
-}
-
-fn trash_key(path: &str) -> String {
-    format!("facial_evaluations/.filegc-trash/{path}")
-}
 
 #[test]
 fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced() {
@@ -49,45 +34,12 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
         .map(scheduled_name)
         .chain((0..CANARIES).map(canary_name))
         .collect();
-    let keys: Vec<String> = names.iter().map(|name| key(name)).collect();
+    let keys: Vec<String> = names.iter().map(|name| object_key(name)).collect();
     server.put_many(BUCKET, &keys, 64);
 
     let mut env = TestEnv::new();
     let mut rng = Rng::seeded("reliability_bucket");
-    env.client
-        .execute(
-            "INSERT INTO generations (user_id, output_image_path)
-             SELECT 1, $1 || 'canary_' || lpad(i::text, 2, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
-            &[&PREFIX, &(CANARIES as i32)],
-        )
-        .unwrap();
-    env.client
-        .execute(
-            "INSERT INTO facial_evaluations (user_id, image_path)
-             SELECT 1, $1 || 'c_' || lpad(i::text, 5, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
-            &[&PREFIX, &(objects as i32)],
-        )
-        .unwrap();
-    env.client
-        .batch_execute("DELETE FROM facial_evaluations")
-        .unwrap();
-    // Past the triggers, as a superuser: tombstones for referenced objects.
-    env.client
-        .execute(
-            "INSERT INTO filegc.tombstones (path, reason, due_at)
-             SELECT 'canary_' || lpad(i::text, 2, '0') || '.jpg', 'manual', now() FROM generate_series(0, $1 - 1) AS i",
-            &[&(CANARIES as i32)],
-        )
-        .unwrap();
-    env.client
-        .batch_execute("SELECT filegc.process_notes()")
-        .unwrap();
-    assert_eq!(
-        env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'"),
-        (objects + CANARIES) as i64
-    );
-    env.set("lease", "1 second");
-    env.set("max_attempts", "1000");
+    schedule_crash_queue(&mut env.client, objects, CANARIES);
 
     let url = env.db.url();
     let mut killed_while_working = 0;
@@ -96,15 +48,7 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
         let mut sweep = Running::spawn(filegc_on_bucket(&server, &url, STORAGE, &["sweep"]));
         // A kill lands once the sweeper holds a batch, at a random point of its work.
         eventually(Duration::from_secs(10), || {
-            !sweep.is_running()
-                || watcher
-                    .query_one(
-                        "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until > now()",
-                        &[],
-                    )
-                    .unwrap()
-                    .get::<_, i64>(0)
-                    > 0
+            !sweep.is_running() || a_batch_is_claimed(&mut watcher)
         });
         std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
         if sweep.is_running() {
@@ -118,17 +62,10 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
             sweep.log()
         );
         // The next sweeper finds the killed one's batch once its lease lapses.
-        let lapsed = eventually(Duration::from_secs(10), || {
-            watcher
-                .query_one(
-                    "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until >= now()",
-                    &[],
-                )
-                .unwrap()
-                .get::<_, i64>(0)
-                == 0
-        });
-        assert!(lapsed, "leases of a second are still running after 10 s");
+        assert!(
+            leases_lapse(&mut watcher),
+            "leases of a second are still running after 10 s"
+        );
     }
     let output = filegc_on_bucket(&server, &url, STORAGE, &["sweep"])
         .output()
@@ -155,9 +92,12 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
             Some("trashed"),
             "{tombstone:?}"
         );
-        assert!(!server.exists(BUCKET, &key(&name)), "{name} is still there");
         assert!(
-            server.exists(BUCKET, &trash_key(&name)),
+            !server.exists(BUCKET, &object_key(&name)),
+            "{name} is still there"
+        );
+        assert!(
+            server.exists(BUCKET, &trashed_key(&name)),
             "{name} is not in the trash: lost"
         );
         if tombstone.attempts > 1 {
@@ -175,11 +115,11 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
             "{tombstone:?}"
         );
         assert!(
-            server.exists(BUCKET, &key(&name)),
+            server.exists(BUCKET, &object_key(&name)),
             "the referenced {name} was deleted"
         );
         assert!(
-            !server.exists(BUCKET, &trash_key(&name)),
+            !server.exists(BUCKET, &trashed_key(&name)),
             "the referenced {name} was trashed"
         );
     }

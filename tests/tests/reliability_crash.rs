@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use filegc_tests::eventually;
-use filegc_tests::fixtures::PREFIX;
-use filegc_tests::reliability::{files_in, soak, tombstones, Rng, Tombstone};
+use filegc_tests::reliability::{
+    a_batch_is_claimed, canary_name, files_in, leases_lapse, schedule_crash_queue, scheduled_name,
+    soak, tombstones, Rng, Tombstone,
+};
 use filegc_tests::sweeper::describe_output;
 use filegc_tests::test_env::TestEnv;
 
@@ -18,14 +20,6 @@ const CANARIES: usize = 20;
 
 /// The longest a killed sweeper is left to work once a batch is claimed.
 const MAX_KILL_DELAY_MS: usize = 100;
-
-fn scheduled_name(i: usize) -> String {
-    format!("c_{i:05}.jpg")
-}
-
-fn canary_name(i: usize) -> String {
-    format!("canary_{i:02}.jpg")
-}
 
 #[test]
 fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
@@ -39,42 +33,9 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
     for i in 0..CANARIES {
         env.write_aged(&canary_name(i), 64, 1);
     }
-    // The canaries' rows go into the other table, which the mass DELETE leaves alone.
-    env.client
-        .execute(
-            "INSERT INTO generations (user_id, output_image_path)
-             SELECT 1, $1 || 'canary_' || lpad(i::text, 2, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
-            &[&PREFIX, &(CANARIES as i32)],
-        )
-        .unwrap();
-    env.client
-        .execute(
-            "INSERT INTO facial_evaluations (user_id, image_path)
-             SELECT 1, $1 || 'c_' || lpad(i::text, 5, '0') || '.jpg' FROM generate_series(0, $2 - 1) AS i",
-            &[&PREFIX, &(files as i32)],
-        )
-        .unwrap();
-    env.client
-        .batch_execute("DELETE FROM facial_evaluations")
-        .unwrap();
-    // Past the triggers, as a superuser: tombstones for referenced files.
-    env.client
-        .execute(
-            "INSERT INTO filegc.tombstones (path, reason, due_at)
-             SELECT 'canary_' || lpad(i::text, 2, '0') || '.jpg', 'manual', now() FROM generate_series(0, $1 - 1) AS i",
-            &[&(CANARIES as i32)],
-        )
-        .unwrap();
-    env.client
-        .batch_execute("SELECT filegc.process_notes()")
-        .unwrap();
-    let pending = env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'pending'");
-    assert_eq!(pending, (files + CANARIES) as i64);
-
     // A killed sweeper's batch comes back after a second; a tombstone may be
     // claimed as often as the kills make it necessary.
-    env.set("lease", "1 second");
-    env.set("max_attempts", "1000");
+    schedule_crash_queue(&mut env.client, files, CANARIES);
 
     let started = Instant::now();
     let mut killed_while_working = 0;
@@ -85,15 +46,7 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
         // its work: waiting a fixed time instead let a fast sweeper finish
         // before any kill.
         eventually(Duration::from_secs(10), || {
-            !sweep.is_running()
-                || watcher
-                    .query_one(
-                        "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until > now()",
-                        &[],
-                    )
-                    .unwrap()
-                    .get::<_, i64>(0)
-                    > 0
+            !sweep.is_running() || a_batch_is_claimed(&mut watcher)
         });
         std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
         if sweep.is_running() {
@@ -114,17 +67,10 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
     // their one-second leases lapse (a lease of 0, which this waited for
     // before, is no lease filegc accepts).
     let mut client = env.db.connect();
-    let lapsed = eventually(Duration::from_secs(10), || {
-        client
-            .query_one(
-                "SELECT count(*) FROM filegc.tombstones WHERE state = 'claimed' AND lease_until >= now()",
-                &[],
-            )
-            .unwrap()
-            .get::<_, i64>(0)
-            == 0
-    });
-    assert!(lapsed, "leases of a second are still running after 10 s");
+    assert!(
+        leases_lapse(&mut client),
+        "leases of a second are still running after 10 s"
+    );
     let output = env.run(&["sweep"]);
     assert!(output.status.success(), "{}", describe_output(&output));
     let took = started.elapsed();

@@ -1,5 +1,6 @@
 //! The listing and delete commands of `filegc`, run as a user would.
 
+use filegc_tests::sweeper::{json_document, listed_paths};
 use filegc_tests::test_env::TestEnv;
 use serde_json::Value;
 
@@ -14,28 +15,12 @@ fn known_volume() -> TestEnv {
     env
 }
 
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
-}
-
-fn paths(listing: &Value) -> Vec<String> {
-    let mut paths: Vec<String> = listing
-        .as_array()
-        .expect("an array")
-        .iter()
-        .map(|file| file["path"].as_str().unwrap().to_owned())
-        .collect();
-    paths.sort();
-    paths
-}
-
 #[test]
 fn orphans_are_listed_as_json_with_the_documented_fields() {
     let env = known_volume();
-    let listing = json(&env.run_ok(&["orphans", "--json"]));
+    let listing = json_document(&env.run_ok(&["orphans", "--json"]));
     assert_eq!(
-        paths(&listing),
+        listed_paths(&listing),
         ["user_2_1700000000.png", "user_3_1700000000.webp"]
     );
     let first = &listing[0];
@@ -54,16 +39,16 @@ fn orphans_look_at_the_volume_now_and_leave_the_inventory_to_scan() {
     let scans = "SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan'";
     let scanned = env.query_i64(scans);
 
-    let listing = json(&env.run_ok(&["orphans", "--json"]));
+    let listing = json_document(&env.run_ok(&["orphans", "--json"]));
     assert_eq!(
-        paths(&listing),
+        listed_paths(&listing),
         ["user_2_1700000000.png", "user_4_1700000000.jpg"]
     );
     assert_eq!(listing[1]["size_bytes"], 500);
     assert_eq!(env.query_i64(scans), scanned, "a listing is not a scan");
-    let from_the_inventory = json(&env.run_ok(&["orphans", "--no-scan", "--json"]));
+    let from_the_inventory = json_document(&env.run_ok(&["orphans", "--no-scan", "--json"]));
     assert_eq!(
-        paths(&from_the_inventory),
+        listed_paths(&from_the_inventory),
         ["user_2_1700000000.png", "user_3_1700000000.webp"],
         "the inventory still holds what the scan saw"
     );
@@ -98,12 +83,12 @@ fn a_fresh_orphan_listing_is_the_one_a_scan_gives() {
         .set_modified(before_2000)
         .unwrap();
 
-    let fresh = json(&env.run_ok(&["orphans", "--json"]));
+    let fresh = json_document(&env.run_ok(&["orphans", "--json"]));
     env.run_ok(&["scan"]);
-    let scanned = json(&env.run_ok(&["orphans", "--no-scan", "--json"]));
+    let scanned = json_document(&env.run_ok(&["orphans", "--no-scan", "--json"]));
     assert_eq!(fresh, scanned);
     assert_eq!(
-        paths(&fresh),
+        listed_paths(&fresh),
         [
             "sub/user_5_1700000000.jpg",
             "user_10_1700000000.JPG",
@@ -122,10 +107,10 @@ fn chrono_like_rfc3339(text: &str) -> bool {
 #[test]
 fn list_shows_every_file_and_filters_apply() {
     let env = known_volume();
-    let all = json(&env.run_ok(&["list", "--json"]));
-    assert_eq!(paths(&all).len(), 4);
-    let pngs = json(&env.run_ok(&["list", "--json", "--no-scan", "--ext", "png"]));
-    assert_eq!(paths(&pngs), ["user_2_1700000000.png"]);
+    let all = json_document(&env.run_ok(&["list", "--json"]));
+    assert_eq!(listed_paths(&all).len(), 4);
+    let pngs = json_document(&env.run_ok(&["list", "--json", "--no-scan", "--ext", "png"]));
+    assert_eq!(listed_paths(&pngs), ["user_2_1700000000.png"]);
     let table = env.run_ok(&["list", "--no-scan"]);
     assert!(table.contains("readme.txt"), "{table}");
     assert!(table.contains("4 files"), "{table}");
@@ -134,9 +119,9 @@ fn list_shows_every_file_and_filters_apply() {
 #[test]
 fn old_lists_managed_images_past_the_age() {
     let env = known_volume();
-    let old = json(&env.run_ok(&["old", "--days", "30", "--json"]));
+    let old = json_document(&env.run_ok(&["old", "--days", "30", "--json"]));
     assert_eq!(
-        paths(&old),
+        listed_paths(&old),
         ["user_1_1700000000.jpg", "user_2_1700000000.png"]
     );
 }
@@ -144,7 +129,7 @@ fn old_lists_managed_images_past_the_age() {
 #[test]
 fn stats_is_an_object_keyed_by_the_view_columns() {
     let env = known_volume();
-    let stats = json(&env.run_ok(&["stats", "--json"]));
+    let stats = json_document(&env.run_ok(&["stats", "--json"]));
     assert_eq!(stats["total_files"], 3);
     assert_eq!(stats["orphaned_files"], 2);
     assert_eq!(stats["unmanaged_files"], 1);
@@ -154,7 +139,7 @@ fn stats_is_an_object_keyed_by_the_view_columns() {
 #[test]
 fn delete_orphans_with_yes_trashes_them_and_keeps_referenced_ones() {
     let mut env = known_volume();
-    let summary = json(&env.run_ok(&["delete-orphans", "--yes", "--json", "--force"]));
+    let summary = json_document(&env.run_ok(&["delete-orphans", "--yes", "--json", "--force"]));
     assert_eq!(summary["scheduled"], 2);
     assert_eq!(summary["deleted"], 2);
     assert_eq!(summary["failed"], 0);
@@ -179,12 +164,13 @@ fn delete_orphans_prints_the_summary() {
 #[test]
 fn delete_old_spares_referenced_images_unless_asked() {
     let env = known_volume();
-    let summary = json(&env.run_ok(&["delete-old", "--days", "30", "--yes", "--json", "--force"]));
+    let summary =
+        json_document(&env.run_ok(&["delete-old", "--days", "30", "--yes", "--json", "--force"]));
     assert_eq!(summary["deleted"], 1);
     assert!(env.path("user_1_1700000000.jpg").is_file());
     assert!(!env.path("user_2_1700000000.png").exists());
 
-    let summary = json(&env.run_ok(&[
+    let summary = json_document(&env.run_ok(&[
         "delete-old",
         "--days",
         "30",
