@@ -278,3 +278,53 @@ pub fn a_batch_is_claimed(client: &mut Client) -> bool {
         .get::<_, i64>(0)
         > 0
 }
+
+/// What [`kill_sweeps`] does after each kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterKill {
+    /// Starts the next sweeper at once: it finds what the killed one left unclaimed.
+    StartAtOnce,
+    /// Waits for the killed sweeper's lease to lapse, so that the next one takes its batch over.
+    WaitForItsLease,
+}
+
+/// Starts a sweeper `kills` times and kills it (SIGKILL) at a random point
+/// of its work, once it holds a batch, at most `max_delay_ms` later; a
+/// sweeper must not fail on its own. Returns how many kills landed while it ran.
+pub fn kill_sweeps(
+    start: impl Fn() -> crate::sweeper::Running,
+    kills: usize,
+    rng: &mut Rng,
+    max_delay_ms: usize,
+    after: AfterKill,
+    watcher: &mut Client,
+) -> usize {
+    let mut killed_while_working = 0;
+    for _ in 0..kills {
+        let mut sweep = start();
+        // Waiting a fixed time instead let a fast sweeper finish before any kill.
+        crate::eventually(std::time::Duration::from_secs(10), || {
+            !sweep.is_running() || a_batch_is_claimed(watcher)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(
+            rng.below(max_delay_ms) as u64
+        ));
+        if sweep.is_running() {
+            sweep.signal(libc::SIGKILL);
+            killed_while_working += 1;
+        }
+        let status = sweep.exit_status(std::time::Duration::from_secs(30));
+        assert!(
+            status.success() || status.code().is_none(),
+            "a sweep failed on its own: {status}\n{}",
+            sweep.log()
+        );
+        if after == AfterKill::WaitForItsLease {
+            assert!(
+                leases_lapse(watcher),
+                "leases of a second are still running after 10 s"
+            );
+        }
+    }
+    killed_while_working
+}

@@ -232,6 +232,14 @@ pub fn filegc_on_bucket(
     bucket_command(filegc_bin(), server, database_url, storage, args)
 }
 
+/// Runs `filegc ARGS` on [`STORAGE`] to its end; returns its stdout, and fails the test if it failed.
+pub fn filegc_on_bucket_ok(server: &S3Server, database_url: &str, args: &[&str]) -> String {
+    let output = filegc_on_bucket(server, database_url, STORAGE, args)
+        .output()
+        .unwrap_or_else(|error| panic!("running filegc {args:?}: {error}"));
+    crate::sweeper::succeeded(args, &output)
+}
+
 /// Like [`filegc_on_bucket`], with another build of `filegc` (the benchmark's release build).
 pub fn bucket_command(
     program: &Path,

@@ -3,9 +3,9 @@
 //! volume, with the same breaker and final check.
 
 use filegc_tests::s3_server::{
-    filegc_on_bucket, object_key, trashed_key, S3Server, BUCKET, STORAGE,
+    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, S3Server, BUCKET, STORAGE,
 };
-use filegc_tests::sweeper::{describe_output, json_document, listed_paths, stderr, succeeded};
+use filegc_tests::sweeper::{describe_output, json_document, listed_paths, stderr};
 use filegc_tests::test_env::{run_command_on_terminal, TestEnv};
 
 const REFERENCED: &str = "user_1_1700000000.jpg";
@@ -29,10 +29,7 @@ fn known_bucket() -> (S3Server, TestEnv) {
 }
 
 fn run_ok(server: &S3Server, env: &TestEnv, args: &[&str]) -> String {
-    let output = filegc_on_bucket(server, &env.db.url(), STORAGE, args)
-        .output()
-        .unwrap();
-    succeeded(args, &output)
+    filegc_on_bucket_ok(server, &env.db.url(), args)
 }
 
 #[test]

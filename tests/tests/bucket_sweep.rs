@@ -6,7 +6,8 @@ use std::time::Duration;
 use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
 use filegc_tests::s3_server::{
-    filegc_on_bucket, object_key, trashed_key, BusyProxy, S3Server, BUCKET, STORAGE,
+    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, BusyProxy, S3Server, BUCKET,
+    STORAGE,
 };
 use filegc_tests::sweeper::{describe_output, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
@@ -27,10 +28,7 @@ fn bucket_with_a_referenced_image() -> (S3Server, TestEnv) {
 }
 
 fn run_ok(server: &S3Server, env: &TestEnv, args: &[&str]) -> String {
-    let output = filegc_on_bucket(server, &env.db.url(), STORAGE, args)
-        .output()
-        .unwrap();
-    succeeded(args, &output)
+    filegc_on_bucket_ok(server, &env.db.url(), args)
 }
 
 #[test]

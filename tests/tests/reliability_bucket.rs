@@ -6,12 +6,10 @@
 //! Short form: 300 objects, 4 kills. `FILEGC_SOAK=1`: 2,000 objects, 12 kills.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use filegc_tests::eventually;
 use filegc_tests::reliability::{
-    a_batch_is_claimed, canary_name, leases_lapse, schedule_crash_queue, scheduled_name, soak,
-    tombstones, Rng, Tombstone,
+    canary_name, kill_sweeps, schedule_crash_queue, scheduled_name, soak, tombstones, AfterKill,
+    Rng, Tombstone,
 };
 use filegc_tests::s3_server::{
     filegc_on_bucket, object_key, trashed_key, S3Server, BUCKET, STORAGE,
@@ -42,31 +40,15 @@ fn kill_9_during_a_bucket_sweep_trashes_every_object_once_and_nothing_referenced
     schedule_crash_queue(&mut env.client, objects, CANARIES);
 
     let url = env.db.url();
-    let mut killed_while_working = 0;
     let mut watcher = env.db.connect();
-    for _ in 0..kills {
-        let mut sweep = Running::spawn(filegc_on_bucket(&server, &url, STORAGE, &["sweep"]));
-        // A kill lands once the sweeper holds a batch, at a random point of its work.
-        eventually(Duration::from_secs(10), || {
-            !sweep.is_running() || a_batch_is_claimed(&mut watcher)
-        });
-        std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
-        if sweep.is_running() {
-            sweep.signal(libc::SIGKILL);
-            killed_while_working += 1;
-        }
-        let status = sweep.exit_status(Duration::from_secs(30));
-        assert!(
-            status.success() || status.code().is_none(),
-            "a sweep failed on its own: {status}\n{}",
-            sweep.log()
-        );
-        // The next sweeper finds the killed one's batch once its lease lapses.
-        assert!(
-            leases_lapse(&mut watcher),
-            "leases of a second are still running after 10 s"
-        );
-    }
+    let killed_while_working = kill_sweeps(
+        || Running::spawn(filegc_on_bucket(&server, &url, STORAGE, &["sweep"])),
+        kills,
+        &mut rng,
+        MAX_KILL_DELAY_MS,
+        AfterKill::WaitForItsLease,
+        &mut watcher,
+    );
     let output = filegc_on_bucket(&server, &url, STORAGE, &["sweep"])
         .output()
         .unwrap();

@@ -5,12 +5,11 @@
 //! Short form: 2,000 tombstones, 5 kills. `FILEGC_SOAK=1`: 10,000 tombstones, 20 kills.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use filegc_tests::eventually;
 use filegc_tests::reliability::{
-    a_batch_is_claimed, canary_name, files_in, leases_lapse, schedule_crash_queue, scheduled_name,
-    soak, tombstones, Rng, Tombstone,
+    canary_name, files_in, kill_sweeps, leases_lapse, schedule_crash_queue, scheduled_name, soak,
+    tombstones, AfterKill, Rng, Tombstone,
 };
 use filegc_tests::sweeper::describe_output;
 use filegc_tests::test_env::TestEnv;
@@ -38,28 +37,15 @@ fn kill_9_during_a_sweep_deletes_every_file_once_and_nothing_referenced() {
     schedule_crash_queue(&mut env.client, files, CANARIES);
 
     let started = Instant::now();
-    let mut killed_while_working = 0;
     let mut watcher = env.db.connect();
-    for _ in 0..kills {
-        let mut sweep = env.start(&["sweep"]);
-        // A kill lands once the sweeper holds a batch, at a random point of
-        // its work: waiting a fixed time instead let a fast sweeper finish
-        // before any kill.
-        eventually(Duration::from_secs(10), || {
-            !sweep.is_running() || a_batch_is_claimed(&mut watcher)
-        });
-        std::thread::sleep(Duration::from_millis(rng.below(MAX_KILL_DELAY_MS) as u64));
-        if sweep.is_running() {
-            sweep.signal(libc::SIGKILL);
-            killed_while_working += 1;
-        }
-        let status = sweep.exit_status(Duration::from_secs(10));
-        assert!(
-            status.success() || status.code().is_none(),
-            "a sweep failed on its own: {status}\n{}",
-            sweep.log()
-        );
-    }
+    let killed_while_working = kill_sweeps(
+        || env.start(&["sweep"]),
+        kills,
+        &mut rng,
+        MAX_KILL_DELAY_MS,
+        AfterKill::StartAtOnce,
+        &mut watcher,
+    );
     let done_before_final =
         env.query_i64("SELECT count(*) FROM filegc.tombstones WHERE state = 'done'");
 
