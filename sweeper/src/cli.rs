@@ -13,7 +13,7 @@ use crate::exit_codes::EXIT_CODES_HELP;
 
 /// What the top-level `--help` says before the commands.
 const LONG_ABOUT: &str = "\
-Keeps the image volume and the database in step: finds images no row \
+Keeps the image volume (or bucket) and the database in step: finds images no row \
 references, deletes them safely (through a trash folder), and shows what \
 fills the volume.
 
@@ -127,7 +127,7 @@ pub enum EngineArg {
 /// The commands, named as in the old tool's menu where it had them.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every file on the volume, with its size and modification date
+    /// List every file on the volume or bucket, with its size and modification date
     #[command(after_help = "\
 Examples:
   filegc list
@@ -200,7 +200,7 @@ the old tool's option 5 did: back up the database first.")]
         deletion: DeleteArgs,
     },
 
-    /// Walk the volume and record what is on it in the database
+    /// Walk the volume (or list the bucket) and record what is on it in the database
     #[command(after_help = "\
 Example:
   filegc scan")]
@@ -228,7 +228,7 @@ Examples:
         yes: bool,
     },
 
-    /// Bring a file back from the trash folder to its place on the volume
+    /// Bring a file back from the trash folder to its place
     #[command(after_help = "\
 Example:
   filegc restore user_123_1700000000.jpg")]
