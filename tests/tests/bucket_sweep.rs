@@ -237,3 +237,28 @@ fn a_busy_service_is_asked_again_and_the_scan_and_the_sweep_finish() {
     assert!(server.exists(BUCKET, &trashed_key(IMAGE)));
     assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"));
 }
+
+#[test]
+fn run_reports_a_bucket_at_its_scans_not_at_every_sweep() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    // A report lists the bucket's trash: at every sweep, a busy application
+    // would have it listed many times a minute.
+    let run = ["run", "--sweep-interval", "1h", "--scan-interval", "1h"];
+    let mut running = Running::spawn(filegc_on_bucket(&server, &env.db.url(), STORAGE, &run));
+    env.wait_until_listening(&mut running);
+    let reports = "SELECT count(*) FROM filegc.volume_reports";
+    let after_the_scan = env.query_i64(reports);
+    env.unreference(IMAGE);
+    assert!(
+        eventually(DEADLINE, || server.exists(BUCKET, &trashed_key(IMAGE))),
+        "the object never moved into the trash:\n{}",
+        running.log()
+    );
+    assert!(
+        eventually(DEADLINE, || env.outcome(IMAGE).as_deref() == Some("trashed")),
+        "{}",
+        running.log()
+    );
+    assert_eq!(env.query_i64(reports), after_the_scan, "{}", running.log());
+    assert_eq!(running.stop().code(), Some(0));
+}
