@@ -117,6 +117,37 @@ impl S3Server {
             .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
     }
 
+    /// Writes an object of `size` bytes with `headers` (its metadata: `Content-Type`, `x-amz-meta-*`).
+    pub fn put_with(&self, bucket: &str, key: &str, size: usize, headers: &[(&str, &str)]) {
+        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+        let mut request = self
+            .agent
+            .put(&url)
+            .header("Authorization", TEST_AUTHORIZATION);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .send(&vec![b'x'; size][..])
+            .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+    }
+
+    /// A header of the object at `key`, as a HEAD answers it; `None` when it has none.
+    pub fn header(&self, bucket: &str, key: &str, name: &str) -> Option<String> {
+        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+        let response = self
+            .agent
+            .head(&url)
+            .header("Authorization", TEST_AUTHORIZATION)
+            .call()
+            .unwrap_or_else(|error| panic!("looking at s3://{bucket}/{key}: {error}"));
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    }
+
     /// Writes an object of `size` bytes at each key, over several connections at once.
     pub fn put_many(&self, bucket: &str, keys: &[String], size: usize) {
         const CONNECTIONS: usize = 4;
@@ -192,6 +223,27 @@ impl S3Server {
             if token.is_none() {
                 return keys;
             }
+        }
+    }
+
+    /// The size of the object at `key`; `None` when there is none.
+    pub fn size(&self, bucket: &str, key: &str) -> Option<u64> {
+        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+        let request = self
+            .agent
+            .head(&url)
+            .header("Authorization", TEST_AUTHORIZATION);
+        match request.call() {
+            Ok(response) => Some(
+                response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse().ok())
+                    .expect("a HEAD answer with a Content-Length"),
+            ),
+            Err(ureq::Error::StatusCode(404)) => None,
+            Err(error) => panic!("looking at s3://{bucket}/{key}: {error}"),
         }
     }
 
@@ -288,57 +340,107 @@ fn encode_key(key: &str) -> String {
         .collect()
 }
 
-/// A proxy in front of an [`S3Server`] that answers the first `failures`
-/// requests with 503 SlowDown, as a busy service does, then passes every
-/// request on. Its connections to the server each carry one request.
-pub struct BusyProxy {
-    port: u16,
-    refused: Arc<AtomicUsize>,
+/// What a [`Proxy`] does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passage {
+    /// Passes it on to the server.
+    Forward,
+    /// Answers 503 SlowDown, as a busy service does.
+    SlowDown,
 }
 
-impl BusyProxy {
-    /// Starts the proxy; it serves until the test process ends.
-    pub fn start(server: &S3Server, failures: usize) -> BusyProxy {
+/// A proxy in front of an [`S3Server`] that shows each request's first line
+/// (`PUT /bucket/key?... HTTP/1.1`) to a hook, which decides its passage and
+/// may act on the server first. Its connections to the server each carry
+/// one request. It serves until the test process ends.
+pub struct Proxy {
+    port: u16,
+}
+
+impl Proxy {
+    /// Starts a proxy whose `hook` sees every request.
+    pub fn start(
+        server: &S3Server,
+        hook: impl Fn(&str) -> Passage + Send + Sync + 'static,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the proxy");
         let port = listener.local_addr().expect("the proxy's address").port();
         let upstream = server.port;
-        let to_refuse = Arc::new(AtomicUsize::new(failures));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let counters = (to_refuse, refused.clone());
+        let hook = Arc::new(hook);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (to_refuse, refused) = (counters.0.clone(), counters.1.clone());
+                let hook = hook.clone();
                 std::thread::spawn(move || {
                     // A connection the client dropped ends here; nothing to report.
-                    let _ = serve_busy(client, upstream, &to_refuse, &refused);
+                    let _ = serve(client, upstream, &*hook);
                 });
             }
         });
-        BusyProxy { port, refused }
+        Proxy { port }
+    }
+
+    /// A proxy that answers the first `failures` requests with 503
+    /// SlowDown, then passes every request on; the count is of those refused.
+    pub fn busy(server: &S3Server, failures: usize) -> (Proxy, Arc<AtomicUsize>) {
+        let to_refuse = AtomicUsize::new(failures);
+        let refused = Arc::new(AtomicUsize::new(0));
+        let counted = refused.clone();
+        let proxy = Proxy::start(server, move |_| {
+            let busy = to_refuse
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+            if busy {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Passage::SlowDown
+            } else {
+                Passage::Forward
+            }
+        });
+        (proxy, refused)
+    }
+
+    /// A proxy that, the first time a request writes `key` (a PUT, or a
+    /// copy there), uploads `size` bytes there itself first: an
+    /// application's upload racing the request.
+    pub fn racing_upload(server: &S3Server, bucket: &str, key: &str, size: usize) -> Proxy {
+        // As the sweeper's requests spell it: a plain key goes as it is.
+        let path = format!("/{bucket}/{key}");
+        let url = format!("{}/{bucket}/{}", server.endpoint(), encode_key(key));
+        let raced = std::sync::atomic::AtomicBool::new(false);
+        Proxy::start(server, move |request_line| {
+            let writes_the_key = ["PUT ", "COPY "].iter().any(|method| {
+                request_line
+                    .strip_prefix(method)
+                    .and_then(|target| target.strip_prefix(path.as_str()))
+                    .is_some_and(|rest| rest.starts_with(['?', ' ']))
+            });
+            if writes_the_key && !raced.swap(true, Ordering::SeqCst) {
+                ureq::Agent::new_with_defaults()
+                    .put(&url)
+                    .header("Authorization", TEST_AUTHORIZATION)
+                    .send(&vec![b'u'; size][..])
+                    .unwrap_or_else(|error| panic!("the racing upload to {url}: {error}"));
+            }
+            Passage::Forward
+        })
     }
 
     /// The endpoint to give `filegc` instead of the server's (`ENDPOINT`).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-
-    /// How many requests it answered with 503 so far.
-    pub fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
 }
 
-/// Serves one client connection of a [`BusyProxy`], request by request.
-fn serve_busy(
-    client: TcpStream,
-    upstream: u16,
-    to_refuse: &AtomicUsize,
-    refused: &AtomicUsize,
-) -> std::io::Result<()> {
+/// Serves one client connection of a [`Proxy`], request by request.
+fn serve(client: TcpStream, upstream: u16, hook: &dyn Fn(&str) -> Passage) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {
         let mut head = Vec::new();
+        let mut request_line = None;
+        let mut copies = false;
         let mut content_length = 0;
         loop {
             let mut line = String::new();
@@ -348,10 +450,14 @@ fn serve_busy(
             if line == "\r\n" {
                 break;
             }
+            if request_line.is_none() {
+                request_line = Some(line.clone());
+            }
             let lower = line.to_ascii_lowercase();
             if let Some(value) = lower.strip_prefix("content-length:") {
                 content_length = value.trim().parse().unwrap_or(0);
             }
+            copies |= lower.starts_with("x-amz-copy-source:");
             // The server closes its connection after the answer, so the proxy knows where it ends.
             if !lower.starts_with("connection:") {
                 head.extend_from_slice(line.as_bytes());
@@ -359,13 +465,14 @@ fn serve_busy(
         }
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body)?;
-        let busy = to_refuse
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok();
-        if busy {
-            refused.fetch_add(1, Ordering::SeqCst);
+        let request_line = request_line.unwrap_or_default();
+        // A copy names its target in a PUT too; the hook sees it as `COPY`.
+        let shown = if copies {
+            request_line.replacen("PUT ", "COPY ", 1)
+        } else {
+            request_line
+        };
+        if hook(&shown) == Passage::SlowDown {
             let error = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
             write!(
                 client,

@@ -1,15 +1,16 @@
 //! `filegc sweep` and `filegc restore` on an S3-compatible bucket (a real
 //! `moto_server`): the same final check, trash and audit trail as on a volume.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
 use filegc_tests::s3_server::{
-    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, BusyProxy, S3Server, BUCKET,
+    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, Proxy, S3Server, BUCKET,
     STORAGE,
 };
-use filegc_tests::sweeper::{describe_output, succeeded, Running};
+use filegc_tests::sweeper::{describe_output, stderr, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
 const IMAGE: &str = "user_1_1700000000.jpg";
@@ -213,7 +214,7 @@ fn run_with_a_byte_budget_cleans_up_when_the_bucket_reaches_the_emergency_level(
 fn a_busy_service_is_asked_again_and_the_scan_and_the_sweep_finish() {
     let (server, mut env) = bucket_with_a_referenced_image();
     env.unreference(IMAGE);
-    let proxy = BusyProxy::start(&server, 3);
+    let (proxy, refused) = Proxy::busy(&server, 3);
     let through_the_proxy = |args: &[&str]| {
         let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
             .env("ENDPOINT", proxy.endpoint())
@@ -222,16 +223,24 @@ fn a_busy_service_is_asked_again_and_the_scan_and_the_sweep_finish() {
         succeeded(args, &output)
     };
     through_the_proxy(&["scan"]);
-    assert_eq!(proxy.refused(), 3, "the listing met the busy answers");
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        3,
+        "the listing met the busy answers"
+    );
     assert_eq!(env.query_i64("SELECT count(*) FROM filegc.inventory"), 1);
 
-    let busy_again = BusyProxy::start(&server, 3);
+    let (busy_again, refused) = Proxy::busy(&server, 3);
     let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, &["sweep"])
         .env("ENDPOINT", busy_again.endpoint())
         .output()
         .unwrap();
     let stdout = succeeded(&["sweep"], &output);
-    assert_eq!(busy_again.refused(), 3, "the sweep met the busy answers");
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        3,
+        "the sweep met the busy answers"
+    );
     assert!(stdout.contains("1 removed"), "{stdout}");
     assert!(!server.exists(BUCKET, &object_key(IMAGE)));
     assert!(server.exists(BUCKET, &trashed_key(IMAGE)));
@@ -247,6 +256,12 @@ fn run_reports_a_bucket_at_its_scans_not_at_every_sweep() {
     let mut running = Running::spawn(filegc_on_bucket(&server, &env.db.url(), STORAGE, &run));
     env.wait_until_listening(&mut running);
     let reports = "SELECT count(*) FROM filegc.volume_reports";
+    // The scan reports once it has finished its run and looked at the trash.
+    assert!(
+        eventually(DEADLINE, || env.query_i64(reports) == 1),
+        "{}",
+        running.log()
+    );
     let after_the_scan = env.query_i64(reports);
     env.unreference(IMAGE);
     assert!(
@@ -255,10 +270,70 @@ fn run_reports_a_bucket_at_its_scans_not_at_every_sweep() {
         running.log()
     );
     assert!(
-        eventually(DEADLINE, || env.outcome(IMAGE).as_deref() == Some("trashed")),
+        eventually(DEADLINE, || env.outcome(IMAGE).as_deref()
+            == Some("trashed")),
         "{}",
         running.log()
     );
     assert_eq!(env.query_i64(reports), after_the_scan, "{}", running.log());
     assert_eq!(running.stop().code(), Some(0));
+}
+
+#[test]
+fn a_restore_never_replaces_an_upload_made_during_it() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    env.unreference(IMAGE);
+    run_ok(&server, &env, &["sweep"]);
+    assert!(server.exists(BUCKET, &trashed_key(IMAGE)));
+    // The application uploads a new image at the path between the restore's
+    // look at the path and its write there.
+    let proxy = Proxy::racing_upload(&server, BUCKET, &object_key(IMAGE), 777);
+    let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, &["restore", IMAGE])
+        .env("ENDPOINT", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
+    assert!(
+        stderr(&output).contains("a file already stands there"),
+        "{}",
+        describe_output(&output)
+    );
+    assert_eq!(
+        server.size(BUCKET, &object_key(IMAGE)),
+        Some(777),
+        "the upload was replaced by the trashed copy"
+    );
+    assert_eq!(
+        server.size(BUCKET, &trashed_key(IMAGE)),
+        Some(1_234),
+        "the copy stays in the trash"
+    );
+}
+
+#[test]
+fn a_restored_object_keeps_its_content_type_and_metadata() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    server.put_with(
+        BUCKET,
+        &object_key(IMAGE),
+        1_234,
+        &[
+            ("Content-Type", "image/jpeg"),
+            ("Cache-Control", "max-age=60"),
+            ("x-amz-meta-uploaded-by", "user-1"),
+        ],
+    );
+    env.unreference(IMAGE);
+    run_ok(&server, &env, &["sweep"]);
+    run_ok(&server, &env, &["restore", IMAGE]);
+    let header = |name| server.header(BUCKET, &object_key(IMAGE), name);
+    assert_eq!(header("content-type").as_deref(), Some("image/jpeg"));
+    assert_eq!(header("cache-control").as_deref(), Some("max-age=60"));
+    assert_eq!(header("x-amz-meta-uploaded-by").as_deref(), Some("user-1"));
+    assert_eq!(server.size(BUCKET, &object_key(IMAGE)), Some(1_234));
 }

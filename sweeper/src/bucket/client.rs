@@ -37,6 +37,9 @@ pub struct Bucket {
     /// Set once the service answered a conditional delete with 501: its
     /// deletions are unconditional from then on (logged once).
     unconditional_deletes: Arc<AtomicBool>,
+    /// Set once the service answered a write with `If-None-Match: *` with
+    /// 501: restores copy on the server from then on (logged once).
+    unconditional_writes: Arc<AtomicBool>,
     /// The byte budget the alert levels measure the bucket against.
     budget_bytes: Option<u64>,
     /// The request rate every request (each attempt) keeps to, when one is set.
@@ -159,6 +162,7 @@ impl Bucket {
             credentials,
             http,
             unconditional_deletes: Arc::new(AtomicBool::new(false)),
+            unconditional_writes: Arc::new(AtomicBool::new(false)),
             budget_bytes: settings.budget_bytes,
             pace: settings
                 .requests_per_second
@@ -227,7 +231,7 @@ impl Bucket {
             .request(action, reqwest::Method::GET, || (sign(), Vec::new()))
             .await?;
         if answer.status.is_success() {
-            Ok(answer.body)
+            Ok(answer.text())
         } else {
             Err(answer.refused(self, action))
         }
@@ -241,7 +245,18 @@ impl Bucket {
         &self,
         action: &'static str,
         method: reqwest::Method,
-        sign: impl Fn() -> (url::Url, Vec<(&'static str, String)>),
+        sign: impl Fn() -> (url::Url, Vec<(String, String)>),
+    ) -> Result<Answer, BucketError> {
+        self.request_with_body(action, method, sign, None).await
+    }
+
+    /// [`Bucket::request`] with a body, sent again with each attempt.
+    pub(super) async fn request_with_body(
+        &self,
+        action: &'static str,
+        method: reqwest::Method,
+        sign: impl Fn() -> (url::Url, Vec<(String, String)>),
+        body: Option<bytes::Bytes>,
     ) -> Result<Answer, BucketError> {
         let attempt = || async {
             if let Some(pace) = &self.pace {
@@ -258,6 +273,9 @@ impl Bucket {
                 .header("X-Tigris-Consistent", "true");
             for (name, value) in headers {
                 request = request.header(name, value);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
             }
             let unreachable = |source| BucketError::Unreachable {
                 location: self.location.clone(),
@@ -276,11 +294,20 @@ impl Bucket {
             let content_length =
                 header(reqwest::header::CONTENT_LENGTH).and_then(|value| value.parse().ok());
             let etag = header(reqwest::header::ETAG);
-            let body = response.text().await.map_err(unreachable)?;
+            let metadata = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| is_object_metadata(name.as_str()))
+                .filter_map(|(name, value)| {
+                    Some((name.to_string(), value.to_str().ok()?.to_owned()))
+                })
+                .collect();
+            let body = response.bytes().await.map_err(unreachable)?;
             let answer = Answer {
                 status,
                 content_length,
                 etag,
+                metadata,
                 body,
             };
             if status.is_success()
@@ -333,6 +360,21 @@ impl Bucket {
         }
     }
 
+    /// Whether the service turned down writes that must not replace an object.
+    pub(super) fn writes_unconditionally(&self) -> bool {
+        self.unconditional_writes.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the service does not implement `If-None-Match` on writes; warns the first time.
+    pub(super) fn note_unconditional_writes(&self) {
+        if !self.unconditional_writes.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                bucket = %self.location,
+                "the service does not implement writes that refuse to replace an object (If-None-Match): a restore copies on the server, and replaces an upload made at the path during it; see docs/buckets.md"
+            );
+        }
+    }
+
     /// The signing target and credentials, for the object requests.
     pub(super) fn target(&self) -> (&rusty_s3::Bucket, &Credentials) {
         (&self.target, &self.credentials)
@@ -349,8 +391,11 @@ pub(super) struct Answer {
     pub content_length: Option<u64>,
     /// The `ETag` header: which version of an object, for HEAD.
     pub etag: Option<String>,
+    /// The object's metadata among the headers, for GET: what a write of
+    /// its content elsewhere must send to make the same object.
+    pub metadata: Vec<(String, String)>,
     /// The body.
-    pub body: String,
+    pub body: bytes::Bytes,
 }
 
 impl Answer {
@@ -360,8 +405,13 @@ impl Answer {
             action,
             status: self.status,
             hint: hint(self.status),
-            body: self.body.chars().take(500).collect(),
+            body: self.text().chars().take(500).collect(),
         }
+    }
+
+    /// The body as text (an S3 document), any bytes that are not UTF-8 replaced.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// Whether the object asked about is not there.
@@ -383,6 +433,20 @@ impl Answer {
     pub fn into_error(self, bucket: &Bucket, action: &'static str) -> BucketError {
         self.refused(bucket, action)
     }
+}
+
+/// Whether an answer's header is part of the object (S3 keeps these with its
+/// content and gives them back), as opposed to the answer's own.
+fn is_object_metadata(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type"
+            | "cache-control"
+            | "content-disposition"
+            | "content-encoding"
+            | "content-language"
+            | "expires"
+    ) || name.starts_with("x-amz-meta-")
 }
 
 /// What an error status usually means for a bucket the sweeper was configured for.

@@ -3,7 +3,9 @@
 //!
 //! A bucket has no rename: an object goes into the trash as a server-side
 //! copy to `PREFIX/.filegc-trash/PATH`, then the deletion of the original,
-//! and comes back the same way. An interruption between the two leaves the
+//! and comes back as a write that refuses to replace an object at the path
+//! (see [`Bucket::copy_back`]), then the deletion of the trashed copy. An
+//! interruption between the two leaves the
 //! object in both places; the next attempt does both steps again (the copy
 //! replaces the trashed one with the same object), as the sweep retries a
 //! failed deletion.
@@ -17,11 +19,28 @@
 use std::io;
 
 use filegc_path_rules::validate_relative;
-use rusty_s3::actions::{DeleteObject, HeadObject, PutObject};
+use rusty_s3::actions::{DeleteObject, GetObject, HeadObject, PutObject};
 use rusty_s3::S3Action;
 
 use super::client::{Bucket, BucketError, SIGNATURE_LIFETIME};
 use crate::volume::{check_path, FileError, RemoveOutcome, RestoreOutcome, TrashUsage, TRASH_DIR};
+
+/// Trashed copies up to this size come back through the sweeper (read, then
+/// written where nothing stands, a condition the service checks); larger ones
+/// by a copy on the server, which cannot refuse to replace an upload made at
+/// the path in between, rather than held in the memory of the application's
+/// container.
+const RESTORE_THROUGH_MEMORY_MAX: u64 = 64 * 1024 * 1024;
+
+/// How writing a trashed copy back to its path ended.
+enum CopyBack {
+    /// The copy stands at the path.
+    Written,
+    /// An object stood at the path: nothing was written.
+    TargetExists,
+    /// The trashed copy is gone, or is another version now.
+    SourceGone,
+}
 
 /// One version of an object, as a HEAD saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +107,10 @@ impl Bucket {
             .filter(|_| !self.deletes_unconditionally());
         let send = |etag: Option<String>| {
             self.request(ACTION, reqwest::Method::DELETE, move || {
-                let headers = etag.iter().map(|etag| ("if-match", etag.clone())).collect();
+                let headers = etag
+                    .iter()
+                    .map(|etag| ("if-match".to_owned(), etag.clone()))
+                    .collect();
                 (
                     DeleteObject::new(target, Some(credentials), key).sign(SIGNATURE_LIFETIME),
                     headers,
@@ -126,14 +148,14 @@ impl Bucket {
         );
         let answer = self
             .request("copy an object", reqwest::Method::PUT, || {
-                let mut headers = vec![("x-amz-copy-source", source.clone())];
+                let mut headers = vec![("x-amz-copy-source".to_owned(), source.clone())];
                 if let Some(etag) = &version.etag {
-                    headers.push(("x-amz-copy-source-if-match", etag.clone()));
+                    headers.push(("x-amz-copy-source-if-match".to_owned(), etag.clone()));
                 }
                 let mut put = PutObject::new(target, Some(credentials), to);
                 // AWS refuses an x-amz-* header that is not signed.
                 for (name, value) in &headers {
-                    put.headers_mut().insert(*name, value.clone());
+                    put.headers_mut().insert(name.clone(), value.clone());
                 }
                 (put.sign(SIGNATURE_LIFETIME), headers)
             })
@@ -145,14 +167,88 @@ impl Bucket {
             return Err(answer.into_error(self, "copy an object"));
         }
         // A copy can fail after its 200 (S3 then sends an error document).
-        if answer.body.contains("<Error>") {
+        if answer.text().contains("<Error>") {
             return Err(BucketError::BadAnswer {
                 location: self.location().clone(),
                 action: "copy an object",
-                reason: answer.body.chars().take(500).collect(),
+                reason: answer.text().chars().take(500).collect(),
             });
         }
         Ok(!answer.not_found())
+    }
+
+    /// Writes the trashed copy `version` at `from` to `to`, only where no
+    /// object stands (`If-None-Match: *`), with its content and metadata read
+    /// through the sweeper: a copy on the server would replace an upload
+    /// made at `to` after the restore looked there, and services do not
+    /// check that condition on copies alike (moto ignores it).
+    async fn copy_back(
+        &self,
+        from: &str,
+        to: &str,
+        version: &ObjectVersion,
+    ) -> Result<CopyBack, BucketError> {
+        let on_the_server = || async {
+            Ok(if self.copy_key(from, to, version).await? {
+                CopyBack::Written
+            } else {
+                CopyBack::SourceGone
+            })
+        };
+        if version.size_bytes > RESTORE_THROUGH_MEMORY_MAX || self.writes_unconditionally() {
+            return on_the_server().await;
+        }
+        const READ: &str = "read a trashed object";
+        let (target, credentials) = self.target();
+        let read = self
+            .request(READ, reqwest::Method::GET, || {
+                let headers = version
+                    .etag
+                    .iter()
+                    .map(|etag| ("if-match".to_owned(), etag.clone()))
+                    .collect();
+                (
+                    GetObject::new(target, Some(credentials), from).sign(SIGNATURE_LIFETIME),
+                    headers,
+                )
+            })
+            .await?;
+        if read.not_found() || read.changed() {
+            return Ok(CopyBack::SourceGone);
+        }
+        if !read.status.is_success() {
+            return Err(read.into_error(self, READ));
+        }
+        const WRITE: &str = "write an object back";
+        let metadata = read.metadata.clone();
+        let written = self
+            .request_with_body(
+                WRITE,
+                reqwest::Method::PUT,
+                || {
+                    let mut put = PutObject::new(target, Some(credentials), to);
+                    // Signed: AWS refuses an x-amz-meta-* header that is not.
+                    for (name, value) in &metadata {
+                        put.headers_mut().insert(name.clone(), value.clone());
+                    }
+                    let mut headers = metadata.clone();
+                    headers.push(("if-none-match".to_owned(), "*".to_owned()));
+                    (put.sign(SIGNATURE_LIFETIME), headers)
+                },
+                Some(read.body.clone()),
+            )
+            .await?;
+        if written.changed() {
+            return Ok(CopyBack::TargetExists);
+        }
+        if written.unsupported() {
+            self.note_unconditional_writes();
+            return on_the_server().await;
+        }
+        if !written.status.is_success() {
+            return Err(written.into_error(self, WRITE));
+        }
+        Ok(CopyBack::Written)
     }
 
     /// The object at `path`, as it is now; `None` when there is none.
@@ -238,12 +334,14 @@ impl Bucket {
         if self.size_of(&key).await.map_err(&failed)?.is_some() {
             return Ok(RestoreOutcome::TargetExists);
         }
-        if !self
-            .copy_key(&trash_key, &key, &trashed)
+        match self
+            .copy_back(&trash_key, &key, &trashed)
             .await
             .map_err(&failed)?
         {
-            return Ok(RestoreOutcome::NotInTrash);
+            CopyBack::Written => {}
+            CopyBack::TargetExists => return Ok(RestoreOutcome::TargetExists),
+            CopyBack::SourceGone => return Ok(RestoreOutcome::NotInTrash),
         }
         // The trashed copy goes only if it is still the one brought back.
         self.delete_key(&trash_key, Some(&trashed))
