@@ -812,7 +812,7 @@ impl<'a> Sweeper<'a> {
         self.settled(db, reported, "emergency cleanup")
     }
 
-    /// Reports the store and its trash; a bucket has no capacity, so its level is `unknown`.
+    /// Reports the store and its trash; a bucket's level comes from its byte budget (`unknown` without one).
     async fn report_capacity(&self, db: &Db) -> Result<String, DbError> {
         report_store(&self.settings.store, db, &self.settings.worker).await
     }

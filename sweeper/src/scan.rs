@@ -170,7 +170,7 @@ pub async fn scan_store(
 
 /// Lists the bucket into the inventory, then brings back the trashed copies
 /// that must be kept and reports the bucket and its trash. A bucket has no
-/// capacity, so the alert level is `unknown`.
+/// size: its level comes from its byte budget (`unknown` without one).
 pub async fn scan_bucket(
     bucket: &Bucket,
     db: &mut Db,
