@@ -2006,6 +2006,27 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      WHERE id = run_id AND finished_at IS NULL
 $$;
 
+-- Where a bucket's listing that was interrupted (a crash, a deploy, a
+-- failed request) resumes: the latest scan of the place left unfinished
+-- within `started_within`, and the last path its listing committed, in the
+-- byte order S3 lists keys in (COLLATE "C" compares UTF-8 bytes). Nothing
+-- when there is none, or it committed nothing. The caller holds the
+-- bucket's listing lock, so no other sweeper is adding to that scan.
+CREATE FUNCTION filegc.resume_scan(place text, started_within interval)
+RETURNS TABLE (scan_id bigint, last_path text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT latest.id, staged.last_path
+      FROM (SELECT r.id FROM filegc.runs r
+             WHERE r.kind = 'scan' AND r.finished_at IS NULL AND r.volume_path = place
+               AND r.started_at > now() - started_within
+             ORDER BY r.started_at DESC, r.id DESC
+             LIMIT 1) AS latest
+     CROSS JOIN LATERAL (SELECT max(s.path COLLATE "C") AS last_path
+                           FROM filegc.inventory_staging s
+                          WHERE s.scan_id = latest.id) AS staged
+     WHERE staged.last_path IS NOT NULL
+$$;
+
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
 -- A rescan of a million files changes a handful: one hash join of the scan
@@ -2495,6 +2516,7 @@ BEGIN
         'filegc.start_run(text, text, text)',
         'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
         'filegc.finish_scan(bigint, bigint)',
+        'filegc.resume_scan(text, interval)',
         'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
         'filegc.claim(text, integer)',
         'filegc.check_before_delete(text, bigint[])',
@@ -2692,6 +2714,8 @@ COMMENT ON FUNCTION filegc.finish_run(bigint, bigint, bigint, bigint, bigint) IS
     'Sweeper protocol: records the end of a run and what it did';
 COMMENT ON FUNCTION filegc.finish_scan(bigint, bigint) IS
     'Sweeper protocol: merges the files a scan copied into filegc.inventory_staging into the inventory and finishes the run';
+COMMENT ON FUNCTION filegc.resume_scan(text, interval) IS
+    'Sweeper protocol: the unfinished scan of a bucket a listing resumes, and the last path it committed';
 COMMENT ON FUNCTION filegc.require_scan() IS
     'Internal: raises an error until the sweeper has reported a scan of the volume';
 COMMENT ON FUNCTION filegc.breaker_sqlstate() IS

@@ -54,6 +54,7 @@ BEGIN
         'filegc.start_run(text, text, text)',
         'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
         'filegc.finish_scan(bigint, bigint)',
+        'filegc.resume_scan(text, interval)',
         'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
         'filegc.process_notes()',
         'filegc.claim(text, integer)',

@@ -19,6 +19,29 @@ $$;
 COMMENT ON FUNCTION filegc.finish_run(bigint, bigint, bigint, bigint, bigint) IS
     'Sweeper protocol: records the end of a run and what it did';
 
+-- Where a bucket's listing that was interrupted (a crash, a deploy, a
+-- failed request) resumes: the latest scan of the place left unfinished
+-- within `started_within`, and the last path its listing committed, in the
+-- byte order S3 lists keys in (COLLATE "C" compares UTF-8 bytes). Nothing
+-- when there is none, or it committed nothing. The caller holds the
+-- bucket's listing lock, so no other sweeper is adding to that scan.
+CREATE FUNCTION filegc.resume_scan(place text, started_within interval)
+RETURNS TABLE (scan_id bigint, last_path text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT latest.id, staged.last_path
+      FROM (SELECT r.id FROM filegc.runs r
+             WHERE r.kind = 'scan' AND r.finished_at IS NULL AND r.volume_path = place
+               AND r.started_at > now() - started_within
+             ORDER BY r.started_at DESC, r.id DESC
+             LIMIT 1) AS latest
+     CROSS JOIN LATERAL (SELECT max(s.path COLLATE "C") AS last_path
+                           FROM filegc.inventory_staging s
+                          WHERE s.scan_id = latest.id) AS staged
+     WHERE staged.last_path IS NOT NULL
+$$;
+COMMENT ON FUNCTION filegc.resume_scan(text, interval) IS
+    'Sweeper protocol: the unfinished scan of a bucket a listing resumes, and the last path it committed';
+
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
 -- A rescan of a million files changes a handful: one hash join of the scan

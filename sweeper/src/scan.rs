@@ -83,7 +83,9 @@ pub async fn scan(
             let _ = sender.blocking_send(batch);
         }
     });
-    let (copy, problems) = copy_into_inventory(db, scan_id, receiver, options.progress).await?;
+    // A walk's order is no key order a walk could resume from: its rows commit together.
+    let (copy, problems) =
+        copy_into_inventory(db, scan_id, receiver, Commit::AtTheEnd, options.progress).await?;
     // The walk has ended once its channel closed; a panic in it is a bug worth surfacing.
     if let Err(error) = walker.await {
         std::panic::resume_unwind(error.into_panic());
@@ -102,6 +104,16 @@ pub async fn scan(
     })
 }
 
+/// When the rows a scan stages commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// With the last batch (a walk of the volume).
+    AtTheEnd,
+    /// With each batch, one page of a bucket's listing: a listing
+    /// interrupted then resumes after the last key committed.
+    EachBatch,
+}
+
 /// Copies the batches a walk or a listing sends into the scan's staging
 /// rows, until the sender is done; returns the COPY, for the caller to
 /// finish (or to abort, by dropping it), and how many problems it logged.
@@ -109,6 +121,7 @@ async fn copy_into_inventory(
     db: &Db,
     scan_id: i64,
     mut receiver: mpsc::Receiver<Vec<WalkItem>>,
+    commit: Commit,
     progress: Progress,
 ) -> Result<(Pin<Box<BinaryCopyInWriter>>, u64), DbError> {
     let mut writer = db.inventory_writer().await?;
@@ -131,6 +144,11 @@ async fn copy_into_inventory(
                     tracing::warn!(path = %problem.path(), error = %problem, "cannot inventory a file");
                 }
             }
+        }
+        if commit == Commit::EachBatch {
+            // One COPY at a time on a connection: this one ends before the next begins.
+            finish_inventory(writer).await?;
+            writer = db.inventory_writer().await?;
         }
         bar.inc(walked);
         bar.set_message(format_size(walked_bytes));
@@ -201,20 +219,31 @@ async fn list_bucket(
     options: &ScanOptions,
 ) -> Result<ScanReport, BucketScanError> {
     let location = bucket.location().to_string();
-    let scan_id = db.start_run("scan", &options.worker, &location).await?;
+    let (scan_id, after) = match db.resume_scan(&location).await? {
+        Some(resumed) => {
+            tracing::info!(scan = resumed.scan_id, after = %resumed.last_path, bucket = %location,
+                "resuming the listing an interrupted scan left, after the last path it committed");
+            (resumed.scan_id, Some(resumed.last_path))
+        }
+        None => (
+            db.start_run("scan", &options.worker, &location).await?,
+            None,
+        ),
+    };
     let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
     let lister = bucket.clone();
-    let listing = tokio::spawn(async move { lister.list_into(sender).await });
-    let copied = copy_into_inventory(db, scan_id, receiver, options.progress).await;
+    let listing = tokio::spawn(async move { lister.list_into(after.as_deref(), sender).await });
+    let copied =
+        copy_into_inventory(db, scan_id, receiver, Commit::EachBatch, options.progress).await;
     // The listing has ended once its channel closed; a panic in it is a bug worth surfacing.
     let listed = match listing.await {
         Ok(listed) => listed,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     };
     let (copy, problems) = copied?;
-    // A listing that failed part way aborts the COPY (dropped unfinished)
-    // and leaves the scan unfinished: finishing it would take the keys not
-    // listed for deleted ones.
+    // A listing that failed part way leaves the scan unfinished, the pages
+    // it committed staged for the next scan to resume after: finishing it
+    // would take the keys not listed for deleted ones.
     listed?;
     finish_inventory(copy).await?;
     let errors = i64::try_from(problems).unwrap_or(i64::MAX);

@@ -1,13 +1,16 @@
 //! `filegc scan` of an S3-compatible bucket (a real `moto_server`) into the inventory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use filegc_tests::eventually;
-use filegc_tests::s3_server::{filegc_on_bucket, S3Server};
+use filegc_tests::s3_server::{filegc_on_bucket, Passage, Proxy, S3Server};
 use filegc_tests::sweeper::{describe_output, stderr, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
 
 const BUCKET: &str = "app-uploads";
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn inventory(env: &mut TestEnv) -> Vec<String> {
     env.client
@@ -323,4 +326,101 @@ fn a_request_rate_is_taken_and_a_wrong_one_is_refused() {
     );
     succeeded(&["scan"], &scan("100"));
     assert_eq!(inventory(&mut env), ["user_1_1700000000.jpg"]);
+}
+
+#[test]
+fn a_listing_killed_part_way_resumes_after_the_last_key_it_committed() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    // Three pages; sorted as S3 lists them, the third holds the last 500.
+    let keys: Vec<String> = (0..2_500)
+        .map(|n| format!("img/user_{n:05}_1700000000.jpg"))
+        .collect();
+    server.put_many(BUCKET, &keys, 1);
+    let mut env = TestEnv::new();
+    let storage = format!("s3://{BUCKET}/img/");
+
+    // The proxy holds the first listing's third page until the sweeper is
+    // killed, then records every listing request after it.
+    let listings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let third_page_asked = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let proxy = Proxy::start(&server, {
+        let (listings, third_page_asked, killed) =
+            (listings.clone(), third_page_asked.clone(), killed.clone());
+        move |request_line| {
+            if !request_line.contains("list-type=2") {
+                return Passage::Forward;
+            }
+            let asked = {
+                let mut listings = listings.lock().unwrap();
+                listings.push(request_line.to_owned());
+                listings.len()
+            };
+            if asked == 3 && !killed.load(Ordering::SeqCst) {
+                third_page_asked.store(true, Ordering::SeqCst);
+                assert!(eventually(DEADLINE, || killed.load(Ordering::SeqCst)));
+                return Passage::SlowDown;
+            }
+            Passage::Forward
+        }
+    });
+    let database_url = env.db.url();
+    let on_the_proxy = |args: &[&str]| {
+        let mut command = filegc_on_bucket(&server, &database_url, &storage, args);
+        command.env("ENDPOINT", proxy.endpoint());
+        command
+    };
+    let mut first = Running::spawn(on_the_proxy(&["scan"]));
+    assert!(
+        eventually(DEADLINE, || third_page_asked.load(Ordering::SeqCst)),
+        "the listing reached its third page: {}",
+        first.log()
+    );
+    let staged = "SELECT count(*) FROM filegc.inventory_staging";
+    let committed_before_the_kill = eventually(DEADLINE, || env.query_i64(staged) == 2_000);
+    first.signal(libc::SIGKILL);
+    assert!(eventually(DEADLINE, || !first.is_running()));
+    killed.store(true, Ordering::SeqCst);
+    assert!(
+        committed_before_the_kill,
+        "the two pages listed were committed as they came, not at the listing's end ({} staged)",
+        env.query_i64(staged)
+    );
+
+    listings.lock().unwrap().clear();
+    let output = on_the_proxy(&["scan"]).output().unwrap();
+    succeeded(&["scan"], &output);
+    let resumed = listings.lock().unwrap().clone();
+    let last_committed = "user_01999_1700000000.jpg";
+    assert!(
+        resumed[0].contains(&format!("start-after=img%2F{last_committed}")),
+        "the listing starts after {last_committed}, the last key committed: {resumed:?}"
+    );
+    assert_eq!(
+        resumed
+            .iter()
+            .filter(|line| !line.contains("filegc-trash"))
+            .count(),
+        1,
+        "only the third page is listed again: {resumed:?}"
+    );
+    assert_eq!(
+        inventory(&mut env),
+        keys.iter()
+            .map(|key| key.trim_start_matches("img/"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        env.query_i64(
+            "SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan' AND finished_at IS NOT NULL \
+              AND files_seen = 2500"
+        ),
+        1,
+        "the killed scan's run is the one finished"
+    );
+    assert_eq!(
+        env.query_i64("SELECT count(*) FROM filegc.sweeps WHERE kind = 'scan'"),
+        1
+    );
 }

@@ -106,6 +106,24 @@ pub struct ListedObject {
     pub modified: Option<DateTime<Utc>>,
 }
 
+/// Where a page of a listing starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFrom<'a> {
+    /// At the first key.
+    Start,
+    /// At the first key after this one (a listing resumed after the last key it kept).
+    After(&'a str),
+    /// Where the page that gave this token left off.
+    Continuation(&'a str),
+}
+
+impl<'a> ListFrom<'a> {
+    /// The page a listing asks next: the first, or the one `token` names.
+    pub fn next(token: Option<&'a str>) -> ListFrom<'a> {
+        token.map_or(ListFrom::Start, ListFrom::Continuation)
+    }
+}
+
 /// One page of a listing and where the next one starts.
 #[derive(Debug, Clone)]
 pub struct ListedPage {
@@ -180,8 +198,9 @@ impl Bucket {
         self.budget_bytes
     }
 
-    /// One page of the keys under the prefix, from the start (`None`) or from a page's `next` token.
-    pub async fn list_page(&self, continuation: Option<&str>) -> Result<ListedPage, BucketError> {
+    /// One page of the keys under the prefix: the first, or the first after
+    /// the key `from` names, or the one a page's `next` token names.
+    pub async fn list_page(&self, from: ListFrom<'_>) -> Result<ListedPage, BucketError> {
         const ACTION: &str = "list the objects";
         let body = self
             .send(ACTION, || {
@@ -190,8 +209,10 @@ impl Bucket {
                     list.with_prefix(self.location.prefix.as_str());
                 }
                 list.with_max_keys(PAGE_KEYS);
-                if let Some(token) = continuation {
-                    list.with_continuation_token(token);
+                match from {
+                    ListFrom::Start => {}
+                    ListFrom::After(key) => list.with_start_after(key),
+                    ListFrom::Continuation(token) => list.with_continuation_token(token),
                 }
                 list.sign(SIGNATURE_LIFETIME)
             })

@@ -6,18 +6,29 @@ use std::io;
 use filegc_path_rules::validate_relative;
 use tokio::sync::mpsc;
 
-use super::client::{Bucket, BucketError, ListedObject};
+use super::client::{Bucket, BucketError, ListFrom, ListedObject};
 use crate::volume::{in_trash, Entry, FileError, WalkItem};
 
 impl Bucket {
     /// Lists every object under the prefix, page by page, into `sender`,
-    /// one batch of items per page; stops early when the receiver is gone.
+    /// one batch of items per page, from the first key or after the path
+    /// `after` (a resumed listing); stops early when the receiver is gone.
     /// An error ends the listing: an inventory missing the rest of the
     /// bucket must not be taken for the whole of it.
-    pub async fn list_into(&self, sender: mpsc::Sender<Vec<WalkItem>>) -> Result<(), BucketError> {
+    pub async fn list_into(
+        &self,
+        after: Option<&str>,
+        sender: mpsc::Sender<Vec<WalkItem>>,
+    ) -> Result<(), BucketError> {
+        let start_after = after.map(|path| format!("{}{path}", self.location().prefix));
         let mut continuation: Option<String> = None;
         loop {
-            let page = self.list_page(continuation.as_deref()).await?;
+            let from = match (&continuation, &start_after) {
+                (Some(token), _) => ListFrom::Continuation(token),
+                (None, Some(key)) => ListFrom::After(key),
+                (None, None) => ListFrom::Start,
+            };
+            let page = self.list_page(from).await?;
             let items = page
                 .objects
                 .into_iter()

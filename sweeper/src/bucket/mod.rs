@@ -11,7 +11,7 @@ mod objects;
 mod pace;
 mod settings;
 
-pub use self::client::{Bucket, BucketError, ListedObject, ListedPage};
+pub use self::client::{Bucket, BucketError, ListFrom, ListedObject, ListedPage};
 pub use self::objects::ObjectVersion;
 pub use self::settings::{
     parse_location, Addressing, BucketLocation, BucketSettings, BucketSettingsError,

@@ -22,7 +22,7 @@ use filegc_path_rules::validate_relative;
 use rusty_s3::actions::{DeleteObject, GetObject, HeadObject, PutObject};
 use rusty_s3::S3Action;
 
-use super::client::{Bucket, BucketError, SIGNATURE_LIFETIME};
+use super::client::{Bucket, BucketError, ListFrom, SIGNATURE_LIFETIME};
 use crate::volume::{check_path, FileError, RemoveOutcome, RestoreOutcome, TrashUsage, TRASH_DIR};
 
 /// Trashed copies up to this size come back through the sweeper (read, then
@@ -386,7 +386,7 @@ impl Bucket {
         let trash_prefix = format!("{}{TRASH_DIR}/", self.location().prefix);
         let page = self
             .with_prefix(&trash_prefix)
-            .list_page(continuation)
+            .list_page(ListFrom::next(continuation))
             .await?;
         let paths = page
             .objects
@@ -407,7 +407,10 @@ impl Bucket {
         let trash = self.with_prefix(&format!("{}{TRASH_DIR}/", self.location().prefix));
         let mut continuation: Option<String> = None;
         loop {
-            match trash.list_page(continuation.as_deref()).await {
+            match trash
+                .list_page(ListFrom::next(continuation.as_deref()))
+                .await
+            {
                 Ok(page) => {
                     for object in page.objects {
                         usage.files += 1;

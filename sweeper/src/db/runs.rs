@@ -6,6 +6,20 @@ use crate::bucket::parse_location;
 /// How recently a sweeper must have started a scan or sweep for its place to count as in use.
 const IN_USE_WITHIN: &str = "10 minutes";
 
+/// How old an interrupted listing may be and still be resumed: a day covers
+/// a restart, a deploy and `filegc run`'s next scans; an older one would
+/// mix a stale part into the inventory, so the listing starts over.
+const RESUME_WITHIN: &str = "1 day";
+
+/// A bucket's scan that an interrupted listing left, to be carried on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumedScan {
+    /// Its run.
+    pub scan_id: i64,
+    /// The last path its listing committed: the listing goes on after it.
+    pub last_path: String,
+}
+
 impl Db {
     /// Starts a run record (`scan` or `sweep`); returns its id.
     ///
@@ -24,6 +38,25 @@ impl Db {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// The scan of `location` (a bucket) an interrupted listing left within
+    /// the last day, to be resumed after the last path it committed; `None`
+    /// when there is none. Refused as [`Db::start_run`] is. The caller holds
+    /// the bucket's listing lock.
+    pub async fn resume_scan(&self, location: &str) -> Result<Option<ResumedScan>, DbError> {
+        self.refuse_another_place(location).await?;
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT * FROM filegc.resume_scan($1, interval '{RESUME_WITHIN}')"),
+                &[&location],
+            )
+            .await?;
+        Ok(row.map(|row| ResumedScan {
+            scan_id: row.get(0),
+            last_path: row.get(1),
+        }))
     }
 
     /// Finishes a sweep's run record.
