@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,30 +54,102 @@ impl S3Server {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        let mut server = S3Server {
+            child: S3Server::spawn(port),
+            port,
+            agent: ureq::Agent::new_with_defaults(),
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    /// A `moto_server` on `port`.
+    fn spawn(port: u16) -> Child {
         // As a module of the python3 on PATH, which `make test` installed it
         // into: its `moto_server` script may not be on PATH (pyenv's shims).
-        let child = Command::new("python3")
+        Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
                 panic!("filegc-tests: cannot start python3 -m moto.server ({error}): run `make test`, which installs moto[server] from PyPI")
-            });
-        let mut server = S3Server {
-            child,
-            port,
-            agent: ureq::Agent::new_with_defaults(),
-        };
+            })
+    }
+
+    fn wait_until_ready(&mut self) {
         let ready = eventually(Duration::from_secs(30), || {
-            server.exited().is_none() && server.agent.get(server.endpoint()).call().is_ok()
+            self.exited().is_none() && self.agent.get(self.endpoint()).call().is_ok()
         });
+        let exit = self.exited();
         assert!(
             ready,
-            "filegc-tests: moto_server on port {port} did not answer within 30 s (exit: {:?})",
-            server.exited()
+            "filegc-tests: moto_server on port {} did not answer within 30 s (exit: {exit:?})",
+            self.port
         );
-        server
+    }
+
+    /// Stops the server, first noting the objects of `bucket` (keys and
+    /// sizes) for [`S3Server::start_again`]: moto holds everything in its
+    /// memory, and a real service keeps its objects across a restart. The
+    /// caller makes sure no request is under way (see [`Proxy::pause`]).
+    pub fn stop_keeping(&mut self, bucket: &str) -> Vec<(String, usize)> {
+        let objects = self.objects(bucket);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        objects
+    }
+
+    /// Starts the server again on its port, with `bucket` and the `objects`
+    /// [`S3Server::stop_keeping`] noted, each with the tests' filler content,
+    /// so that their ETags are the ones they had.
+    pub fn start_again(&mut self, bucket: &str, objects: &[(String, usize)]) {
+        self.child = S3Server::spawn(self.port);
+        self.wait_until_ready();
+        self.create_bucket(bucket);
+        let mut by_size: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        for (key, size) in objects {
+            by_size.entry(*size).or_default().push(key.clone());
+        }
+        for (size, keys) in by_size {
+            self.put_many(bucket, &keys, size);
+        }
+    }
+
+    /// Every object of `bucket`, its key and size, as a listing gives them
+    /// (the tests' keys need no XML unescaping).
+    fn objects(&self, bucket: &str) -> Vec<(String, usize)> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .agent
+                .get(format!("{}/{bucket}", self.endpoint()))
+                .query("list-type", "2")
+                .header("Authorization", TEST_AUTHORIZATION);
+            if let Some(token) = &token {
+                request = request.query("continuation-token", token);
+            }
+            let page = request
+                .call()
+                .and_then(|mut response| response.body_mut().read_to_string())
+                .unwrap_or_else(|error| panic!("listing s3://{bucket}: {error}"));
+            let between = |text: &str, open: &str, close: &str| -> Option<String> {
+                let (_, rest) = text.split_once(open)?;
+                Some(rest.split_once(close)?.0.to_owned())
+            };
+            for contents in page.split("<Contents>").skip(1) {
+                let key = between(contents, "<Key>", "</Key>").expect("a listed object's key");
+                let size = between(contents, "<Size>", "</Size>")
+                    .and_then(|size| size.parse().ok())
+                    .expect("a listed object's size");
+                objects.push((key, size));
+            }
+            token = between(&page, "<NextContinuationToken>", "</NextContinuationToken>");
+            if token.is_none() {
+                return objects;
+            }
+        }
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
@@ -347,6 +419,10 @@ pub enum Passage {
     Forward,
     /// Answers 503 SlowDown, as a busy service does.
     SlowDown,
+    /// Passes it on, then closes the connection without the answer: the
+    /// server did the work and the client never hears of it (a connection
+    /// cut, a restart after the write).
+    LoseAnswer,
 }
 
 /// A proxy in front of an [`S3Server`] that shows each request's first line
@@ -355,6 +431,18 @@ pub enum Passage {
 /// one request. It serves until the test process ends.
 pub struct Proxy {
     port: u16,
+    state: Arc<ProxyState>,
+}
+
+/// What a [`Proxy`]'s connections share.
+#[derive(Default)]
+struct ProxyState {
+    /// Requests wait before going on while set.
+    paused: AtomicBool,
+    /// Requests between the hook and the end of their answer.
+    under_way: AtomicUsize,
+    /// Requests the proxy could not pass on: the server was down.
+    unreachable: AtomicUsize,
 }
 
 impl Proxy {
@@ -367,16 +455,42 @@ impl Proxy {
         let port = listener.local_addr().expect("the proxy's address").port();
         let upstream = server.port;
         let hook = Arc::new(hook);
+        let state = Arc::new(ProxyState::default());
+        let shared = state.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let hook = hook.clone();
+                let (hook, state) = (hook.clone(), shared.clone());
                 std::thread::spawn(move || {
                     // A connection the client dropped ends here; nothing to report.
-                    let _ = serve(client, upstream, &*hook);
+                    let _ = serve(client, upstream, &*hook, &state);
                 });
             }
         });
-        Proxy { port }
+        Proxy { port, state }
+    }
+
+    /// Holds every request from now on until [`Proxy::resume`]; returns
+    /// once none is under way, so the server is left alone.
+    pub fn pause(&self) {
+        self.state.paused.store(true, Ordering::SeqCst);
+        assert!(
+            eventually(Duration::from_secs(30), || self
+                .state
+                .under_way
+                .load(Ordering::SeqCst)
+                == 0),
+            "requests through the proxy still under way after 30 s"
+        );
+    }
+
+    /// Lets requests go on again.
+    pub fn resume(&self) {
+        self.state.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// How many requests found the server down (their connection was closed unanswered).
+    pub fn unreachable(&self) -> usize {
+        self.state.unreachable.load(Ordering::SeqCst)
     }
 
     /// A proxy that answers the first `failures` requests with 503
@@ -408,7 +522,7 @@ impl Proxy {
         // As the sweeper's requests spell it: a plain key goes as it is.
         let path = format!("/{bucket}/{key}");
         let url = format!("{}/{bucket}/{}", server.endpoint(), encode_key(key));
-        let raced = std::sync::atomic::AtomicBool::new(false);
+        let raced = AtomicBool::new(false);
         Proxy::start(server, move |request_line| {
             let writes_the_key = ["PUT ", "COPY "].iter().any(|method| {
                 request_line
@@ -434,7 +548,12 @@ impl Proxy {
 }
 
 /// Serves one client connection of a [`Proxy`], request by request.
-fn serve(client: TcpStream, upstream: u16, hook: &dyn Fn(&str) -> Passage) -> std::io::Result<()> {
+fn serve(
+    client: TcpStream,
+    upstream: u16,
+    hook: &dyn Fn(&str) -> Passage,
+    state: &ProxyState,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {
@@ -465,6 +584,9 @@ fn serve(client: TcpStream, upstream: u16, hook: &dyn Fn(&str) -> Passage) -> st
         }
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body)?;
+        // Counted as under way before the pause is looked at, so that
+        // [`Proxy::pause`] never returns with a request slipping past it.
+        let _under_way = UnderWay::enter(state);
         let request_line = request_line.unwrap_or_default();
         // A copy names its target in a PUT too; the hook sees it as `COPY`.
         let shown = if copies {
@@ -472,7 +594,8 @@ fn serve(client: TcpStream, upstream: u16, hook: &dyn Fn(&str) -> Passage) -> st
         } else {
             request_line
         };
-        if hook(&shown) == Passage::SlowDown {
+        let passage = hook(&shown);
+        if passage == Passage::SlowDown {
             let error = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
             write!(
                 client,
@@ -481,14 +604,44 @@ fn serve(client: TcpStream, upstream: u16, hook: &dyn Fn(&str) -> Passage) -> st
             )?;
             continue;
         }
-        let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+        let mut server = TcpStream::connect(("127.0.0.1", upstream)).inspect_err(|_| {
+            state.unreachable.fetch_add(1, Ordering::SeqCst);
+        })?;
         server.write_all(&head)?;
         server.write_all(b"Connection: close\r\n\r\n")?;
         server.write_all(&body)?;
         let mut answer = Vec::new();
         server.read_to_end(&mut answer)?;
+        if passage == Passage::LoseAnswer {
+            return Ok(());
+        }
         client.write_all(&answer)?;
         // The answer says `Connection: close`: the client opens a new connection.
         return Ok(());
+    }
+}
+
+/// A request under way through a [`Proxy`]: counted from its hook to the
+/// end of its answer, and held there while the proxy is paused.
+struct UnderWay<'a>(&'a ProxyState);
+
+impl<'a> UnderWay<'a> {
+    fn enter(state: &'a ProxyState) -> UnderWay<'a> {
+        loop {
+            state.under_way.fetch_add(1, Ordering::SeqCst);
+            if !state.paused.load(Ordering::SeqCst) {
+                return UnderWay(state);
+            }
+            state.under_way.fetch_sub(1, Ordering::SeqCst);
+            eventually(Duration::from_secs(60), || {
+                !state.paused.load(Ordering::SeqCst)
+            });
+        }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::SeqCst);
     }
 }

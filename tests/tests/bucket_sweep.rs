@@ -1,14 +1,14 @@
 //! `filegc sweep` and `filegc restore` on an S3-compatible bucket (a real
 //! `moto_server`): the same final check, trash and audit trail as on a volume.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use filegc_tests::eventually;
 use filegc_tests::fixtures::PREFIX;
 use filegc_tests::s3_server::{
-    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, Proxy, S3Server, BUCKET,
-    STORAGE,
+    filegc_on_bucket, filegc_on_bucket_ok, object_key, trashed_key, Passage, Proxy, S3Server,
+    BUCKET, STORAGE,
 };
 use filegc_tests::sweeper::{describe_output, stderr, succeeded, Running};
 use filegc_tests::test_env::TestEnv;
@@ -336,4 +336,62 @@ fn a_restored_object_keeps_its_content_type_and_metadata() {
     assert_eq!(header("cache-control").as_deref(), Some("max-age=60"));
     assert_eq!(header("x-amz-meta-uploaded-by").as_deref(), Some("user-1"));
     assert_eq!(server.size(BUCKET, &object_key(IMAGE)), Some(1_234));
+}
+
+/// Sweeps `IMAGE`, unreferenced, through a proxy that loses the answer to
+/// the first request of `method` (the server did it; the sweeper never
+/// heard); returns the sweep's stdout.
+fn sweep_losing_an_answer(
+    server: &S3Server,
+    env: &mut TestEnv,
+    method: &'static str,
+    args: &[&str],
+) -> String {
+    env.unreference(IMAGE);
+    let lost = AtomicBool::new(false);
+    let proxy = Proxy::start(server, move |request_line| {
+        if request_line.starts_with(method) && !lost.swap(true, Ordering::SeqCst) {
+            Passage::LoseAnswer
+        } else {
+            Passage::Forward
+        }
+    });
+    let output = filegc_on_bucket(server, &env.db.url(), STORAGE, args)
+        .env("ENDPOINT", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("trying again"),
+        "{}",
+        describe_output(&output)
+    );
+    succeeded(args, &output)
+}
+
+#[test]
+fn a_trashing_whose_answers_are_lost_ends_in_the_trash_recorded_and_stays_there() {
+    for method in ["COPY ", "DELETE "] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        let stdout = sweep_losing_an_answer(&server, &mut env, method, &["sweep"]);
+        assert!(stdout.contains("1 removed"), "{method}: {stdout}");
+        assert!(!server.exists(BUCKET, &object_key(IMAGE)), "{method}");
+        assert!(server.exists(BUCKET, &trashed_key(IMAGE)), "{method}: lost");
+        assert_eq!(env.outcome(IMAGE).as_deref(), Some("trashed"), "{method}");
+        // Recorded, the trashed copy is the deletion's: a scan leaves it there.
+        run_ok(&server, &env, &["scan"]);
+        assert!(
+            !server.exists(BUCKET, &object_key(IMAGE)),
+            "{method}: brought back"
+        );
+        assert!(server.exists(BUCKET, &trashed_key(IMAGE)), "{method}");
+    }
+}
+
+#[test]
+fn a_deletion_whose_answer_is_lost_is_recorded_as_a_deletion() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    let stdout = sweep_losing_an_answer(&server, &mut env, "DELETE ", &["sweep", "--no-trash"]);
+    assert!(stdout.contains("1 removed"), "{stdout}");
+    assert!(!server.exists(BUCKET, &object_key(IMAGE)));
+    assert_eq!(env.outcome(IMAGE).as_deref(), Some("deleted"));
 }
