@@ -293,7 +293,10 @@ CREATE TABLE filegc.inventory (
     modified_at timestamptz NOT NULL,
     first_seen_at timestamptz NOT NULL,
     scan_id bigint NOT NULL,
-    managed boolean
+    managed boolean,
+    -- A bucket's object's ETag as the listing gave it: a sweep deletes that
+    -- version only (NULL on a volume, and where the service sent none).
+    etag text
 );
 COMMENT ON TABLE filegc.inventory IS 'The files of the latest complete scan; read filegc.files';
 
@@ -313,7 +316,8 @@ CREATE UNLOGGED TABLE filegc.inventory_staging (
     scan_id bigint NOT NULL,
     path text NOT NULL,
     size_bytes bigint NOT NULL,
-    modified_at timestamptz NOT NULL
+    modified_at timestamptz NOT NULL,
+    etag text
 );
 COMMENT ON TABLE filegc.inventory_staging IS 'Where a running scan COPYs the files it finds, before filegc.finish_scan';
 
@@ -326,7 +330,8 @@ CREATE UNLOGGED TABLE filegc.scan_changes (
     vanished boolean NOT NULL,
     appeared boolean NOT NULL,
     size_bytes bigint,
-    modified_at timestamptz
+    modified_at timestamptz,
+    etag text
 );
 COMMENT ON TABLE filegc.scan_changes IS 'Work table of filegc.finish_scan: the files a scan found new, changed or gone';
 
@@ -2027,6 +2032,16 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      WHERE staged.last_path IS NOT NULL
 $$;
 
+-- The versions of `paths` the latest listing of a bucket saw, for a sweep
+-- to delete those versions and no other: an object written again at its
+-- key since (an upload whose row has not committed yet) is not the one its
+-- deletion was scheduled for, and stays until a listing has seen it.
+CREATE FUNCTION filegc.listed_versions(paths text[])
+RETURNS TABLE (path text, size_bytes bigint, etag text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.path, i.size_bytes, i.etag FROM filegc.inventory i WHERE i.path = ANY (paths) AND i.etag IS NOT NULL
+$$;
+
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
 -- A rescan of a million files changes a handful: one hash join of the scan
@@ -2058,22 +2073,22 @@ BEGIN
         INSERT INTO filegc.inventory_managed_by (patterns) VALUES (patterns);
     END IF;
     ANALYZE filegc.inventory_staging;
-    INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at)
-    SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at
+    INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at, etag)
+    SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at, s.etag
       FROM (SELECT * FROM filegc.inventory_staging st WHERE st.scan_id = finish_scan.scan_id) AS s
       FULL JOIN filegc.inventory i ON i.path = s.path
      WHERE s.path IS NULL OR i.path IS NULL
-        OR (i.size_bytes, i.modified_at) IS DISTINCT FROM (s.size_bytes, s.modified_at);
+        OR (i.size_bytes, i.modified_at, i.etag) IS DISTINCT FROM (s.size_bytes, s.modified_at, s.etag);
     ANALYZE filegc.scan_changes;
     DELETE FROM filegc.inventory i
      USING filegc.scan_changes c
      WHERE c.vanished AND i.path = c.path;
     UPDATE filegc.inventory i
-       SET size_bytes = c.size_bytes, modified_at = c.modified_at, scan_id = finish_scan.scan_id
+       SET size_bytes = c.size_bytes, modified_at = c.modified_at, etag = c.etag, scan_id = finish_scan.scan_id
       FROM filegc.scan_changes c
      WHERE NOT c.vanished AND NOT c.appeared AND i.path = c.path;
-    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id, managed)
-    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex
+    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id, managed, etag)
+    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex, c.etag
       FROM filegc.scan_changes c
      WHERE c.appeared;
     -- Empty whenever a call commits: a failed call's rows roll back with it.
@@ -2517,6 +2532,7 @@ BEGIN
         'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
         'filegc.finish_scan(bigint, bigint)',
         'filegc.resume_scan(text, interval)',
+        'filegc.listed_versions(text[])',
         'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
         'filegc.claim(text, integer)',
         'filegc.check_before_delete(text, bigint[])',
@@ -2716,6 +2732,8 @@ COMMENT ON FUNCTION filegc.finish_scan(bigint, bigint) IS
     'Sweeper protocol: merges the files a scan copied into filegc.inventory_staging into the inventory and finishes the run';
 COMMENT ON FUNCTION filegc.resume_scan(text, interval) IS
     'Sweeper protocol: the unfinished scan of a bucket a listing resumes, and the last path it committed';
+COMMENT ON FUNCTION filegc.listed_versions(text[]) IS
+    'Sweeper protocol: the size and ETag the latest listing of a bucket gave each of these paths';
 COMMENT ON FUNCTION filegc.require_scan() IS
     'Internal: raises an error until the sweeper has reported a scan of the volume';
 COMMENT ON FUNCTION filegc.breaker_sqlstate() IS

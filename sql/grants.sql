@@ -55,6 +55,7 @@ BEGIN
         'filegc.finish_run(bigint, bigint, bigint, bigint, bigint)',
         'filegc.finish_scan(bigint, bigint)',
         'filegc.resume_scan(text, interval)',
+        'filegc.listed_versions(text[])',
         'filegc.report_volume(text, text, bigint, bigint, bigint, bigint, bigint)',
         'filegc.process_notes()',
         'filegc.claim(text, integer)',

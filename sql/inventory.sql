@@ -42,6 +42,18 @@ $$;
 COMMENT ON FUNCTION filegc.resume_scan(text, interval) IS
     'Sweeper protocol: the unfinished scan of a bucket a listing resumes, and the last path it committed';
 
+-- The versions of `paths` the latest listing of a bucket saw, for a sweep
+-- to delete those versions and no other: an object written again at its
+-- key since (an upload whose row has not committed yet) is not the one its
+-- deletion was scheduled for, and stays until a listing has seen it.
+CREATE FUNCTION filegc.listed_versions(paths text[])
+RETURNS TABLE (path text, size_bytes bigint, etag text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i.path, i.size_bytes, i.etag FROM filegc.inventory i WHERE i.path = ANY (paths) AND i.etag IS NOT NULL
+$$;
+COMMENT ON FUNCTION filegc.listed_versions(text[]) IS
+    'Sweeper protocol: the size and ETag the latest listing of a bucket gave each of these paths';
+
 -- Merges the files a scan COPYed into filegc.inventory_staging into the
 -- inventory, keeping each file's first sighting, and finishes the run.
 -- A rescan of a million files changes a handful: one hash join of the scan
@@ -73,22 +85,22 @@ BEGIN
         INSERT INTO filegc.inventory_managed_by (patterns) VALUES (patterns);
     END IF;
     ANALYZE filegc.inventory_staging;
-    INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at)
-    SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at
+    INSERT INTO filegc.scan_changes (path, vanished, appeared, size_bytes, modified_at, etag)
+    SELECT coalesce(s.path, i.path), s.path IS NULL, i.path IS NULL, s.size_bytes, s.modified_at, s.etag
       FROM (SELECT * FROM filegc.inventory_staging st WHERE st.scan_id = finish_scan.scan_id) AS s
       FULL JOIN filegc.inventory i ON i.path = s.path
      WHERE s.path IS NULL OR i.path IS NULL
-        OR (i.size_bytes, i.modified_at) IS DISTINCT FROM (s.size_bytes, s.modified_at);
+        OR (i.size_bytes, i.modified_at, i.etag) IS DISTINCT FROM (s.size_bytes, s.modified_at, s.etag);
     ANALYZE filegc.scan_changes;
     DELETE FROM filegc.inventory i
      USING filegc.scan_changes c
      WHERE c.vanished AND i.path = c.path;
     UPDATE filegc.inventory i
-       SET size_bytes = c.size_bytes, modified_at = c.modified_at, scan_id = finish_scan.scan_id
+       SET size_bytes = c.size_bytes, modified_at = c.modified_at, etag = c.etag, scan_id = finish_scan.scan_id
       FROM filegc.scan_changes c
      WHERE NOT c.vanished AND NOT c.appeared AND i.path = c.path;
-    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id, managed)
-    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex
+    INSERT INTO filegc.inventory (path, size_bytes, modified_at, first_seen_at, scan_id, managed, etag)
+    SELECT c.path, c.size_bytes, c.modified_at, now(), finish_scan.scan_id, c.path ~* managed_regex, c.etag
       FROM filegc.scan_changes c
      WHERE c.appeared;
     -- Empty whenever a call commits: a failed call's rows roll back with it.

@@ -206,7 +206,10 @@ CREATE TABLE filegc.inventory (
     modified_at timestamptz NOT NULL,
     first_seen_at timestamptz NOT NULL,
     scan_id bigint NOT NULL,
-    managed boolean
+    managed boolean,
+    -- A bucket's object's ETag as the listing gave it: a sweep deletes that
+    -- version only (NULL on a volume, and where the service sent none).
+    etag text
 );
 COMMENT ON TABLE filegc.inventory IS 'The files of the latest complete scan; read filegc.files';
 
@@ -226,7 +229,8 @@ CREATE UNLOGGED TABLE filegc.inventory_staging (
     scan_id bigint NOT NULL,
     path text NOT NULL,
     size_bytes bigint NOT NULL,
-    modified_at timestamptz NOT NULL
+    modified_at timestamptz NOT NULL,
+    etag text
 );
 COMMENT ON TABLE filegc.inventory_staging IS 'Where a running scan COPYs the files it finds, before filegc.finish_scan';
 
@@ -239,7 +243,8 @@ CREATE UNLOGGED TABLE filegc.scan_changes (
     vanished boolean NOT NULL,
     appeared boolean NOT NULL,
     size_bytes bigint,
-    modified_at timestamptz
+    modified_at timestamptz,
+    etag text
 );
 COMMENT ON TABLE filegc.scan_changes IS 'Work table of filegc.finish_scan: the files a scan found new, changed or gone';
 

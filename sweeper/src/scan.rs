@@ -137,7 +137,9 @@ async fn copy_into_inventory(
                     walked_bytes += entry.size_bytes;
                     let size = i64::try_from(entry.size_bytes).unwrap_or(i64::MAX);
                     let modified = DateTime::<Utc>::from(entry.modified);
-                    write_inventory_row(&mut writer, scan_id, &entry.path, size, modified).await?;
+                    let etag = entry.etag.as_deref();
+                    write_inventory_row(&mut writer, scan_id, &entry.path, size, modified, etag)
+                        .await?;
                 }
                 WalkItem::Problem(problem) => {
                     problems += 1;

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use crate::bucket::Bucket;
+use crate::bucket::{Bucket, ObjectVersion};
 use crate::volume::{Capacity, FileError, RemoveOutcome, RestoreOutcome, TrashUsage, Volume};
 
 /// The operations a sweep needs on a file store. Every path is relative to
@@ -16,11 +16,29 @@ pub trait Storage {
     /// The store as runs record it: a volume's mount point, `s3://bucket/prefix/`.
     fn location(&self) -> String;
 
-    /// Moves `path` into the trash, replacing an older trashed copy of the same path.
-    fn trash(&self, path: &str) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+    /// Whether the inventory keeps the version of each file the store's
+    /// listing saw, for the sweep to give [`Storage::trash`] and
+    /// [`Storage::unlink`]: a bucket's objects have ETags, a volume's files none.
+    fn lists_versions(&self) -> bool {
+        false
+    }
 
-    /// Deletes `path` for good, without passing through the trash.
-    fn unlink(&self, path: &str) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+    /// Moves `path` into the trash, replacing an older trashed copy of the
+    /// same path; only the version `listed` when one is given (an error,
+    /// which the sweep retries, when the file is another version now).
+    fn trash(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
+
+    /// Deletes `path` for good, without passing through the trash; only the
+    /// version `listed` when one is given, as [`Storage::trash`].
+    fn unlink(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> impl Future<Output = Result<RemoveOutcome, FileError>> + Send;
 
     /// Moves the trashed copy of `path` back, unless something is already there.
     fn restore(&self, path: &str)
@@ -50,11 +68,19 @@ impl Storage for Volume {
         self.root().display().to_string()
     }
 
-    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    async fn trash(
+        &self,
+        path: &str,
+        _: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
         Volume::trash(self, path)
     }
 
-    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    async fn unlink(
+        &self,
+        path: &str,
+        _: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
         Volume::unlink(self, path)
     }
 
@@ -84,12 +110,24 @@ impl Storage for Bucket {
         Bucket::location(self).to_string()
     }
 
-    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
-        Bucket::trash(self, path).await
+    fn lists_versions(&self) -> bool {
+        true
     }
 
-    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
-        Bucket::unlink(self, path).await
+    async fn trash(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
+        Bucket::trash(self, path, listed).await
+    }
+
+    async fn unlink(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
+        Bucket::unlink(self, path, listed).await
     }
 
     async fn restore(&self, path: &str) -> Result<RestoreOutcome, FileError> {
@@ -131,17 +169,29 @@ impl Storage for Store {
         }
     }
 
-    async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    fn lists_versions(&self) -> bool {
+        matches!(self, Store::Bucket(_))
+    }
+
+    async fn trash(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
         match self {
             Store::Volume(volume) => Volume::trash(volume, path),
-            Store::Bucket(bucket) => bucket.trash(path).await,
+            Store::Bucket(bucket) => bucket.trash(path, listed).await,
         }
     }
 
-    async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    async fn unlink(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
         match self {
             Store::Volume(volume) => Volume::unlink(volume, path),
-            Store::Bucket(bucket) => bucket.unlink(path).await,
+            Store::Bucket(bucket) => bucket.unlink(path, listed).await,
         }
     }
 

@@ -1,11 +1,14 @@
 //! The sweep: carry out the deletions the database scheduled, then the trash's restores and purges.
 
+use std::collections::HashMap;
+
 use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
 
+use crate::bucket::ObjectVersion;
 use crate::config::Removal;
 use crate::db::{
-    BatchResult, Claimed, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict,
+    Batch, BatchResult, Claimed, Db, DbError, SettleError, TrashRecord, TrashRequest, Verdict,
 };
 use crate::progress::Progress;
 use crate::storage::Storage;
@@ -99,6 +102,7 @@ pub async fn sweep<S: Storage>(
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
         let batch = db.begin_batch(&options.worker).await?;
         let verdicts = batch.check(&ids).await?;
+        let listed = listed_versions(volume, &batch, &verdicts).await?;
         let mut results = Vec::with_capacity(verdicts.len());
         let mut trashed = Vec::new();
         let mut settled_any = false;
@@ -106,9 +110,12 @@ pub async fn sweep<S: Storage>(
         // the path locks; a bucket's requests wait on the network, so several
         // files go at once, and their outcomes come back in the batch's order.
         let carried: Vec<(Claimed, Option<Carried>)> = stream::iter(verdicts)
-            .map(|(item, verdict)| async move {
-                let carried = carry_out(volume, options.removal, &item, verdict).await;
-                (item, carried)
+            .map(|(item, verdict)| {
+                let listed = listed.get(&item.path);
+                async move {
+                    let carried = carry_out(volume, options.removal, &item, verdict, listed).await;
+                    (item, carried)
+                }
             })
             .buffered(CONCURRENT_FILES)
             .collect()
@@ -244,12 +251,46 @@ struct Carried {
     brought_back: bool,
 }
 
-/// Does what the final check decided for one file; `None` when it is left for later.
+/// The versions the store's latest listing saw of the files a batch may
+/// delete, for each deletion to take that version and no other: an object
+/// written again at its key since (an upload whose row has not committed)
+/// is not the one the deletion was scheduled for, and stays until a
+/// listing sees it. It also spares a request per object. A volume lists none.
+async fn listed_versions<S: Storage>(
+    volume: &S,
+    batch: &Batch<'_>,
+    verdicts: &[(Claimed, Verdict)],
+) -> Result<HashMap<String, ObjectVersion>, DbError> {
+    if !volume.lists_versions() {
+        return Ok(HashMap::new());
+    }
+    let paths: Vec<&str> = verdicts
+        .iter()
+        .filter(|(_, verdict)| matches!(verdict, Verdict::Delete { .. }))
+        .map(|(item, _)| item.path.as_str())
+        .collect();
+    Ok(batch
+        .listed_versions(&paths)
+        .await?
+        .into_iter()
+        .map(|(path, listed)| {
+            let version = ObjectVersion {
+                size_bytes: listed.size_bytes,
+                etag: Some(listed.etag),
+            };
+            (path, version)
+        })
+        .collect())
+}
+
+/// Does what the final check decided for one file, to the version `listed`
+/// when the store's listing saw one; `None` when it is left for later.
 async fn carry_out<S: Storage>(
     volume: &S,
     removal: Removal,
     item: &Claimed,
     verdict: Verdict,
+    listed: Option<&ObjectVersion>,
 ) -> Option<Carried> {
     let (outcome, brought_back) = match verdict {
         Verdict::Busy | Verdict::Lost => {
@@ -276,7 +317,7 @@ async fn carry_out<S: Storage>(
         Verdict::Delete {
             trash_copy_recorded,
         } => {
-            let outcome = match remove(volume, removal, &item.path).await {
+            let outcome = match remove(volume, removal, &item.path, listed).await {
                 FileOutcome::AlreadyGone if item.attempts > 1 && !trash_copy_recorded => {
                     finish_unrecorded_trashing(volume, removal, &item.path).await
                 }
@@ -316,10 +357,15 @@ fn done(id: i64, outcome: &'static str, bytes: u64) -> BatchResult {
     }
 }
 
-async fn remove<S: Storage>(volume: &S, removal: Removal, path: &str) -> FileOutcome {
+async fn remove<S: Storage>(
+    volume: &S,
+    removal: Removal,
+    path: &str,
+    listed: Option<&ObjectVersion>,
+) -> FileOutcome {
     let result = match removal {
-        Removal::Trash => volume.trash(path).await,
-        Removal::Unlink => volume.unlink(path).await,
+        Removal::Trash => volume.trash(path, listed).await,
+        Removal::Unlink => volume.unlink(path, listed).await,
     };
     match (result, removal) {
         (Ok(RemoveOutcome::Removed { bytes }), Removal::Trash) => FileOutcome::Trashed { bytes },

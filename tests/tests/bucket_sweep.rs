@@ -1,7 +1,8 @@
 //! `filegc sweep` and `filegc restore` on an S3-compatible bucket (a real
 //! `moto_server`): the same final check, trash and audit trail as on a volume.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use filegc_tests::eventually;
@@ -394,4 +395,92 @@ fn a_deletion_whose_answer_is_lost_is_recorded_as_a_deletion() {
     assert!(stdout.contains("1 removed"), "{stdout}");
     assert!(!server.exists(BUCKET, &object_key(IMAGE)));
     assert_eq!(env.outcome(IMAGE).as_deref(), Some("deleted"));
+}
+
+/// Sweeps `IMAGE` with `args` through a proxy that counts the HEAD requests
+/// made of its key; returns the sweep's output and that count.
+fn sweep_counting_looks(
+    server: &S3Server,
+    env: &TestEnv,
+    args: &[&str],
+) -> (std::process::Output, usize) {
+    let looks = Arc::new(AtomicUsize::new(0));
+    let counted = looks.clone();
+    let head = format!("HEAD /{BUCKET}/{}", object_key(IMAGE));
+    let proxy = Proxy::start(server, move |request_line| {
+        let looks_at_the_image = request_line
+            .strip_prefix(head.as_str())
+            .is_some_and(|rest| rest.starts_with(['?', ' ']));
+        if looks_at_the_image {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        Passage::Forward
+    });
+    let output = filegc_on_bucket(server, &env.db.url(), STORAGE, args)
+        .env("ENDPOINT", proxy.endpoint())
+        .output()
+        .unwrap();
+    (output, looks.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_sweep_deletes_the_version_the_listing_saw_without_looking_again() {
+    for (args, outcome) in [
+        (&["sweep"][..], "trashed"),
+        (&["sweep", "--no-trash"], "deleted"),
+    ] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        run_ok(&server, &env, &["scan"]);
+        env.unreference(IMAGE);
+        let (output, looks) = sweep_counting_looks(&server, &env, args);
+        let stdout = succeeded(args, &output);
+        assert!(stdout.contains("1 removed"), "{args:?}: {stdout}");
+        assert_eq!(looks, 0, "{args:?}: the object was looked at again");
+        assert!(!server.exists(BUCKET, &object_key(IMAGE)), "{args:?}");
+        assert_eq!(env.outcome(IMAGE).as_deref(), Some(outcome), "{args:?}");
+        assert_eq!(
+            env.query_i64(&format!(
+                "SELECT size_bytes FROM filegc.deletions WHERE path = '{IMAGE}'"
+            )),
+            1_234,
+            "{args:?}: the size the listing gave"
+        );
+    }
+}
+
+#[test]
+fn an_object_uploaded_again_after_the_listing_stays_until_a_listing_sees_it() {
+    for args in [&["sweep"][..], &["sweep", "--no-trash"]] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        run_ok(&server, &env, &["scan"]);
+        env.unreference(IMAGE);
+        // Uploaded again at the same key (its row not committed yet): not
+        // the version the listing saw and the deletion was scheduled for.
+        server.put(BUCKET, &object_key(IMAGE), 99);
+        let (output, _) = sweep_counting_looks(&server, &env, args);
+        // A deletion that could not be done: retried later, and said so.
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{}",
+            describe_output(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("0 removed"),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(
+            stderr(&output).contains("written again at this path since the listing"),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert_eq!(
+            server.size(BUCKET, &object_key(IMAGE)),
+            Some(99),
+            "{args:?}"
+        );
+        assert!(!server.exists(BUCKET, &trashed_key(IMAGE)), "{args:?}");
+        assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
+    }
 }

@@ -104,6 +104,8 @@ pub struct ListedObject {
     pub size_bytes: Option<u64>,
     /// When it was last written; `None` when the service did not say or said something unreadable.
     pub modified: Option<DateTime<Utc>>,
+    /// Its ETag; `None` when the service did not say.
+    pub etag: Option<String>,
 }
 
 /// Where a page of a listing starts.
@@ -233,6 +235,7 @@ impl Bucket {
                     .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
                     .map(|time| time.with_timezone(&Utc)),
                 size_bytes: object.size,
+                etag: object.etag,
                 key: object.key,
             })
             .collect();

@@ -77,6 +77,7 @@ impl Bucket {
             size_bytes,
             modified: modified.into(),
             is_symlink: false,
+            etag: object.etag,
         }))
     }
 }

@@ -133,13 +133,14 @@ impl Bucket {
 
     /// Copies the object at `from` to `to` on the server, replacing what is
     /// at `to`, only while `from` is still `version` when it has an ETag;
-    /// false when `from` has no object or is another version now.
+    /// returns the copy's ETag (`None` when the answer gave none), or
+    /// `None` when `from` has no object or is another version now.
     async fn copy_key(
         &self,
         from: &str,
         to: &str,
         version: &ObjectVersion,
-    ) -> Result<bool, BucketError> {
+    ) -> Result<Option<Option<String>>, BucketError> {
         let (target, credentials) = self.target();
         let source = format!(
             "/{}/{}",
@@ -160,21 +161,26 @@ impl Bucket {
                 (put.sign(SIGNATURE_LIFETIME), headers)
             })
             .await?;
-        if answer.changed() {
-            return Ok(false);
+        if answer.changed() || answer.not_found() {
+            return Ok(None);
         }
-        if !answer.status.is_success() && !answer.not_found() {
+        if !answer.status.is_success() {
             return Err(answer.into_error(self, "copy an object"));
         }
         // A copy can fail after its 200 (S3 then sends an error document).
-        if answer.text().contains("<Error>") {
+        let text = answer.text();
+        if text.contains("<Error>") {
             return Err(BucketError::BadAnswer {
                 location: self.location().clone(),
                 action: "copy an object",
-                reason: answer.text().chars().take(500).collect(),
+                reason: text.chars().take(500).collect(),
             });
         }
-        Ok(!answer.not_found())
+        let etag = text
+            .split_once("<ETag>")
+            .and_then(|(_, rest)| rest.split_once("</ETag>"))
+            .map(|(etag, _)| etag.replace("&quot;", "\""));
+        Ok(Some(etag))
     }
 
     /// Writes the trashed copy `version` at `from` to `to`, only where no
@@ -189,7 +195,7 @@ impl Bucket {
         version: &ObjectVersion,
     ) -> Result<CopyBack, BucketError> {
         let on_the_server = || async {
-            Ok(if self.copy_key(from, to, version).await? {
+            Ok(if self.copy_key(from, to, version).await?.is_some() {
                 CopyBack::Written
             } else {
                 CopyBack::SourceGone
@@ -258,8 +264,16 @@ impl Bucket {
         found.map_err(failure(path, "look at it"))
     }
 
-    /// Moves `path` into the trash, replacing an older trashed copy of the same path.
-    pub async fn trash(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    /// Moves `path` into the trash, replacing an older trashed copy of the
+    /// same path: the version `listed` when one is given, or the one there now.
+    pub async fn trash(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
+        if let Some(version) = listed {
+            return self.trash_version(path, version).await;
+        }
         match self.look(path).await? {
             Some(version) => self.trash_version(path, &version).await,
             None => Ok(RemoveOutcome::AlreadyGone),
@@ -276,21 +290,32 @@ impl Bucket {
         let key = self.key_of(path)?;
         let trash_key = self.trash_key_of(path)?;
         let failed = failure(path, "move it into the trash");
-        if !self
+        let Some(copy_etag) = self
             .copy_key(&key, &trash_key, version)
             .await
             .map_err(&failed)?
-        {
+        else {
             return match self.look_key(&key).await.map_err(&failed)? {
                 None => Ok(RemoveOutcome::AlreadyGone),
                 Some(_) => Err(replaced(path, "move it into the trash")),
             };
-        }
+        };
         if !self
             .delete_key(&key, Some(version))
             .await
             .map_err(&failed)?
         {
+            // A service that ignored the copy's condition (moto does) copied
+            // the new version: that copy is no deletion's, and goes.
+            if copy_etag.is_some() && copy_etag != version.etag {
+                let copied = ObjectVersion {
+                    size_bytes: 0,
+                    etag: copy_etag,
+                };
+                self.delete_key(&trash_key, Some(&copied))
+                    .await
+                    .map_err(&failed)?;
+            }
             return Err(replaced(path, "move it into the trash"));
         }
         Ok(RemoveOutcome::Removed {
@@ -298,8 +323,16 @@ impl Bucket {
         })
     }
 
-    /// Deletes `path` for good, without passing through the trash.
-    pub async fn unlink(&self, path: &str) -> Result<RemoveOutcome, FileError> {
+    /// Deletes `path` for good, without passing through the trash: the
+    /// version `listed` when one is given, or the one there now.
+    pub async fn unlink(
+        &self,
+        path: &str,
+        listed: Option<&ObjectVersion>,
+    ) -> Result<RemoveOutcome, FileError> {
+        if let Some(version) = listed {
+            return self.unlink_version(path, version).await;
+        }
         match self.look(path).await? {
             Some(version) => self.unlink_version(path, &version).await,
             None => Ok(RemoveOutcome::AlreadyGone),
@@ -447,7 +480,7 @@ fn replaced(path: &str, action: &'static str) -> FileError {
         path: path.to_owned(),
         action,
         source: io::Error::other(
-            "another object was written at this path meanwhile; it stays, and the deletion is tried again at the next sweep",
+            "the object was written again at this path since the listing, or since the sweep looked at it; it stays, and the deletion is tried again at a later sweep (with the version the next scan lists)",
         ),
     }
 }

@@ -86,13 +86,19 @@ impl Db {
         let sink = self
             .client
             .copy_in(
-                "COPY filegc.inventory_staging (scan_id, path, size_bytes, modified_at) \
+                "COPY filegc.inventory_staging (scan_id, path, size_bytes, modified_at, etag) \
                  FROM STDIN (FORMAT binary)",
             )
             .await?;
         Ok(Box::pin(BinaryCopyInWriter::new(
             sink,
-            &[Type::INT8, Type::TEXT, Type::INT8, Type::TIMESTAMPTZ],
+            &[
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+            ],
         )))
     }
 
@@ -136,10 +142,11 @@ pub async fn write_inventory_row(
     path: &str,
     size_bytes: i64,
     modified_at: DateTime<Utc>,
+    etag: Option<&str>,
 ) -> Result<(), DbError> {
     writer
         .as_mut()
-        .write(&[&scan_id, &path, &size_bytes, &modified_at])
+        .write(&[&scan_id, &path, &size_bytes, &modified_at, &etag])
         .await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ mod views;
 pub use self::cleanup::{Cleanup, ScheduledCleanup};
 pub use self::connection::{describe, Db, DbError, BREAKER_HINT, BREAKER_SQLSTATE};
 pub use self::inventory::{finish_inventory, write_inventory_row, VolumeReport};
-pub use self::queue::{Batch, BatchResult, Claimed, SettleError, Verdict};
+pub use self::queue::{Batch, BatchResult, Claimed, ListedVersion, SettleError, Verdict};
 pub use self::runs::ResumedScan;
 pub use self::settings::{SettingValue, SettingsSnapshot};
 pub use self::trash::{BringBackCheck, PurgeCheck, RestoreCheck, TrashRecord, TrashRequest};

@@ -1,5 +1,6 @@
 //! The deletion queue: claiming due deletions, the final check under the path locks, and settling a batch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -16,6 +17,15 @@ pub struct Claimed {
     pub path: String,
     /// How many times it has been claimed, this time included.
     pub attempts: i32,
+}
+
+/// The version of a bucket's object the latest listing saw, as the inventory keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    /// Its size.
+    pub size_bytes: u64,
+    /// Its ETag.
+    pub etag: String,
 }
 
 /// The database's last word on one claimed deletion.
@@ -119,6 +129,32 @@ impl Db {
 }
 
 impl Batch<'_> {
+    /// The versions of `paths` the latest listing of a bucket saw, by path;
+    /// a path it did not see, or a volume's, has none.
+    pub async fn listed_versions(
+        &self,
+        paths: &[&str],
+    ) -> Result<HashMap<String, ListedVersion>, DbError> {
+        let rows = self
+            .transaction
+            .query(
+                "SELECT path, size_bytes, etag FROM filegc.listed_versions($1)",
+                &[&paths],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let size: i64 = row.get(1);
+                let version = ListedVersion {
+                    size_bytes: u64::try_from(size).unwrap_or(0),
+                    etag: row.get(2),
+                };
+                (row.get(0), version)
+            })
+            .collect())
+    }
+
     /// The final check under the path locks: which claimed ids may be deleted.
     pub async fn check(&self, ids: &[i64]) -> Result<Vec<(Claimed, Verdict)>, DbError> {
         let rows = self

@@ -41,6 +41,8 @@ pub struct Entry {
     pub modified: SystemTime,
     /// Whether this is a symbolic link (whose target is never looked at).
     pub is_symlink: bool,
+    /// A bucket's object's ETag, as the listing gave it; `None` on a volume.
+    pub etag: Option<String>,
 }
 
 impl Volume {
@@ -145,6 +147,7 @@ impl Iterator for Walk {
                         size_bytes,
                         modified,
                         is_symlink: found.is_symlink,
+                        etag: None,
                     }),
                     Err(problem) if vanished(&problem) => continue,
                     Err(problem) => WalkItem::Problem(problem),
@@ -328,6 +331,7 @@ mod tests {
                 size_bytes: 5,
                 modified,
                 is_symlink: false,
+                etag: None,
             }
         );
     }
