@@ -205,7 +205,13 @@ impl<R: BufRead, W: Write> Menu<R, W> {
         writeln!(self.output, "{RULE}")?;
         match actions.summary() {
             Ok(summary) => {
-                writeln!(self.output, "Volume path: {}", summary.volume_path)?;
+                // The old tool's header, which named a volume only.
+                let place = if summary.volume_path.starts_with("s3://") {
+                    "Bucket"
+                } else {
+                    "Volume path"
+                };
+                writeln!(self.output, "{place}: {}", summary.volume_path)?;
                 writeln!(
                     self.output,
                     "Total images: {}",

@@ -161,8 +161,13 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
             &count("protected_files").unwrap_or_else(|| "the".into()),
         ),
     });
+    let (place, missing) = if is_bucket {
+        ("Bucket", "(rows point at files not in the bucket)")
+    } else {
+        ("Volume path", "(rows point at files not on the volume)")
+    };
     let lines: [(&str, Option<String>, &str); 15] = [
-        ("Volume path", text("volume_path"), "not reported yet"),
+        (place, text("volume_path"), "not reported yet"),
         ("Total images", count("total_files"), "0"),
         ("Total size", size("total_bytes"), "0 B"),
         ("Oldest image", date("oldest_modified_at"), "-"),
@@ -175,7 +180,7 @@ pub fn print_stats(stats: &Map<String, Value>, out: &mut dyn Write) -> io::Resul
         ("Orphaned images", orphaned, UNKNOWN),
         (
             "Missing images",
-            count("missing_refs").map(|n| format!("{n} (rows point at files not on the volume)")),
+            count("missing_refs").map(|n| format!("{n} {missing}")),
             UNKNOWN,
         ),
         ("Invalid references", invalid, UNKNOWN),
