@@ -45,6 +45,7 @@ PGBENCH_SECONDS ?= 60
 CLIENTS ?= 4
 BULK_ROWS ?= 100000
 BUCKET_FILES ?= 5000
+BUCKET_LISTING_FILES ?= 100000
 CASES ?= scan,sweep,orphans,trigger,bulk,bucket
 
 # The engines the integration suite runs against.
@@ -81,7 +82,7 @@ test-integration: install
 	    FILEGC_ENGINE=$$engine cargo test -p filegc-tests --tests || exit 1; \
 	done
 	@echo "benchmark smoke run (tiny sizes; proves it still works, measures nothing):"
-	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --bucket-files 50 --quiet-wait 0
+	cargo run -q -p filegc-tests --bin bench -- --files 300 --sweep-files 300 --references 300 --runs 1 --pgbench-seconds 2 --bulk-rows 300 --bucket-files 50 --bucket-listing-files 50 --quiet-wait 0
 
 # tests/tests/release.rs runs the same script.
 release:
@@ -103,7 +104,7 @@ bench:
 	cargo run --release -p filegc-tests --bin bench -- --filegc "$${CARGO_TARGET_DIR:-target}/release/filegc" \
 		--files $(FILES) --sweep-files $(SWEEP_FILES) --references $(REFERENCES) --runs $(RUNS) \
 		--pgbench-seconds $(PGBENCH_SECONDS) --clients $(CLIENTS) --bulk-rows $(BULK_ROWS) \
-		--bucket-files $(BUCKET_FILES) --cases $(CASES)
+		--bucket-files $(BUCKET_FILES) --bucket-listing-files $(BUCKET_LISTING_FILES) --cases $(CASES)
 
 bench-sql:
 	$(MAKE) bench CASES=orphans

@@ -32,87 +32,99 @@ const PREFIX: &str = "facial_evaluations/";
 const OBJECT_BYTES: usize = 100;
 
 pub fn run(bench: &mut Bench) {
-    let count = bench.options.bucket_files;
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    let first = References::new(bench.options.files, bench.options.references).unused_from();
-    let numbers = first..first + count;
-    let now = bench.now();
-    let names: Vec<String> = numbers.clone().map(|n| FileSpec::of(n, now).name).collect();
-    let keys: Vec<String> = names.iter().map(|name| format!("{PREFIX}{name}")).collect();
     let db = bench.empty_tracked_db();
-    let url = db.url();
     let mut client = db.connect();
-    let storage = format!("s3://{BUCKET}/{PREFIX}");
-    let filegc = |bench: &Bench, args: &[&str]| {
+    let bucket = Bucket {
+        server: &server,
+        url: db.url(),
+        storage: format!("s3://{BUCKET}/{PREFIX}"),
+        first: References::new(bench.options.files, bench.options.references).unused_from(),
+        now: bench.now(),
+    };
+    listing(bench, &bucket);
+    sweeps(bench, &bucket, &mut client);
+}
+
+/// The bucket both halves of the case share: one database serves one place,
+/// so the listing and the sweeps use the same bucket and prefix in turn.
+struct Bucket<'a> {
+    server: &'a S3Server,
+    url: String,
+    storage: String,
+    /// The first file number no reference uses.
+    first: u64,
+    now: std::time::SystemTime,
+}
+
+impl Bucket<'_> {
+    fn filegc(&self, bench: &Bench, args: &[&str]) -> std::process::Command {
         let mut command = bucket_command(
             &bench.filegc,
-            &server,
-            &url,
-            &storage,
+            self.server,
+            &self.url,
+            &self.storage,
             &["--worker", "bench", "--quiet"],
         );
         command.args(args);
         command
-    };
-    let fill = |bench: &mut Bench, what: &str| {
-        let took = measure::time(|| server.put_many(BUCKET, &keys, OBJECT_BYTES));
+    }
+
+    /// The names of `count` unreferenced files, from the first unused number.
+    fn names(&self, count: u64) -> Vec<String> {
+        (self.first..self.first + count)
+            .map(|n| FileSpec::of(n, self.now).name)
+            .collect()
+    }
+
+    fn fill(&self, bench: &mut Bench, keys: &[String], what: &str) {
+        let took = measure::time(|| self.server.put_many(BUCKET, keys, OBJECT_BYTES));
         bench.report.detail(format!(
             "writing {} objects into the bucket ({what}): {}",
-            thousands(count),
+            thousands(keys.len() as u64),
             seconds(took)
         ));
-    };
+    }
 
-    let (mut scans, mut listings) = (Vec::new(), Vec::new());
-    let mut sweeps: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    let mut deletes = Vec::new();
-    for run in 0..bench.options.runs {
-        fill(
-            bench,
-            &format!("run {}, listing and sweep without the trash", run + 1),
-        );
-        bench.quiet();
-        scans.push(measure::run(&mut filegc(bench, &["scan"]), "filegc scan of a bucket").wall);
-        bench.quiet();
-        let (listed, took) = timed(|| server.count_listed(BUCKET, PREFIX));
-        assert_eq!(listed, count, "bench: the bare listing missed keys");
-        listings.push(took);
-
-        for (index, (args, outcome)) in [
-            (&["sweep", "--no-trash"][..], "deleted"),
-            (&["sweep"][..], "trashed"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if index == 1 {
-                fill(bench, &format!("run {}, sweep into the trash", run + 1));
-                // Listed, as the first sweep's objects were: each deletion takes the version the listing saw.
-                measure::run(&mut filegc(bench, &["scan"]), "filegc scan of a bucket");
-            }
-            let after = schedule(&mut client, numbers.clone(), now);
-            bench.quiet();
-            sweeps[index]
-                .push(measure::run(&mut filegc(bench, args), "filegc sweep of a bucket").wall);
-            check_swept(&mut client, after, count, outcome);
-        }
-        // The trash's copies go first, so that the bucket holds the keys alone again.
-        let trashed: Vec<String> = names
-            .iter()
-            .map(|name| format!("{PREFIX}.filegc-trash/{name}"))
-            .collect();
-        server.delete_batched(BUCKET, &trashed);
-        fill(bench, &format!("run {}, bare batched deletion", run + 1));
-        bench.quiet();
-        let ((), took) = timed(|| server.delete_batched(BUCKET, &keys));
+    /// Empties the prefix with batched deletions and checks that it is empty.
+    fn empty(&self, keys: &[String]) -> Duration {
+        let ((), took) = timed(|| self.server.delete_batched(BUCKET, keys));
         assert_eq!(
-            server.count_listed(BUCKET, PREFIX),
+            self.server.count_listed(BUCKET, PREFIX),
             0,
             "bench: the batched deletion left keys"
         );
-        deletes.push(took);
+        took
     }
+}
+
+fn keys_of(names: &[String], folder: &str) -> Vec<String> {
+    names.iter().map(|name| format!("{folder}{name}")).collect()
+}
+
+/// `filegc scan` of the bucket against a bare paginated listing, each run,
+/// on one filling of the bucket: neither changes it.
+fn listing(bench: &mut Bench, bucket: &Bucket) {
+    let count = bench.options.bucket_listing_files;
+    let keys = keys_of(&bucket.names(count), PREFIX);
+    bucket.fill(bench, &keys, "the listing's");
+    let (mut scans, mut listings) = (Vec::new(), Vec::new());
+    for _ in 0..bench.options.runs {
+        bench.quiet();
+        scans.push(
+            measure::run(
+                &mut bucket.filegc(bench, &["scan"]),
+                "filegc scan of a bucket",
+            )
+            .wall,
+        );
+        bench.quiet();
+        let (listed, took) = timed(|| bucket.server.count_listed(BUCKET, PREFIX));
+        assert_eq!(listed, count, "bench: the bare listing missed keys");
+        listings.push(took);
+    }
+    bucket.empty(&keys);
 
     let (scan, listing) = (median(&scans), median(&listings));
     bench.report.row(Row {
@@ -123,6 +135,58 @@ pub fn run(bench: &mut Bench) {
         target: format!("at most {MAX_LISTING_RATIO}x"),
         verdict: Verdict::of(scan.as_secs_f64() / listing.as_secs_f64() <= MAX_LISTING_RATIO),
     });
+    bench.report.detail(format!(
+        "bucket: scan each run {} s, bare listing {} s",
+        each_run(&scans),
+        each_run(&listings)
+    ));
+}
+
+/// `filegc sweep` of due deletions, with and without the trash, against the
+/// bare batched deletion of the same keys.
+fn sweeps(bench: &mut Bench, bucket: &Bucket, client: &mut postgres::Client) {
+    let count = bench.options.bucket_files;
+    let numbers = bucket.first..bucket.first + count;
+    let names = bucket.names(count);
+    let keys = keys_of(&names, PREFIX);
+    let mut sweeps: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut deletes = Vec::new();
+    for run in 0..bench.options.runs {
+        for (index, (args, outcome, what)) in [
+            (
+                &["sweep", "--no-trash"][..],
+                "deleted",
+                "sweep without the trash",
+            ),
+            (&["sweep"][..], "trashed", "sweep into the trash"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            bucket.fill(bench, &keys, &format!("run {}, {what}", run + 1));
+            // Listed first: each deletion takes the version the listing saw.
+            measure::run(
+                &mut bucket.filegc(bench, &["scan"]),
+                "filegc scan of a bucket",
+            );
+            let after = schedule(client, numbers.clone(), bucket.now);
+            bench.quiet();
+            sweeps[index].push(
+                measure::run(&mut bucket.filegc(bench, args), "filegc sweep of a bucket").wall,
+            );
+            check_swept(client, after, count, outcome);
+        }
+        // The trash's copies go first, so that the bucket holds the keys alone again.
+        bucket.empty(&keys_of(&names, &format!("{PREFIX}.filegc-trash/")));
+        bucket.fill(
+            bench,
+            &keys,
+            &format!("run {}, bare batched deletion", run + 1),
+        );
+        bench.quiet();
+        deletes.push(bucket.empty(&keys));
+    }
+
     let delete = median(&deletes);
     for (index, label) in ["`--no-trash`", "into the trash (a copy, then a deletion)"]
         .into_iter()
@@ -155,9 +219,7 @@ pub fn run(bench: &mut Bench) {
         ));
     }
     bench.report.detail(format!(
-        "bucket: scan each run {} s, bare listing {} s, batched deletion {} s",
-        each_run(&scans),
-        each_run(&listings),
+        "bucket: batched deletion each run {} s",
         each_run(&deletes)
     ));
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 pub const USAGE: &str = "\
 usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
              [--pgbench-seconds N] [--clients N] [--bulk-rows N]
-             [--bucket-files N] [--cases scan,sweep,orphans,trigger,bulk,bucket]
+             [--bucket-files N] [--bucket-listing-files N]
+             [--cases scan,sweep,orphans,trigger,bulk,bucket]
              [--filegc PATH]
 
   --files N            files on the generated volume (default 1000000)
@@ -17,7 +18,9 @@ usage: bench [--files N] [--sweep-files N] [--references N] [--runs N]
   --pgbench-seconds N  length of one pgbench run (default 60)
   --clients N          pgbench clients (default 4)
   --bulk-rows N        rows one bulk INSERT and DELETE write and remove (default 100000)
-  --bucket-files N     objects of the bucket case, in moto's S3 server (default 5000)
+  --bucket-files N     due deletions of the bucket case's sweeps, in moto's S3 server (default 5000)
+  --bucket-listing-files N
+                       objects of the bucket case's listing (default 100000)
   --cases LIST         which cases to run (default all: scan,sweep,orphans,trigger,bulk,bucket)
   --quiet-wait N       seconds each timed run waits for other processes to leave
                        the CPUs idle (default 10; 0 neither waits nor counts)
@@ -79,8 +82,10 @@ pub struct Options {
     pub clients: u64,
     /// Rows of the bulk statements.
     pub bulk_rows: u64,
-    /// Objects of the bucket case.
+    /// Objects of the bucket case's sweeps.
     pub bucket_files: u64,
+    /// Objects of the bucket case's listing.
+    pub bucket_listing_files: u64,
     /// The cases to run, in the order given.
     pub cases: Vec<Case>,
     /// The filegc binary; `None` builds one.
@@ -101,6 +106,7 @@ impl Options {
             clients: 4,
             bulk_rows: 100_000,
             bucket_files: 5_000,
+            bucket_listing_files: 100_000,
             cases: Case::ALL.to_vec(),
             filegc: None,
             quiet_wait: Duration::from_secs(10),
@@ -119,6 +125,7 @@ impl Options {
                 "--clients" => options.clients = count(&name, &value, 1)?,
                 "--bulk-rows" => options.bulk_rows = count(&name, &value, 1)?,
                 "--bucket-files" => options.bucket_files = count(&name, &value, 1)?,
+                "--bucket-listing-files" => options.bucket_listing_files = count(&name, &value, 1)?,
                 "--cases" => options.cases = cases(&value)?,
                 "--filegc" => options.filegc = Some(PathBuf::from(value)),
                 "--quiet-wait" => {

@@ -78,7 +78,7 @@ impl Report {
                     if options.runs == 1 { "" } else { "s" }
                 ),
                 format!(
-                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} BULK_ROWS={} BUCKET_FILES={} CASES={}",
+                    "FILES={} SWEEP_FILES={} REFERENCES={} RUNS={} PGBENCH_SECONDS={} CLIENTS={} BULK_ROWS={} BUCKET_FILES={} BUCKET_LISTING_FILES={} CASES={}",
                     options.files,
                     options.sweep_files,
                     options.references,
@@ -87,6 +87,7 @@ impl Report {
                     options.clients,
                     options.bulk_rows,
                     options.bucket_files,
+                    options.bucket_listing_files,
                     cases.join(",")
                 ),
             ],
