@@ -222,19 +222,44 @@ impl S3Server {
 
     /// Writes an object of `size` bytes at each key, over several connections at once.
     pub fn put_many(&self, bucket: &str, keys: &[String], size: usize) {
-        const CONNECTIONS: usize = 4;
-        let share = keys.len().div_ceil(CONNECTIONS).max(1);
+        self.each_key(keys, 4, |agent, key| {
+            let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+            agent
+                .put(&url)
+                .header("Authorization", TEST_AUTHORIZATION)
+                .send(&vec![b'x'; size][..])
+                .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+        });
+    }
+
+    /// Deletes the keys one request each, over `connections` connections at
+    /// once: the least a client that deletes object by object could spend.
+    pub fn delete_each(&self, bucket: &str, keys: &[String], connections: usize) {
+        self.each_key(keys, connections, |agent, key| {
+            let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
+            agent
+                .delete(&url)
+                .header("Authorization", TEST_AUTHORIZATION)
+                .call()
+                .unwrap_or_else(|error| panic!("deleting s3://{bucket}/{key}: {error}"));
+        });
+    }
+
+    /// Runs `request` for each key, the keys shared out among `connections` threads.
+    fn each_key(
+        &self,
+        keys: &[String],
+        connections: usize,
+        request: impl Fn(&ureq::Agent, &str) + Sync,
+    ) {
+        let share = keys.len().div_ceil(connections).max(1);
         std::thread::scope(|scope| {
             for part in keys.chunks(share) {
                 let agent = ureq::Agent::new_with_defaults();
+                let request = &request;
                 scope.spawn(move || {
                     for key in part {
-                        let url = format!("{}/{bucket}/{}", self.endpoint(), encode_key(key));
-                        agent
-                            .put(&url)
-                            .header("Authorization", TEST_AUTHORIZATION)
-                            .send(&vec![b'x'; size][..])
-                            .unwrap_or_else(|error| panic!("writing s3://{bucket}/{key}: {error}"));
+                        request(&agent, key);
                     }
                 });
             }

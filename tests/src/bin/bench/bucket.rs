@@ -28,6 +28,9 @@ const MAX_LISTING_RATIO: f64 = 1.3;
 const BUCKET: &str = "bench";
 const PREFIX: &str = "facial_evaluations/";
 
+/// Requests the sweep sends at once (its files worked on together).
+const SWEEP_REQUESTS_AT_ONCE: usize = 16;
+
 /// Bytes per object: deletions and listings do not read them.
 const OBJECT_BYTES: usize = 100;
 
@@ -150,7 +153,7 @@ fn sweeps(bench: &mut Bench, bucket: &Bucket, client: &mut postgres::Client) {
     let names = bucket.names(count);
     let keys = keys_of(&names, PREFIX);
     let mut sweeps: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    let mut deletes = Vec::new();
+    let (mut deletes, mut deletes_each) = (Vec::new(), Vec::new());
     for run in 0..bench.options.runs {
         for (index, (args, outcome, what)) in [
             (
@@ -185,6 +188,23 @@ fn sweeps(bench: &mut Bench, bucket: &Bucket, client: &mut postgres::Client) {
         );
         bench.quiet();
         deletes.push(bucket.empty(&keys));
+        bucket.fill(
+            bench,
+            &keys,
+            &format!("run {}, bare deletion object by object", run + 1),
+        );
+        bench.quiet();
+        let ((), took) = timed(|| {
+            bucket
+                .server
+                .delete_each(BUCKET, &keys, SWEEP_REQUESTS_AT_ONCE)
+        });
+        assert_eq!(
+            bucket.server.count_listed(BUCKET, PREFIX),
+            0,
+            "bench: the deletion object by object left keys"
+        );
+        deletes_each.push(took);
     }
 
     let delete = median(&deletes);
@@ -221,6 +241,14 @@ fn sweeps(bench: &mut Bench, bucket: &Bucket, client: &mut postgres::Client) {
     bench.report.detail(format!(
         "bucket: batched deletion each run {} s",
         each_run(&deletes)
+    ));
+    let (sweep, each) = (median(&sweeps[0]), median(&deletes_each));
+    bench.report.detail(format!(
+        "bucket: a bare DELETE per object, {SWEEP_REQUESTS_AT_ONCE} at once as the sweep sends them, \
+         each run {} s; the sweep `--no-trash` is {} of its median ({})",
+        each_run(&deletes_each),
+        ratio(sweep.as_secs_f64(), each.as_secs_f64()),
+        seconds(each)
     ));
 }
 
