@@ -444,6 +444,10 @@ pub enum Passage {
     Forward,
     /// Answers 503 SlowDown, as a busy service does.
     SlowDown,
+    /// Answers 501 NotImplemented when the request carries a condition on
+    /// the object (`If-Match`, `If-None-Match`), as a service that does not
+    /// implement them; passes it on otherwise.
+    RefuseConditions,
     /// Passes it on, then closes the connection without the answer: the
     /// server did the work and the client never hears of it (a connection
     /// cut, a restart after the write).
@@ -540,6 +544,18 @@ impl Proxy {
         (proxy, refused)
     }
 
+    /// A proxy in front of a service that does not implement conditional
+    /// deletes: a DELETE with `If-Match` is answered 501 NotImplemented.
+    pub fn without_conditional_deletes(server: &S3Server) -> Proxy {
+        Proxy::start(server, |request_line| {
+            if request_line.starts_with("DELETE ") {
+                Passage::RefuseConditions
+            } else {
+                Passage::Forward
+            }
+        })
+    }
+
     /// A proxy that, the first time a request writes `key` (a PUT, or a
     /// copy there), uploads `size` bytes there itself first: an
     /// application's upload racing the request.
@@ -585,6 +601,7 @@ fn serve(
         let mut head = Vec::new();
         let mut request_line = None;
         let mut copies = false;
+        let mut conditional = false;
         let mut content_length = 0;
         loop {
             let mut line = String::new();
@@ -602,6 +619,7 @@ fn serve(
                 content_length = value.trim().parse().unwrap_or(0);
             }
             copies |= lower.starts_with("x-amz-copy-source:");
+            conditional |= lower.starts_with("if-match:") || lower.starts_with("if-none-match:");
             // The server closes its connection after the answer, so the proxy knows where it ends.
             if !lower.starts_with("connection:") {
                 head.extend_from_slice(line.as_bytes());
@@ -625,6 +643,15 @@ fn serve(
             write!(
                 client,
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{error}",
+                error.len()
+            )?;
+            continue;
+        }
+        if passage == Passage::RefuseConditions && conditional {
+            let error = "<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented.</Message></Error>";
+            write!(
+                client,
+                "HTTP/1.1 501 Not Implemented\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{error}",
                 error.len()
             )?;
             continue;

@@ -484,3 +484,68 @@ fn an_object_uploaded_again_after_the_listing_stays_until_a_listing_sees_it() {
         assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
     }
 }
+
+#[test]
+fn without_conditional_deletes_an_object_uploaded_again_after_the_listing_stays() {
+    for args in [&["sweep"][..], &["sweep", "--no-trash"]] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        run_ok(&server, &env, &["scan"]);
+        env.unreference(IMAGE);
+        // Uploaded again at the same key (its row not committed yet), on a
+        // service that cannot make the deletion conditional on the version.
+        server.put(BUCKET, &object_key(IMAGE), 99);
+        let proxy = Proxy::without_conditional_deletes(&server);
+        let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
+            .env("ENDPOINT", proxy.endpoint())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(
+            stderr(&output).contains("written again at this path since the listing"),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert_eq!(
+            server.size(BUCKET, &object_key(IMAGE)),
+            Some(99),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(!server.exists(BUCKET, &trashed_key(IMAGE)), "{args:?}");
+        assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
+    }
+}
+
+#[test]
+fn without_conditional_deletes_the_listed_version_is_still_deleted() {
+    for (args, outcome) in [
+        (&["sweep"][..], "trashed"),
+        (&["sweep", "--no-trash"], "deleted"),
+    ] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        run_ok(&server, &env, &["scan"]);
+        env.unreference(IMAGE);
+        let proxy = Proxy::without_conditional_deletes(&server);
+        let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
+            .env("ENDPOINT", proxy.endpoint())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(
+            stderr(&output).contains("does not implement conditional deletes"),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(!server.exists(BUCKET, &object_key(IMAGE)), "{args:?}");
+        assert_eq!(env.outcome(IMAGE).as_deref(), Some(outcome), "{args:?}");
+    }
+}

@@ -379,7 +379,7 @@ impl Bucket {
         if !self.unconditional_deletes.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 bucket = %self.location,
-                "the service does not implement conditional deletes (If-Match): an object replaced between the final check and its deletion can be deleted; see docs/buckets.md"
+                "the service does not implement conditional deletes (If-Match): each deletion looks at the object just before, and an object replaced between that look and the deletion can be deleted; see docs/buckets.md"
             );
         }
     }

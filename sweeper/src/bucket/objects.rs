@@ -10,11 +10,13 @@
 //! replaces the trashed one with the same object), as the sweep retries a
 //! failed deletion.
 //!
-//! Each deletion is of the version it looked at: the copy and the deletion
-//! carry the ETag the HEAD saw (`x-amz-copy-source-if-match`, `If-Match`),
-//! so an object uploaded again at the path in the meantime is neither
-//! copied in its place nor deleted unseen; the deletion fails and the sweep
-//! tries it again later, as it does any failed deletion.
+//! Each deletion is of the version the listing saw (or a look saw, for a
+//! path no listing recorded): the copy and the deletion carry its ETag
+//! (`x-amz-copy-source-if-match`, `If-Match`), so an object uploaded again
+//! at the path in the meantime is not deleted unseen; the deletion fails
+//! and the sweep tries it again later, as it does any failed deletion. A
+//! service that does not implement the deletion's condition gets a look
+//! just before each deletion instead (see `delete_key`).
 
 use std::io;
 
@@ -49,6 +51,17 @@ pub struct ObjectVersion {
     pub size_bytes: u64,
     /// Its ETag; `None` when the service sent none (deletions are then unconditional).
     pub etag: Option<String>,
+}
+
+/// What the service made of one DELETE.
+#[derive(Debug, PartialEq, Eq)]
+enum Deletion {
+    /// The object is gone (or was not there).
+    Done,
+    /// Refused: the object is not the version the condition named.
+    Refused,
+    /// The service does not implement the condition.
+    Unsupported,
 }
 
 impl Bucket {
@@ -93,42 +106,59 @@ impl Bucket {
     }
 
     /// Deletes the object at `key`, only while it is still `version` when
-    /// one is given; false when it is not (a condition the service checks).
+    /// one is given; false when it is not. On a service that does not
+    /// implement the condition (it answers 501), the object is looked at
+    /// first and deleted only when the look finds that version: an upload
+    /// can then slip in only between the two requests, not since the listing.
     /// A key with no object is not an error (S3 answers 204 for both).
     async fn delete_key(
         &self,
         key: &str,
         version: Option<&ObjectVersion>,
     ) -> Result<bool, BucketError> {
+        let Some(etag) = version.and_then(|version| version.etag.as_deref()) else {
+            return Ok(self.send_delete(key, None).await? == Deletion::Done);
+        };
+        if !self.deletes_unconditionally() {
+            match self.send_delete(key, Some(etag)).await? {
+                Deletion::Done => return Ok(true),
+                Deletion::Refused => return Ok(false),
+                Deletion::Unsupported => self.note_unconditional_deletes(),
+            }
+        }
+        match self.look_key(key).await? {
+            None => Ok(true),
+            Some(now) if now.etag.as_deref() != Some(etag) => Ok(false),
+            Some(_) => Ok(self.send_delete(key, None).await? == Deletion::Done),
+        }
+    }
+
+    /// One DELETE of `key`, with `If-Match: etag` when one is given.
+    async fn send_delete(&self, key: &str, etag: Option<&str>) -> Result<Deletion, BucketError> {
         const ACTION: &str = "delete an object";
         let (target, credentials) = self.target();
-        let etag = version
-            .and_then(|version| version.etag.clone())
-            .filter(|_| !self.deletes_unconditionally());
-        let send = |etag: Option<String>| {
-            self.request(ACTION, reqwest::Method::DELETE, move || {
+        let answer = self
+            .request(ACTION, reqwest::Method::DELETE, || {
                 let headers = etag
                     .iter()
-                    .map(|etag| ("if-match".to_owned(), etag.clone()))
+                    .map(|etag| ("if-match".to_owned(), (*etag).to_owned()))
                     .collect();
                 (
                     DeleteObject::new(target, Some(credentials), key).sign(SIGNATURE_LIFETIME),
                     headers,
                 )
             })
-        };
-        let mut answer = send(etag.clone()).await?;
-        if answer.unsupported() && etag.is_some() {
-            self.note_unconditional_deletes();
-            answer = send(None).await?;
+            .await?;
+        if etag.is_some() && answer.unsupported() {
+            return Ok(Deletion::Unsupported);
         }
         if answer.changed() {
-            return Ok(false);
+            return Ok(Deletion::Refused);
         }
         if !answer.status.is_success() && !answer.not_found() {
             return Err(answer.into_error(self, ACTION));
         }
-        Ok(true)
+        Ok(Deletion::Done)
     }
 
     /// Copies the object at `from` to `to` on the server, replacing what is
