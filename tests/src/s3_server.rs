@@ -97,6 +97,8 @@ impl S3Server {
         let objects = self.objects(bucket);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its kept connection died with the server: the next request must not reuse it.
+        self.agent = ureq::Agent::new_with_defaults();
         objects
     }
 
