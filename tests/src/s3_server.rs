@@ -450,6 +450,9 @@ pub enum Passage {
     /// the object (`If-Match`, `If-None-Match`), as a service that does not
     /// implement them; passes it on otherwise.
     RefuseConditions,
+    /// Passes it on without its conditions on the object (`If-Match`,
+    /// `If-None-Match`), as a service that ignores them without a word.
+    IgnoreConditions,
     /// Passes it on, then closes the connection without the answer: the
     /// server did the work and the client never hears of it (a connection
     /// cut, a restart after the write).
@@ -558,6 +561,18 @@ impl Proxy {
         })
     }
 
+    /// A proxy in front of a service that ignores the condition of a
+    /// conditional delete: a DELETE goes on without its `If-Match`.
+    pub fn ignoring_conditional_deletes(server: &S3Server) -> Proxy {
+        Proxy::start(server, |request_line| {
+            if request_line.starts_with("DELETE ") {
+                Passage::IgnoreConditions
+            } else {
+                Passage::Forward
+            }
+        })
+    }
+
     /// A proxy that, the first time a request writes `key` (a PUT, or a
     /// copy there), uploads `size` bytes there itself first: an
     /// application's upload racing the request.
@@ -600,7 +615,7 @@ fn serve(
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {
-        let mut head = Vec::new();
+        let mut head: Vec<String> = Vec::new();
         let mut request_line = None;
         let mut copies = false;
         let mut conditional = false;
@@ -624,7 +639,7 @@ fn serve(
             conditional |= lower.starts_with("if-match:") || lower.starts_with("if-none-match:");
             // The server closes its connection after the answer, so the proxy knows where it ends.
             if !lower.starts_with("connection:") {
-                head.extend_from_slice(line.as_bytes());
+                head.push(line);
             }
         }
         let mut body = vec![0; content_length];
@@ -661,7 +676,13 @@ fn serve(
         let mut server = TcpStream::connect(("127.0.0.1", upstream)).inspect_err(|_| {
             state.unreachable.fetch_add(1, Ordering::SeqCst);
         })?;
-        server.write_all(&head)?;
+        for line in &head {
+            let lower = line.to_ascii_lowercase();
+            let a_condition = lower.starts_with("if-match:") || lower.starts_with("if-none-match:");
+            if !(passage == Passage::IgnoreConditions && a_condition) {
+                server.write_all(line.as_bytes())?;
+            }
+        }
         server.write_all(b"Connection: close\r\n\r\n")?;
         server.write_all(&body)?;
         let mut answer = Vec::new();

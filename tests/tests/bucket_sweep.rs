@@ -549,3 +549,45 @@ fn without_conditional_deletes_the_listed_version_is_still_deleted() {
         assert_eq!(env.outcome(IMAGE).as_deref(), Some(outcome), "{args:?}");
     }
 }
+
+#[test]
+fn where_conditional_deletes_are_ignored_an_object_uploaded_again_after_the_listing_stays() {
+    for args in [&["sweep"][..], &["sweep", "--no-trash"]] {
+        let (server, mut env) = bucket_with_a_referenced_image();
+        run_ok(&server, &env, &["scan"]);
+        env.unreference(IMAGE);
+        // Uploaded again at the same key (its row not committed yet), on a
+        // service that deletes whatever the condition says, without a word.
+        server.put(BUCKET, &object_key(IMAGE), 99);
+        let proxy = Proxy::ignoring_conditional_deletes(&server);
+        let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
+            .env("ENDPOINT", proxy.endpoint())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(
+            stderr(&output).contains("ignores the condition of a conditional delete"),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert_eq!(
+            server.size(BUCKET, &object_key(IMAGE)),
+            Some(99),
+            "{args:?}: {}",
+            describe_output(&output)
+        );
+        assert!(!server.exists(BUCKET, &trashed_key(IMAGE)), "{args:?}");
+        assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
+        // The probe that found it out leaves nothing behind.
+        assert_eq!(
+            server.count_listed(BUCKET, ""),
+            1,
+            "{args:?}: only the image is in the bucket"
+        );
+    }
+}

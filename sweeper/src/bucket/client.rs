@@ -37,6 +37,9 @@ pub struct Bucket {
     /// Set once the service answered a conditional delete with 501: its
     /// deletions are unconditional from then on (logged once).
     unconditional_deletes: Arc<AtomicBool>,
+    /// Filled once the bucket's first conditional delete has asked whether
+    /// the service checks the condition at all (see `Bucket::probe_conditional_deletes`).
+    deletes_probed: Arc<tokio::sync::OnceCell<()>>,
     /// Set once the service answered a write with `If-None-Match: *` with
     /// 501: restores copy on the server from then on (logged once).
     unconditional_writes: Arc<AtomicBool>,
@@ -182,6 +185,7 @@ impl Bucket {
             credentials,
             http,
             unconditional_deletes: Arc::new(AtomicBool::new(false)),
+            deletes_probed: Arc::new(tokio::sync::OnceCell::new()),
             unconditional_writes: Arc::new(AtomicBool::new(false)),
             budget_bytes: settings.budget_bytes,
             pace: settings
@@ -372,6 +376,14 @@ impl Bucket {
     /// Whether the service turned down conditional deletes (see [`Bucket::note_unconditional_deletes`]).
     pub(super) fn deletes_unconditionally(&self) -> bool {
         self.unconditional_deletes.load(Ordering::Relaxed)
+    }
+
+    /// Runs `probe` unless it ran already for this bucket.
+    pub(super) async fn once_deletes_probed<F: std::future::Future<Output = ()>>(
+        &self,
+        probe: impl FnOnce() -> F,
+    ) {
+        self.deletes_probed.get_or_init(probe).await;
     }
 
     /// Notes that the service does not implement conditional deletes; warns the first time.

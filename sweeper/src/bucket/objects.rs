@@ -53,6 +53,15 @@ pub struct ObjectVersion {
     pub etag: Option<String>,
 }
 
+/// The folder of the trash where the probes of conditional deletes are
+/// written and deleted (see `Bucket::probe_conditional_deletes`); one a
+/// sweeper killed between the two left there stays, an empty object the
+/// trash's reports count among the files kept.
+const PROBE_DIR: &str = ".filegc-probe";
+
+/// An ETag no object has (an ETag is quoted hex): what a probe is deleted with.
+const NO_SUCH_ETAG: &str = "\"filegc-probe\"";
+
 /// What the service made of one DELETE.
 #[derive(Debug, PartialEq, Eq)]
 enum Deletion {
@@ -119,6 +128,7 @@ impl Bucket {
         let Some(etag) = version.and_then(|version| version.etag.as_deref()) else {
             return Ok(self.send_delete(key, None).await? == Deletion::Done);
         };
+        self.probe_conditional_deletes().await;
         if !self.deletes_unconditionally() {
             match self.send_delete(key, Some(etag)).await? {
                 Deletion::Done => return Ok(true),
@@ -131,6 +141,73 @@ impl Bucket {
             Some(now) if now.etag.as_deref() != Some(etag) => Ok(false),
             Some(_) => Ok(self.send_delete(key, None).await? == Deletion::Done),
         }
+    }
+
+    /// Finds out, once per bucket, whether the service checks a deletion's
+    /// `If-Match` at all: a service that ignores it without a word (moto
+    /// ignores other conditions so) would delete an object written since the
+    /// listing. A probe object in the trash folder is deleted with an ETag no
+    /// object has; unless the service refuses that, or when the probe cannot
+    /// be made (a role without the right to write, say), the deletions look
+    /// at each object first, as where the condition is not implemented.
+    async fn probe_conditional_deletes(&self) {
+        self.once_deletes_probed(|| async {
+            match self.deletes_check_if_match().await {
+                Ok(Deletion::Refused) => {}
+                Ok(Deletion::Unsupported) => self.note_unconditional_deletes(),
+                Ok(Deletion::Done) => {
+                    tracing::warn!(
+                        bucket = %self.location(),
+                        "the service ignores the condition of a conditional delete (If-Match): a probe object went with an ETag it did not have"
+                    );
+                    self.note_unconditional_deletes();
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        bucket = %self.location(),
+                        error = %error,
+                        "cannot find out whether the service checks the condition of a conditional delete (If-Match)"
+                    );
+                    self.note_unconditional_deletes();
+                }
+            }
+        })
+        .await;
+    }
+
+    /// What the service makes of a DELETE of a probe object with an
+    /// `If-Match` no object matches; the probe is gone afterwards either way.
+    async fn deletes_check_if_match(&self) -> Result<Deletion, BucketError> {
+        const WRITE: &str = "write a probe object";
+        let key = format!(
+            "{}{TRASH_DIR}/{PROBE_DIR}/{}-{}",
+            self.location().prefix,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        let (target, credentials) = self.target();
+        let written = self
+            .request_with_body(
+                WRITE,
+                reqwest::Method::PUT,
+                || {
+                    (
+                        PutObject::new(target, Some(credentials), &key).sign(SIGNATURE_LIFETIME),
+                        Vec::new(),
+                    )
+                },
+                Some(bytes::Bytes::new()),
+            )
+            .await?;
+        if !written.status.is_success() {
+            return Err(written.into_error(self, WRITE));
+        }
+        let answer = self.send_delete(&key, Some(NO_SUCH_ETAG)).await?;
+        self.send_delete(&key, None).await?;
+        Ok(answer)
     }
 
     /// One DELETE of `key`, with `If-Match: etag` when one is given.
