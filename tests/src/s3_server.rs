@@ -122,24 +122,7 @@ impl S3Server {
     /// (the tests' keys need no XML unescaping).
     fn objects(&self, bucket: &str) -> Vec<(String, usize)> {
         let mut objects = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = self
-                .agent
-                .get(format!("{}/{bucket}", self.endpoint()))
-                .query("list-type", "2")
-                .header("Authorization", TEST_AUTHORIZATION);
-            if let Some(token) = &token {
-                request = request.query("continuation-token", token);
-            }
-            let page = request
-                .call()
-                .and_then(|mut response| response.body_mut().read_to_string())
-                .unwrap_or_else(|error| panic!("listing s3://{bucket}: {error}"));
-            let between = |text: &str, open: &str, close: &str| -> Option<String> {
-                let (_, rest) = text.split_once(open)?;
-                Some(rest.split_once(close)?.0.to_owned())
-            };
+        self.each_listed_page(bucket, "", |page| {
             for contents in page.split("<Contents>").skip(1) {
                 let key = between(contents, "<Key>", "</Key>").expect("a listed object's key");
                 let size = between(contents, "<Size>", "</Size>")
@@ -147,9 +130,32 @@ impl S3Server {
                     .expect("a listed object's size");
                 objects.push((key, size));
             }
+        });
+        objects
+    }
+
+    /// Lists the keys under `prefix` page by page, as a bare client would
+    /// (ListObjectsV2, 1,000 keys a page), giving each page's XML to `on_page`.
+    fn each_listed_page(&self, bucket: &str, prefix: &str, mut on_page: impl FnMut(&str)) {
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .agent
+                .get(format!("{}/{bucket}", self.endpoint()))
+                .query("list-type", "2")
+                .query("prefix", prefix)
+                .header("Authorization", TEST_AUTHORIZATION);
+            if let Some(token) = &token {
+                request = request.query("continuation-token", token);
+            }
+            let page = request
+                .call()
+                .and_then(|mut response| response.body_mut().read_to_string())
+                .unwrap_or_else(|error| panic!("listing s3://{bucket}/{prefix}: {error}"));
+            on_page(&page);
             token = between(&page, "<NextContinuationToken>", "</NextContinuationToken>");
             if token.is_none() {
-                return objects;
+                return;
             }
         }
     }
@@ -299,30 +305,10 @@ impl S3Server {
     /// Lists the keys under `prefix` as a bare client would, page by page; returns how many there are.
     pub fn count_listed(&self, bucket: &str, prefix: &str) -> u64 {
         let mut keys = 0;
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = self
-                .agent
-                .get(format!("{}/{bucket}", self.endpoint()))
-                .query("list-type", "2")
-                .query("prefix", prefix)
-                .header("Authorization", TEST_AUTHORIZATION);
-            if let Some(token) = &token {
-                request = request.query("continuation-token", token);
-            }
-            let page = request
-                .call()
-                .and_then(|mut response| response.body_mut().read_to_string())
-                .unwrap_or_else(|error| panic!("listing s3://{bucket}/{prefix}: {error}"));
+        self.each_listed_page(bucket, prefix, |page| {
             keys += page.matches("<Key>").count() as u64;
-            token = page
-                .split_once("<NextContinuationToken>")
-                .and_then(|(_, rest)| rest.split_once("</NextContinuationToken>"))
-                .map(|(token, _)| token.to_owned());
-            if token.is_none() {
-                return keys;
-            }
-        }
+        });
+        keys
     }
 
     /// The size of the object at `key`; `None` when there is none.
@@ -719,4 +705,10 @@ impl Drop for UnderWay<'_> {
     fn drop(&mut self) {
         self.0.under_way.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The text between the first `open` and the `close` after it.
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let (_, rest) = text.split_once(open)?;
+    Some(rest.split_once(close)?.0.to_owned())
 }
