@@ -487,14 +487,33 @@ fn an_object_uploaded_again_after_the_listing_stays_until_a_listing_sees_it() {
 
 #[test]
 fn without_conditional_deletes_an_object_uploaded_again_after_the_listing_stays() {
+    an_object_uploaded_again_after_the_listing_stays_behind(
+        Proxy::without_conditional_deletes,
+        "does not implement conditional deletes",
+    );
+}
+
+#[test]
+fn where_conditional_deletes_are_ignored_an_object_uploaded_again_after_the_listing_stays() {
+    an_object_uploaded_again_after_the_listing_stays_behind(
+        Proxy::ignoring_conditional_deletes,
+        "ignores the condition of a conditional delete",
+    );
+}
+
+/// An object uploaded again at the same key after the scan (its row not
+/// committed yet) stays, on the service `behind` a proxy that cannot make a
+/// deletion conditional on the version; the sweeper says why it looks first.
+fn an_object_uploaded_again_after_the_listing_stays_behind(
+    behind: fn(&S3Server) -> Proxy,
+    warning: &str,
+) {
     for args in [&["sweep"][..], &["sweep", "--no-trash"]] {
         let (server, mut env) = bucket_with_a_referenced_image();
         run_ok(&server, &env, &["scan"]);
         env.unreference(IMAGE);
-        // Uploaded again at the same key (its row not committed yet), on a
-        // service that cannot make the deletion conditional on the version.
         server.put(BUCKET, &object_key(IMAGE), 99);
-        let proxy = Proxy::without_conditional_deletes(&server);
+        let proxy = behind(&server);
         let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
             .env("ENDPOINT", proxy.endpoint())
             .output()
@@ -505,11 +524,13 @@ fn without_conditional_deletes_an_object_uploaded_again_after_the_listing_stays(
             "{args:?}: {}",
             describe_output(&output)
         );
-        assert!(
-            stderr(&output).contains("written again at this path since the listing"),
-            "{args:?}: {}",
-            describe_output(&output)
-        );
+        for said in ["written again at this path since the listing", warning] {
+            assert!(
+                stderr(&output).contains(said),
+                "{args:?}: {said}: {}",
+                describe_output(&output)
+            );
+        }
         assert_eq!(
             server.size(BUCKET, &object_key(IMAGE)),
             Some(99),
@@ -518,6 +539,12 @@ fn without_conditional_deletes_an_object_uploaded_again_after_the_listing_stays(
         );
         assert!(!server.exists(BUCKET, &trashed_key(IMAGE)), "{args:?}");
         assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
+        // The probe of the conditions leaves nothing behind.
+        assert_eq!(
+            server.count_listed(BUCKET, ""),
+            1,
+            "{args:?}: only the image is in the bucket"
+        );
     }
 }
 
@@ -551,43 +578,21 @@ fn without_conditional_deletes_the_listed_version_is_still_deleted() {
 }
 
 #[test]
-fn where_conditional_deletes_are_ignored_an_object_uploaded_again_after_the_listing_stays() {
-    for args in [&["sweep"][..], &["sweep", "--no-trash"]] {
-        let (server, mut env) = bucket_with_a_referenced_image();
-        run_ok(&server, &env, &["scan"]);
-        env.unreference(IMAGE);
-        // Uploaded again at the same key (its row not committed yet), on a
-        // service that deletes whatever the condition says, without a word.
-        server.put(BUCKET, &object_key(IMAGE), 99);
-        let proxy = Proxy::ignoring_conditional_deletes(&server);
-        let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, args)
-            .env("ENDPOINT", proxy.endpoint())
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            describe_output(&output)
-        );
-        assert!(
-            stderr(&output).contains("ignores the condition of a conditional delete"),
-            "{args:?}: {}",
-            describe_output(&output)
-        );
-        assert_eq!(
-            server.size(BUCKET, &object_key(IMAGE)),
-            Some(99),
-            "{args:?}: {}",
-            describe_output(&output)
-        );
-        assert!(!server.exists(BUCKET, &trashed_key(IMAGE)), "{args:?}");
-        assert_eq!(env.outcome(IMAGE), None, "{args:?}: recorded as done");
-        // The probe that found it out leaves nothing behind.
-        assert_eq!(
-            server.count_listed(BUCKET, ""),
-            1,
-            "{args:?}: only the image is in the bucket"
-        );
-    }
+fn an_object_gone_since_the_listing_is_recorded_already_gone_where_the_sweep_looks_first() {
+    let (server, mut env) = bucket_with_a_referenced_image();
+    run_ok(&server, &env, &["scan"]);
+    env.unreference(IMAGE);
+    server.delete_batched(BUCKET, &[object_key(IMAGE)]);
+    let proxy = Proxy::without_conditional_deletes(&server);
+    let output = filegc_on_bucket(&server, &env.db.url(), STORAGE, &["sweep", "--no-trash"])
+        .env("ENDPOINT", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe_output(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 already gone"),
+        "{}",
+        describe_output(&output)
+    );
+    assert_eq!(env.outcome(IMAGE).as_deref(), Some("already_gone"));
 }

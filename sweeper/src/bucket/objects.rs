@@ -65,8 +65,10 @@ const NO_SUCH_ETAG: &str = "\"filegc-probe\"";
 /// What the service made of one DELETE.
 #[derive(Debug, PartialEq, Eq)]
 enum Deletion {
-    /// The object is gone (or was not there).
+    /// The object is gone; also what S3 answers (204) where none was there.
     Done,
+    /// No object was there: the service said so (404), or a look found none.
+    Gone,
     /// Refused: the object is not the version the condition named.
     Refused,
     /// The service does not implement the condition.
@@ -115,31 +117,31 @@ impl Bucket {
     }
 
     /// Deletes the object at `key`, only while it is still `version` when
-    /// one is given; false when it is not. On a service that does not
-    /// implement the condition (it answers 501), the object is looked at
-    /// first and deleted only when the look finds that version: an upload
-    /// can then slip in only between the two requests, not since the listing.
-    /// A key with no object is not an error (S3 answers 204 for both).
+    /// one is given: `Refused` when it is not. On a service that does not
+    /// implement the condition, or ignores it (see
+    /// `probe_conditional_deletes`), the object is looked at first and
+    /// deleted only when the look finds that version: an upload can then slip
+    /// in only between the two requests, not since the listing. Never
+    /// `Unsupported`.
     async fn delete_key(
         &self,
         key: &str,
         version: Option<&ObjectVersion>,
-    ) -> Result<bool, BucketError> {
+    ) -> Result<Deletion, BucketError> {
         let Some(etag) = version.and_then(|version| version.etag.as_deref()) else {
-            return Ok(self.send_delete(key, None).await? == Deletion::Done);
+            return self.send_delete(key, None).await;
         };
         self.probe_conditional_deletes().await;
         if !self.deletes_unconditionally() {
             match self.send_delete(key, Some(etag)).await? {
-                Deletion::Done => return Ok(true),
-                Deletion::Refused => return Ok(false),
                 Deletion::Unsupported => self.note_unconditional_deletes(),
+                answered => return Ok(answered),
             }
         }
         match self.look_key(key).await? {
-            None => Ok(true),
-            Some(now) if now.etag.as_deref() != Some(etag) => Ok(false),
-            Some(_) => Ok(self.send_delete(key, None).await? == Deletion::Done),
+            None => Ok(Deletion::Gone),
+            Some(now) if now.etag.as_deref() != Some(etag) => Ok(Deletion::Refused),
+            Some(_) => self.send_delete(key, None).await,
         }
     }
 
@@ -159,6 +161,13 @@ impl Bucket {
                     tracing::warn!(
                         bucket = %self.location(),
                         "the service ignores the condition of a conditional delete (If-Match): a probe object went with an ETag it did not have"
+                    );
+                    self.note_unconditional_deletes();
+                }
+                Ok(Deletion::Gone) => {
+                    tracing::warn!(
+                        bucket = %self.location(),
+                        "cannot find out whether the service checks the condition of a conditional delete (If-Match): a probe object just written was not found"
                     );
                     self.note_unconditional_deletes();
                 }
@@ -232,7 +241,10 @@ impl Bucket {
         if answer.changed() {
             return Ok(Deletion::Refused);
         }
-        if !answer.status.is_success() && !answer.not_found() {
+        if answer.not_found() {
+            return Ok(Deletion::Gone);
+        }
+        if !answer.status.is_success() {
             return Err(answer.into_error(self, ACTION));
         }
         Ok(Deletion::Done)
@@ -407,10 +419,12 @@ impl Bucket {
                 Some(_) => Err(replaced(path, "move it into the trash")),
             };
         };
-        if !self
+        // Gone after the copy: the trash holds what the deletion was for.
+        if self
             .delete_key(&key, Some(version))
             .await
             .map_err(&failed)?
+            == Deletion::Refused
         {
             // A service that ignored the copy's condition (moto does) copied
             // the new version: that copy is no deletion's, and goes.
@@ -455,12 +469,13 @@ impl Bucket {
     ) -> Result<RemoveOutcome, FileError> {
         let key = self.key_of(path)?;
         let deleted = self.delete_key(&key, Some(version)).await;
-        if !deleted.map_err(failure(path, "delete it"))? {
-            return Err(replaced(path, "delete it"));
+        match deleted.map_err(failure(path, "delete it"))? {
+            Deletion::Done => Ok(RemoveOutcome::Removed {
+                bytes: version.size_bytes,
+            }),
+            Deletion::Gone => Ok(RemoveOutcome::AlreadyGone),
+            Deletion::Refused | Deletion::Unsupported => Err(replaced(path, "delete it")),
         }
-        Ok(RemoveOutcome::Removed {
-            bytes: version.size_bytes,
-        })
     }
 
     /// Moves the trashed copy of `path` back, unless an object is already there.
